@@ -1,0 +1,1 @@
+"""Gymnasium and Stable-Baselines3 environments around the customer twin (``nba.envs``)."""

@@ -1,0 +1,208 @@
+"""A scenario compiled to numpy arrays, indexed the way the twin, rules and kernel index them.
+
+Index conventions: action 0 is "no action"; action ``a >= 1`` is ``scenario.actions[a - 1]``.
+Channel, offer, persona and stage indices follow the scenario's list order. Offer index ``-1``
+and channel index ``-1`` stand for "no action".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+
+from nba.scenario import Scenario
+from nba.types import WEEKDAYS, BoolArray, FloatArray, IntArray
+
+
+@dataclass(frozen=True)
+class ContactRuleArrays:
+    """Everything :mod:`nba.contact_rules` needs, as arrays."""
+
+    action_channel: IntArray  # (A,) channel index per action, -1 for no action
+    channel_pressure: IntArray  # (C,)
+    pressure_capacity: int
+    pressure_drain: int
+    cap_windows: IntArray  # (G,) window length in days per cap rule
+    cap_members: BoolArray  # (G, C) channel belongs to cap rule
+    quiet: BoolArray  # (7, C) channel silent on weekday
+    requires_consent: BoolArray  # (C,)
+
+    @property
+    def n_actions(self) -> int:
+        return int(self.action_channel.shape[0])
+
+    @property
+    def n_caps(self) -> int:
+        return int(self.cap_windows.shape[0])
+
+    @cached_property
+    def action_pressure_change(self) -> IntArray:
+        """(A,) pressure change of a day with each action: + channel weight, or - drain."""
+        weight = self.channel_pressure[np.maximum(self.action_channel, 0)]
+        return np.where(self.action_channel >= 0, weight, -self.pressure_drain)
+
+    @cached_property
+    def action_in_cap(self) -> BoolArray:
+        """(A, G) whether each action's channel is covered by each cap rule."""
+        members = self.cap_members[:, np.maximum(self.action_channel, 0)].T
+        return members & (self.action_channel >= 0)[:, None]
+
+
+@dataclass(frozen=True)
+class ScenarioArrays:
+    """Numeric view of a :class:`~nba.scenario.Scenario` used on every hot path."""
+
+    scenario: Scenario
+    rules: ContactRuleArrays
+    # actions
+    action_offer: IntArray  # (A,) offer index, -1 for no action
+    action_cost: FloatArray  # (A,) contact cost
+    action_discount: FloatArray  # (A,)
+    # personas
+    persona_share: FloatArray  # (P,)
+    persona_base_rate: FloatArray  # (P,)
+    persona_basket: FloatArray  # (P,)
+    persona_price_sensitivity: FloatArray  # (P,)
+    persona_affinity: FloatArray  # (P, C)
+    persona_consent: BoolArray  # (P, C)
+    persona_initial_stage: FloatArray  # (P, K)
+    persona_initial_habit: FloatArray  # (P,)
+    barrier_match: BoolArray  # (P, O) offer addresses persona's barrier
+    # stages
+    stage_purchase_multiplier: FloatArray  # (K,)
+    stage_spend_multiplier: FloatArray  # (K,)
+    stage_referral_value: FloatArray  # (K,)
+    stage_can_buy: BoolArray  # (K,)
+    purchase_transition: FloatArray  # (K, K) row-stochastic, after a purchase
+    daily_transition: FloatArray  # (K, K) row-stochastic, day without purchase
+    # offers
+    offer_lift: FloatArray  # (O, K) purchase lift per offer and stage
+    offer_moves: FloatArray  # (O + 1, K, K) row-stochastic; last slice = identity (no offer)
+    channel_unsubscribe: FloatArray  # (C,)
+    churn_stage: int
+
+    @property
+    def n_actions(self) -> int:
+        return self.rules.n_actions
+
+    @property
+    def n_personas(self) -> int:
+        return int(self.persona_share.shape[0])
+
+    @property
+    def n_stages(self) -> int:
+        return int(self.stage_purchase_multiplier.shape[0])
+
+    @cached_property
+    def weekday_of_start(self) -> int:
+        return WEEKDAYS.index(self.scenario.start_weekday)
+
+    @classmethod
+    def from_scenario(cls, scenario: Scenario) -> ScenarioArrays:
+        stages = scenario.stage_names
+        channels = scenario.channel_names
+        offers = scenario.offer_names
+        n_stages, n_channels, n_offers = len(stages), len(channels), len(offers)
+
+        action_channel = np.array(
+            [-1, *(channels.index(a.channel) for a in scenario.actions)], dtype=np.int64
+        )
+        action_offer = np.array(
+            [-1, *(offers.index(a.offer) for a in scenario.actions)], dtype=np.int64
+        )
+        channel_cost = np.array([c.cost for c in scenario.channels])
+        offer_discount = np.array([o.discount for o in scenario.offers])
+        action_cost = np.where(action_channel >= 0, channel_cost[action_channel], 0.0)
+        action_discount = np.where(action_offer >= 0, offer_discount[action_offer], 0.0)
+
+        rules_cfg = scenario.contact_rules
+        cap_members = np.zeros((len(rules_cfg.caps), n_channels), dtype=bool)
+        for g, cap in enumerate(rules_cfg.caps):
+            cap_members[g, [channels.index(c) for c in cap.channels]] = True
+        quiet = np.zeros((len(WEEKDAYS), n_channels), dtype=bool)
+        for channel, days in rules_cfg.quiet_days.items():
+            quiet[[WEEKDAYS.index(d) for d in days], channels.index(channel)] = True
+        rules = ContactRuleArrays(
+            action_channel=action_channel,
+            channel_pressure=np.array([c.pressure for c in scenario.channels], dtype=np.int64),
+            pressure_capacity=rules_cfg.pressure_capacity,
+            pressure_drain=rules_cfg.pressure_drain,
+            cap_windows=np.array([c.window_days for c in rules_cfg.caps], dtype=np.int64),
+            cap_members=cap_members,
+            quiet=quiet,
+            requires_consent=np.array([c.requires_consent for c in scenario.channels]),
+        )
+
+        personas = scenario.personas
+        affinity = np.array([[p.channel_affinity[c] for c in channels] for p in personas])
+        # a channel that needs no consent (paid social audiences) is open to every persona
+        consent = np.array(
+            [
+                [c.name in p.consent or not c.requires_consent for c in scenario.channels]
+                for p in personas
+            ]
+        )
+        initial_stage = np.array([[p.initial_stages.get(s, 0.0) for s in stages] for p in personas])
+        initial_stage /= initial_stage.sum(axis=1, keepdims=True)
+        barrier_match = np.array(
+            [[p.barrier in o.addresses for o in scenario.offers] for p in personas]
+        )
+
+        offer_lift = np.array(
+            [
+                [o.purchase_lift * o.lift_by_stage.get(s, 1.0) for s in stages]
+                for o in scenario.offers
+            ]
+        )
+        can_buy = np.array([not s.absorbing for s in scenario.stages])
+        offer_lift = np.clip(offer_lift * can_buy[None, :], 0.0, 1.0)
+        offer_moves = np.stack(
+            [
+                *(_transition_matrix(stages, o.stage_moves) for o in scenario.offers),
+                np.eye(n_stages),
+            ]
+        )
+        assert offer_moves.shape == (n_offers + 1, n_stages, n_stages)
+
+        return cls(
+            scenario=scenario,
+            rules=rules,
+            action_offer=action_offer,
+            action_cost=action_cost,
+            action_discount=action_discount,
+            persona_share=np.array([p.share for p in personas]),
+            persona_base_rate=np.array([p.base_purchase_rate for p in personas]),
+            persona_basket=np.array([p.basket_value for p in personas]),
+            persona_price_sensitivity=np.array([p.price_sensitivity for p in personas]),
+            persona_affinity=affinity,
+            persona_consent=consent,
+            persona_initial_stage=initial_stage,
+            persona_initial_habit=np.array([p.initial_discount_habit for p in personas]),
+            barrier_match=barrier_match,
+            stage_purchase_multiplier=np.array([s.purchase_multiplier for s in scenario.stages]),
+            stage_spend_multiplier=np.array([s.spend_multiplier for s in scenario.stages]),
+            stage_referral_value=np.array([s.referral_value for s in scenario.stages]),
+            stage_can_buy=can_buy,
+            purchase_transition=_transition_matrix(
+                stages, {s.name: s.on_purchase for s in scenario.stages}
+            ),
+            daily_transition=_transition_matrix(stages, {s.name: s.daily for s in scenario.stages}),
+            offer_lift=offer_lift,
+            offer_moves=offer_moves,
+            channel_unsubscribe=np.array([c.unsubscribe_risk for c in scenario.channels]),
+            churn_stage=stages.index(scenario.churn_stage),
+        )
+
+
+def _transition_matrix(stages: list[str], moves: dict[str, dict[str, float]]) -> FloatArray:
+    """Row-stochastic matrix from sparse "from -> {to: p}" moves; the remainder stays put."""
+    matrix = np.zeros((len(stages), len(stages)))
+    for origin, targets in moves.items():
+        i = stages.index(origin)
+        for target, probability in targets.items():
+            matrix[i, stages.index(target)] += probability
+    stay = 1.0 - matrix.sum(axis=1)
+    matrix[np.arange(len(stages)), np.arange(len(stages))] += np.clip(stay, 0.0, 1.0)
+    return matrix

@@ -1,0 +1,32 @@
+"""Built-in scenarios shipped with the package, and the one loader for names and paths."""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+from nba.errors import UnknownNameError
+from nba.scenario import Scenario
+
+BUILTIN_SCENARIOS: dict[str, str] = {"retail": "retail.yaml"}
+
+
+def builtin_scenario_names() -> list[str]:
+    return sorted(BUILTIN_SCENARIOS)
+
+
+def load_scenario(name_or_path: str | Path | Scenario) -> Scenario:
+    """Return a built-in scenario by name, or load a YAML file by path."""
+    if isinstance(name_or_path, Scenario):
+        return name_or_path
+    key = str(name_or_path)
+    if key in BUILTIN_SCENARIOS:
+        text = resources.files(__name__).joinpath(BUILTIN_SCENARIOS[key]).read_text("utf-8")
+        return Scenario.from_yaml(text)
+    path = Path(key)
+    if path.suffix in {".yaml", ".yml"} or path.exists():
+        return Scenario.from_yaml(path)
+    raise UnknownNameError(
+        f"scenario: unknown name {key!r}; built-in scenarios are {builtin_scenario_names()}, "
+        "or pass a path to a .yaml file"
+    )

@@ -1,0 +1,103 @@
+"""Customer state as a struct of arrays, and the finite state space that indexes it.
+
+A customer's state is: persona, journey stage, contact pressure (the leaky-bucket level that
+doubles as fatigue), days since the last contact under each cap rule (clipped at the rule's
+window: older contacts no longer matter), discount habit and marketing opt-out. Time is kept
+by the twin, not here: the exact optimum is time-dependent, the index is not.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+import numpy as np
+
+from nba.parameters import ScenarioArrays
+from nba.types import BoolArray, IntArray
+
+
+@dataclass
+class CustomerState:
+    """N customers; every field is an array whose first axis is the customer."""
+
+    persona: IntArray  # (N,)
+    stage: IntArray  # (N,)
+    pressure: IntArray  # (N,) 0..capacity
+    days_since: IntArray  # (N, G) 1..window per cap rule
+    habit: BoolArray  # (N,)
+    opted_out: BoolArray  # (N,)
+
+    def __len__(self) -> int:
+        return int(self.persona.shape[0])
+
+    def take(self, index: IntArray | slice) -> CustomerState:
+        """A copy restricted to the given customers."""
+        return CustomerState(**{f.name: getattr(self, f.name)[index].copy() for f in fields(self)})
+
+    def copy(self) -> CustomerState:
+        return self.take(slice(None))
+
+    def consent(self, arrays: ScenarioArrays) -> BoolArray:
+        """(N, C) channels each customer may be contacted on: persona consent minus opt-outs."""
+        granted = arrays.persona_consent[self.persona]
+        revoked = self.opted_out[:, None] & arrays.rules.requires_consent[None, :]
+        return granted & ~revoked
+
+
+class StateSpace:
+    """Mixed-radix index over every reachable combination of state components."""
+
+    def __init__(self, arrays: ScenarioArrays) -> None:
+        self.arrays = arrays
+        rules = arrays.rules
+        radices = [
+            arrays.n_personas,
+            arrays.n_stages,
+            rules.pressure_capacity + 1,
+            2,  # habit
+            2,  # opted_out
+            *(int(w) for w in rules.cap_windows),
+        ]
+        self.radices = np.array(radices, dtype=np.int64)
+        # strides for a C-order index: the last component varies fastest
+        self.strides = np.concatenate([np.cumprod(self.radices[::-1])[::-1][1:], [1]]).astype(
+            np.int64
+        )
+        self.size = int(np.prod(self.radices))
+        #: States per response key: the contact-history clocks, which only the rules read.
+        self.history_size = int(np.prod(self.radices[5:]))
+        self.response_size = self.size // self.history_size
+
+    def encode(self, state: CustomerState) -> IntArray:
+        """(N,) state index of each customer."""
+        s = self.strides
+        index = (
+            state.persona * s[0]
+            + state.stage * s[1]
+            + state.pressure * s[2]
+            + state.habit.astype(np.int64) * s[3]
+            + state.opted_out.astype(np.int64) * s[4]
+        )
+        for g in range(state.days_since.shape[1]):  # a handful of cap rules, not customers
+            index = index + (state.days_since[:, g] - 1) * s[5 + g]
+        return index
+
+    def response_key(self, state_index: IntArray) -> IntArray:
+        """Index over (persona, stage, pressure, habit, opted_out): all that outcomes depend on."""
+        return state_index // self.history_size
+
+    def decode(self, index: IntArray) -> CustomerState:
+        index = np.asarray(index, dtype=np.int64)
+        digits = (index[:, None] // self.strides[None, :]) % self.radices[None, :]
+        return CustomerState(
+            persona=digits[:, 0].copy(),
+            stage=digits[:, 1].copy(),
+            pressure=digits[:, 2].copy(),
+            habit=digits[:, 3].astype(bool),
+            opted_out=digits[:, 4].astype(bool),
+            days_since=digits[:, 5:] + 1,
+        )
+
+    def all_states(self) -> CustomerState:
+        """Every state, in index order."""
+        return self.decode(np.arange(self.size, dtype=np.int64))

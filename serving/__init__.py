@@ -1,0 +1,1 @@
+"""Policy export and live scoring (``nba.serving``)."""

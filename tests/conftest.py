@@ -1,0 +1,34 @@
+"""Shared fixtures: the reference scenario, its kernel and its exact solution, built once."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+
+from nba import optimal
+from nba.kernel import TransitionKernel, build_kernel
+from nba.scenario import Scenario
+from nba.scenarios import load_scenario
+
+
+@pytest.fixture(scope="session")
+def retail() -> Scenario:
+    return load_scenario("retail")
+
+
+@pytest.fixture
+def retail_dict(retail: Scenario) -> dict[str, Any]:
+    """A fresh, mutable plain-dict copy of the reference scenario."""
+    return copy.deepcopy(retail.to_dict())
+
+
+@pytest.fixture(scope="session")
+def retail_kernel(retail: Scenario) -> TransitionKernel:
+    return build_kernel(retail)
+
+
+@pytest.fixture(scope="session")
+def retail_optimum(retail_kernel: TransitionKernel) -> optimal.PolicySolution:
+    return optimal.solve(retail_kernel)

@@ -1,0 +1,53 @@
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from nba.cli import app
+from nba.scenario import Scenario
+
+runner = CliRunner()
+
+
+def test_solve_json_reports_optimum_above_no_action() -> None:
+    result = runner.invoke(app, ["solve", "--scenario", "retail", "--json"])
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.output)
+    values = {row["policy"]: row["value_per_customer"] for row in payload["policies"]}
+    assert values["optimal (DP)"] > values["no action"] > 0
+    assert payload["states"] == 10_976 and payload["horizon_days"] == 90
+
+
+def test_solve_table_and_scenarios_listing() -> None:
+    result = runner.invoke(app, ["solve"])
+    assert result.exit_code == 0 and "optimal (DP)" in result.output
+    listing = runner.invoke(app, ["scenarios", "--json"])
+    assert json.loads(listing.output)[0]["scenario"] == "retail"
+
+
+def test_validate_accepts_good_and_names_bad_fields(retail: Scenario, tmp_path: Path) -> None:
+    good = tmp_path / "good.yaml"
+    retail.to_yaml(good)
+    result = runner.invoke(app, ["validate", str(good), "--json"])
+    assert json.loads(result.output)[0]["fingerprint"] == retail.fingerprint()
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(retail.to_yaml().replace("margin_rate: 0.35", "margin_rate: 3.5"))
+    # through the console entry point: one clear line on stderr and exit code 2, no traceback
+    completed = subprocess.run(
+        [sys.executable, "-m", "nba.cli", "validate", str(bad)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert completed.returncode == 2
+    assert "margin_rate" in completed.stderr and "Traceback" not in completed.stderr
+
+
+def test_help_for_every_command() -> None:
+    for command in ("solve", "scenarios", "validate"):
+        result = runner.invoke(app, [command, "--help"])
+        assert result.exit_code == 0 and "Usage" in result.output

@@ -1,0 +1,1 @@
+"""Training entry points, algorithm registry and MLflow tracking (``nba.training``)."""
