@@ -8,11 +8,13 @@ import time
 from pathlib import Path
 from typing import Annotated, Any
 
+import pandas as pd
 import typer
 from rich.console import Console
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from nba.errors import NBAError
+from nba.errors import NBAError, NBAValidationError
 
 app = typer.Typer(
     name="nba",
@@ -106,6 +108,122 @@ def solve(
         f"kernel {built - started:.2f}s, dynamic programming {solved - built:.2f}s. "
         f"The optimum is worth {best.value - idle.value:+.2f} per customer over doing nothing."
     )
+
+
+PoliciesOption = Annotated[
+    str,
+    typer.Option(
+        "--policies",
+        "-p",
+        help="Comma-separated baselines: no_action, random, journey_map, myopic, optimal.",
+    ),
+]
+CustomersOption = Annotated[int, typer.Option("--customers", "-n", min=2, help="Cohort size.")]
+SeedOption = Annotated[int, typer.Option("--seed", help="Seed of the evaluation cohort.")]
+
+
+@app.command()
+def evaluate(
+    scenario: ScenarioOption = "retail",
+    policies: PoliciesOption = "no_action,random,journey_map,myopic,optimal",
+    customers: CustomersOption = 20_000,
+    seed: SeedOption = 20_261_123,
+    as_json: JsonOption = False,
+) -> None:
+    """Evaluate policies on one fixed cohort with common random numbers; print the table."""
+    from nba.evaluation import evaluate_policies
+
+    names = _split_names(policies, "--policies")
+    with _progress(not as_json) as progress:
+        task = progress.add_task("evaluating", total=None)
+        report = evaluate_policies(
+            scenario,
+            names,
+            n_customers=customers,
+            seed=seed,
+            on_day=lambda name, day: progress.update(task, description=f"{name}: day {day + 1}"),
+        )
+    table = report.table
+    if as_json:
+        typer.echo(table.to_json(orient="records", indent=2))
+        return
+    _print_evaluation(table, f"'{report.scenario.name}': {customers:,} customers, seed {seed}")
+
+
+@app.command()
+def simulate(
+    scenario: ScenarioOption = "retail",
+    policy: Annotated[str, typer.Option("--policy", help="Baseline policy to run.")] = "myopic",
+    customers: CustomersOption = 10_000,
+    seed: SeedOption = 0,
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Per-day KPIs, .csv or .parquet.")
+    ] = Path("kpis.csv"),
+) -> None:
+    """Run one policy on a cohort and write per-day KPIs (totals over the cohort)."""
+    from nba.evaluation import rollout
+    from nba.io import write_bytes_atomic
+    from nba.policies import make_baseline
+    from nba.twin import CustomerTwin
+
+    if out.suffix not in {".csv", ".parquet"}:
+        raise NBAValidationError(f"--out: expected a .csv or .parquet path, got {str(out)!r}")
+    twin = CustomerTwin(scenario, seed=seed)
+    chosen = make_baseline(policy, twin, seed=seed)
+    with _progress(True) as progress:
+        task = progress.add_task(f"simulating {policy}", total=twin.scenario.horizon_days)
+        result = rollout(twin, chosen, customers, seed, lambda day: progress.advance(task))
+    daily = result.daily
+    data = daily.to_parquet(index=False) if out.suffix == ".parquet" else daily.to_csv(index=False)
+    write_bytes_atomic(out, data if isinstance(data, bytes) else data.encode())
+    summary = result.summary()
+    console.print(
+        f"wrote {len(daily)} days to {out}: value {summary['value']:.2f} per customer, "
+        f"{summary['contacts']:.1f} contacts, conversion {summary['conversion']:.1%}, "
+        f"violations {summary['violations']}"
+    )
+
+
+def _split_names(value: str, option: str) -> list[str]:
+    names = [name.strip() for name in value.split(",") if name.strip()]
+    if not names:
+        raise NBAValidationError(f"{option}: give at least one name")
+    return names
+
+
+def _progress(enabled: bool) -> Progress:
+    return Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TimeElapsedColumn(),
+        console=error_console,
+        disable=not enabled or not error_console.is_terminal,
+        transient=True,
+    )
+
+
+def _print_evaluation(table: pd.DataFrame, title: str) -> None:
+    """A compact terminal view; ``--json`` has every column at full precision."""
+    view = Table(title=title, caption="per customer over the horizon; rates are shares")
+    columns = [
+        ("policy", lambda r: str(r["policy"])),
+        ("value ± 95% CI", lambda r: f"{r['value']:.2f} ± {r['ci95_high'] - r['value']:.2f}"),
+        ("share of optimum", lambda r: f"{r.get('share_of_optimum', float('nan')):.3f}"),
+        ("revenue", lambda r: f"{r['revenue']:.1f}"),
+        ("cost", lambda r: f"{r['cost']:.2f}"),
+        ("contacts", lambda r: f"{r['contacts']:.1f}"),
+        ("conversion", lambda r: f"{r['conversion']:.3f}"),
+        ("unsub", lambda r: f"{r['unsubscribe_rate']:.3f}"),
+        ("churn", lambda r: f"{r['churn_rate']:.3f}"),
+        ("blocked", lambda r: f"{r['blocked_requests']:.2f}"),
+        ("violations", lambda r: str(r["violations"])),
+    ]
+    for i, (name, _) in enumerate(columns):
+        view.add_column(name, justify="left" if i == 0 else "right")
+    for row in table.to_dict(orient="records"):
+        view.add_row(*(fmt(row) for _, fmt in columns))
+    Console(width=max(console.width, 140)).print(view)
 
 
 def _emit(rows: list[dict[str, Any]], as_json: bool, title: str) -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field, fields
-from functools import cached_property
 
 import numpy as np
 import pandas as pd
@@ -124,6 +123,32 @@ class TransitionTables:
         return cls(outcomes=outcomes, masks=masks)
 
 
+_COMPILED: dict[str, tuple[ScenarioArrays, StateSpace]] = {}
+_TABLES: dict[str, TransitionTables] = {}
+_CACHE_SIZE = 8
+
+
+def _compile(scenario: Scenario, fingerprint: str) -> tuple[ScenarioArrays, StateSpace]:
+    """Arrays and state space of a scenario; scenarios with equal content share them."""
+    if fingerprint not in _COMPILED:
+        _evict(_COMPILED)
+        arrays = ScenarioArrays.from_scenario(scenario)
+        _COMPILED[fingerprint] = (arrays, StateSpace(arrays))
+    return _COMPILED[fingerprint]
+
+
+def _tables(fingerprint: str, arrays: ScenarioArrays, space: StateSpace) -> TransitionTables:
+    if fingerprint not in _TABLES:
+        _evict(_TABLES)
+        _TABLES[fingerprint] = TransitionTables.build(arrays, space)
+    return _TABLES[fingerprint]
+
+
+def _evict(cache: dict) -> None:
+    while len(cache) >= _CACHE_SIZE:
+        cache.pop(next(iter(cache)))  # oldest first: dicts keep insertion order
+
+
 @dataclass
 class CustomerTwin:
     """A vectorised population simulator for one scenario.
@@ -142,8 +167,8 @@ class CustomerTwin:
 
     def __post_init__(self) -> None:
         self.scenario = load_scenario(self.scenario)
-        self.arrays = ScenarioArrays.from_scenario(self.scenario)
-        self.space = StateSpace(self.arrays)
+        self.fingerprint = self.scenario.fingerprint()
+        self.arrays, self.space = _compile(self.scenario, self.fingerprint)
         self.rng = np.random.default_rng(self.seed)
         if self.tabulate is None:
             self.tabulate = self.space.size * self.arrays.n_actions <= TABULATE_LIMIT
@@ -168,9 +193,10 @@ class CustomerTwin:
         clone.last_step = None
         return clone
 
-    @cached_property
+    @property
     def tables(self) -> TransitionTables:
-        return TransitionTables.build(self.arrays, self.space)
+        """Outcome and mask tables, built once per scenario and shared by all its twins."""
+        return _tables(self.fingerprint, self.arrays, self.space)
 
     @property
     def n_actions(self) -> int:
@@ -223,6 +249,13 @@ class CustomerTwin:
         self.kpis = CustomerKPIs.zeros(int(n))
         self.last_step = None
         return self._state
+
+    def set_days(self, day: IntArray) -> None:
+        """Move customers' episode clocks (e.g. to stagger episodes in a vectorised env)."""
+        day = np.asarray(day, dtype=np.int64)
+        if day.shape != (self.n,) or (day < 0).any():
+            raise NBAValidationError(f"day: expected ({self.n},) non-negative integers")
+        self._day = day.copy()
 
     def set_state(self, state: CustomerState, day: IntArray | None = None) -> None:
         """Replace the population (for tests, serving replays and env resets)."""

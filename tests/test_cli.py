@@ -48,6 +48,31 @@ def test_validate_accepts_good_and_names_bad_fields(retail: Scenario, tmp_path: 
 
 
 def test_help_for_every_command() -> None:
-    for command in ("solve", "scenarios", "validate"):
+    for command in ("solve", "scenarios", "validate", "evaluate", "simulate"):
         result = runner.invoke(app, [command, "--help"])
         assert result.exit_code == 0 and "Usage" in result.output
+
+
+def test_evaluate_json_has_zero_violations() -> None:
+    result = runner.invoke(
+        app, ["evaluate", "--policies", "myopic,journey_map", "--customers", "1000", "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    rows = {row["policy"]: row for row in json.loads(result.output)}
+    assert set(rows) == {"myopic", "journey_map", "no_action", "optimal"}
+    assert all(row["violations"] == 0 for row in rows.values())
+
+
+def test_simulate_writes_per_day_kpis(tmp_path: Path) -> None:
+    import pandas as pd
+
+    for suffix in (".csv", ".parquet"):
+        out = tmp_path / f"kpis{suffix}"
+        result = runner.invoke(
+            app, ["simulate", "--policy", "random", "--customers", "500", "--out", str(out)]
+        )
+        assert result.exit_code == 0, result.output
+        frame = pd.read_csv(out) if suffix == ".csv" else pd.read_parquet(out)
+        assert len(frame) == 90 and {"day", "contacts", "revenue", "stage_churned"} <= set(frame)
+    bad = runner.invoke(app, ["simulate", "--out", str(tmp_path / "kpis.xlsx")])
+    assert bad.exit_code != 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import cache
 from importlib import resources
 from pathlib import Path
 
@@ -9,6 +10,13 @@ from nba.errors import UnknownNameError
 from nba.scenario import Scenario
 
 BUILTIN_SCENARIOS: dict[str, str] = {"retail": "retail.yaml"}
+
+
+@cache
+def _builtin(name: str) -> Scenario:
+    """Parsed once per process: scenarios are frozen, so sharing one instance is safe."""
+    text = resources.files(__name__).joinpath(BUILTIN_SCENARIOS[name]).read_text("utf-8")
+    return Scenario.from_yaml(text)
 
 
 def builtin_scenario_names() -> list[str]:
@@ -21,8 +29,7 @@ def load_scenario(name_or_path: str | Path | Scenario) -> Scenario:
         return name_or_path
     key = str(name_or_path)
     if key in BUILTIN_SCENARIOS:
-        text = resources.files(__name__).joinpath(BUILTIN_SCENARIOS[key]).read_text("utf-8")
-        return Scenario.from_yaml(text)
+        return _builtin(key)
     path = Path(key)
     if path.suffix in {".yaml", ".yml"} or path.exists():
         return Scenario.from_yaml(path)
