@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-fast lint bench clean
+.PHONY: run ui test test-fast lint bench clean
 
 # The constraints file pins torch to the CPU build (a plain `torch` pulls a multi-GB CUDA one).
 $(STAMP): pyproject.toml constraints.txt
@@ -13,9 +13,14 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev]"
 	touch $(STAMP)
 
-## The main job: solve the reference scenario exactly and compare with doing nothing.
+## The main job: train PPO on the reference scenario, compare with every baseline and the
+## exact optimum, record and register it in MLflow (./mlflow.db), print the table.
 run: $(STAMP)
-	$(BIN)/nba solve --scenario retail
+	$(BIN)/nba train --scenario retail --algo ppo --timesteps 30000000 --eval-every 2000000
+
+## The MLflow UI on the local store, bound to 127.0.0.1.
+ui: $(STAMP)
+	$(BIN)/nba ui
 
 ## Lint, then the whole test suite (slow and integration tests included).
 test: $(STAMP)
@@ -32,6 +37,8 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/twin_throughput.py
+	$(BIN)/python benchmarks/env_throughput.py
+	$(BIN)/python benchmarks/train_to_optimum.py
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache checkpoints nba-runs

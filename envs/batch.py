@@ -45,6 +45,7 @@ class TwinBatch:
         seed: SeedLike = None,
         stagger: bool = True,
         terminate_on_churn: bool = True,
+        expected_rewards: bool = False,
     ) -> None:
         if not isinstance(n, int | np.integer) or n < 1:
             raise NBAValidationError(f"n_envs: expected a positive integer, got {n!r}")
@@ -54,6 +55,7 @@ class TwinBatch:
         self.horizon = self.twin.scenario.horizon_days
         self.stagger = stagger
         self.terminate_on_churn = terminate_on_churn
+        self.expected_rewards = expected_rewards
         self._episode_return = np.zeros(self.n)
         self._episode_length = np.zeros(self.n, dtype=np.int64)
         self._obs = np.zeros((self.n, self.features.size), dtype=np.float32)
@@ -75,7 +77,8 @@ class TwinBatch:
 
     def step(self, actions: IntArray) -> BatchStep:
         result = self.twin.step(actions)
-        self._episode_return += result.reward
+        reward = result.expected_reward if self.expected_rewards else result.reward
+        self._episode_return += reward
         self._episode_length += 1
         terminated = self.twin.day >= self.horizon
         if self.terminate_on_churn:
@@ -91,7 +94,7 @@ class TwinBatch:
         obs = self.features.build(self.twin.state, self.twin.day, out=self._obs).copy()
         return BatchStep(
             obs=obs,
-            reward=result.reward.astype(np.float32),
+            reward=reward.astype(np.float32),
             terminated=terminated,
             done_rows=done_rows,
             final_obs=final_obs,

@@ -33,6 +33,10 @@ class TwinVecEnv(VecEnv):
     :param stagger: start customers at random days of the horizon on reset, so episodes do not
         all end on the same step.
     :param terminate_on_churn: end a customer's episode when it churns.
+    :param expected_rewards: pay each day's expected reward given the state and the executed
+        action instead of the sampled one. The objective (expected return) is unchanged, and
+        the variance from who happened to buy today is gone (Rao-Blackwellisation); stage
+        transitions stay sampled. Evaluation always uses sampled rewards.
     """
 
     render_mode: str | None = None
@@ -44,9 +48,15 @@ class TwinVecEnv(VecEnv):
         seed: SeedLike = None,
         stagger: bool = True,
         terminate_on_churn: bool = True,
+        expected_rewards: bool = False,
     ) -> None:
         self.batch = TwinBatch(
-            scenario, n_envs, seed=seed, stagger=stagger, terminate_on_churn=terminate_on_churn
+            scenario,
+            n_envs,
+            seed=seed,
+            stagger=stagger,
+            terminate_on_churn=terminate_on_churn,
+            expected_rewards=expected_rewards,
         )
         observation_space = spaces.Box(0.0, 1.0, (self.batch.features.size,), dtype=np.float32)
         super().__init__(n_envs, observation_space, spaces.Discrete(self.batch.n_actions))

@@ -184,6 +184,110 @@ def simulate(
     )
 
 
+@app.command()
+def train(
+    scenario: ScenarioOption = "retail",
+    algo: Annotated[
+        str, typer.Option("--algo", "-a", help="ppo, a2c, dqn or maskable_ppo.")
+    ] = "ppo",
+    timesteps: Annotated[int, typer.Option("--timesteps", "-t", min=1)] = 10_000_000,
+    seed: Annotated[int, typer.Option("--seed", min=0)] = 0,
+    config: Annotated[
+        Path | None, typer.Option("--config", help="Hyper-parameter YAML (default: packaged).")
+    ] = None,
+    tracking_uri: Annotated[
+        str | None, typer.Option("--tracking-uri", help="MLflow URI (default ./mlflow.db).")
+    ] = None,
+    experiment: Annotated[str, typer.Option("--experiment")] = "nba",
+    resume: Annotated[
+        str | None, typer.Option("--resume", help="Continue an interrupted run by its id.")
+    ] = None,
+    eval_every: Annotated[
+        int, typer.Option("--eval-every", min=1, help="Env steps between exact evaluations.")
+    ] = 1_000_000,
+    eval_customers: Annotated[int, typer.Option("--eval-customers", min=2)] = 20_000,
+    checkpoint_every: Annotated[
+        float, typer.Option("--checkpoint-every", help="Seconds between checkpoints.")
+    ] = 30.0,
+    threads: Annotated[int | None, typer.Option("--threads", help="torch threads.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Train a policy, compare it with every baseline and the optimum, record it in MLflow."""
+    from nba.training.train import train as run_training
+
+    result = run_training(
+        scenario=scenario,
+        algo=algo,
+        timesteps=timesteps,
+        seed=seed,
+        config=config,
+        tracking_uri=tracking_uri,
+        experiment=experiment,
+        resume=resume,
+        eval_every_steps=eval_every,
+        eval_customers=eval_customers,
+        checkpoint_every_seconds=checkpoint_every,
+        torch_threads=threads,
+        progress_bar=not as_json and error_console.is_terminal,
+    )
+    if as_json:
+        typer.echo(
+            json.dumps(
+                {
+                    "run_id": result.run_id,
+                    "model_uri": result.model_uri,
+                    "model_version": result.model_version,
+                    "table": json.loads(result.table.to_json(orient="records")),
+                },
+                indent=2,
+            )
+        )
+        return
+    _print_evaluation(result.table, f"run {result.run_id}")
+    console.print(
+        f"MLflow run {result.run_id}; model version {result.model_version} (alias 'candidate').\n"
+        "Open the UI with: nba ui   (then browse experiment "
+        f"'{experiment}')"
+    )
+
+
+@app.command()
+def ui(
+    port: Annotated[int, typer.Option("--port", min=1, max=65535)] = 5000,
+    host: Annotated[str, typer.Option("--host", help="Bind address.")] = "127.0.0.1",
+    tracking_uri: Annotated[str | None, typer.Option("--tracking-uri")] = None,
+) -> None:
+    """Start the MLflow UI on the local store (127.0.0.1 unless told otherwise)."""
+    import os
+    import subprocess
+
+    from nba.training.tracking import DEFAULT_ARTIFACTS, resolve_tracking_uri
+
+    uri = resolve_tracking_uri(tracking_uri)
+    console.print(f"MLflow UI for {uri} at http://{host}:{port}  (Ctrl+C to stop)")
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    command = [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "server",
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+        "--backend-store-uri",
+        uri,
+    ]
+    if uri.startswith("sqlite:"):
+        command += ["--artifacts-destination", str(Path(DEFAULT_ARTIFACTS).resolve())]
+    try:
+        subprocess.run(command, env=env, check=False)
+    except KeyboardInterrupt:
+        console.print("stopped")
+
+
 def _split_names(value: str, option: str) -> list[str]:
     names = [name.strip() for name in value.split(",") if name.strip()]
     if not names:

@@ -16,14 +16,16 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from nba import optimal
 from nba.contact_rules import action_mask
 from nba.errors import NBAValidationError
 from nba.features import FeatureBuilder
+from nba.kernel import TransitionKernel
 from nba.policies import Policy, make_baseline
 from nba.scenario import Scenario
 from nba.scenarios import load_scenario
 from nba.twin import CustomerTwin
-from nba.types import FloatArray
+from nba.types import FloatArray, IntArray
 
 #: The fixed evaluation cohort every table in this project uses unless told otherwise.
 DEFAULT_CUSTOMERS = 20_000
@@ -46,6 +48,8 @@ class Rollout:
     blocked: FloatArray
     violations: int
     daily: pd.DataFrame = field(repr=False)
+    flows: IntArray = field(repr=False)  # (K, K) customer-days moving from stage to stage
+    action_mix: IntArray = field(repr=False)  # (P, K, A) decisions by persona, stage, action
 
     def summary(self) -> dict[str, float | int | str]:
         n = self.discounted_return.shape[0]
@@ -84,8 +88,12 @@ def rollout(
     returns = np.zeros(n_customers)
     weight, violations, daily = 1.0, 0, []
     rows = np.arange(n_customers)
+    n_stages, n_actions = twin.arrays.n_stages, twin.n_actions
+    flows = np.zeros(n_stages * n_stages, dtype=np.int64)
+    action_mix = np.zeros(twin.arrays.n_personas * n_stages * n_actions, dtype=np.int64)
     for day in range(twin.scenario.horizon_days):
         state = twin.state
+        stage_before = state.stage.copy()
         obs = features.build(state, twin.day)
         mask = twin.action_masks()
         actions, _ = policy.act(obs, mask)
@@ -95,6 +103,9 @@ def rollout(
         )
         result = twin.step(actions)
         violations += int((~allowed[rows, result.executed]).sum())
+        flows += np.bincount(stage_before * n_stages + twin.state.stage, minlength=flows.size)
+        cell = (state.persona * n_stages + stage_before) * n_actions + result.executed
+        action_mix += np.bincount(cell, minlength=action_mix.size)
         returns += weight * result.reward
         weight *= twin.scenario.discount_factor
         daily.append(
@@ -133,7 +144,62 @@ def rollout(
         blocked=kpis.blocked.astype(np.float64),
         violations=violations,
         daily=pd.DataFrame(daily),
+        flows=flows.reshape(n_stages, n_stages),
+        action_mix=action_mix.reshape(twin.arrays.n_personas, n_stages, n_actions),
     )
+
+
+def tabulate_policy(policy: Policy, twin: CustomerTwin, kernel: TransitionKernel) -> IntArray:
+    """The (T, S) action table of a policy, by asking it about every state on every day.
+
+    A requested action the rules forbid becomes "no action", exactly as the twin executes it.
+    Together with :func:`nba.optimal.evaluate` this gives a policy's exact value: no sampling
+    noise, so learning curves and the share of the optimum are exact on finite scenarios.
+    """
+    features = FeatureBuilder(twin.arrays)
+    states = twin.space.all_states()
+    every_state = np.arange(kernel.n_states)
+    table = np.zeros((kernel.horizon, kernel.n_states), dtype=np.int64)
+    for t in range(kernel.horizon):
+        mask = kernel.mask_at(t)
+        actions, _ = policy.act(features.build(states, np.full(kernel.n_states, t)), mask)
+        table[t] = np.where(mask[every_state, actions], actions, 0)
+    return table
+
+
+@dataclass(frozen=True)
+class ExactScore:
+    """Exact value of a policy and its share of the gap from "no action" to the optimum."""
+
+    value: float
+    no_action_value: float
+    optimal_value: float
+
+    @property
+    def share_of_optimum(self) -> float:
+        return (self.value - self.no_action_value) / (self.optimal_value - self.no_action_value)
+
+
+class ExactScorer:
+    """Scores policies exactly on a finite scenario (kernel and optimum computed once)."""
+
+    def __init__(self, scenario: Scenario | str) -> None:
+        from nba.kernel import build_kernel
+
+        self.twin = CustomerTwin(load_scenario(scenario))
+        self.kernel = build_kernel(self.twin)
+        self.optimum = optimal.solve(self.kernel)
+        self.no_action_value = optimal.evaluate(
+            self.kernel, optimal.no_action_policy(self.kernel)
+        ).value
+
+    def score(self, policy: Policy) -> ExactScore:
+        table = tabulate_policy(policy, self.twin, self.kernel)
+        return ExactScore(
+            value=optimal.evaluate(self.kernel, table).value,
+            no_action_value=self.no_action_value,
+            optimal_value=self.optimum.value,
+        )
 
 
 @dataclass

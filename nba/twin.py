@@ -33,6 +33,7 @@ class StepResult:
     """What happened on one day, per customer."""
 
     reward: FloatArray
+    expected_reward: FloatArray  # E[reward | state, executed action]: same mean, less noise
     requested: IntArray
     executed: IntArray
     blocked: BoolArray
@@ -97,6 +98,7 @@ class TransitionTables:
     """
 
     outcomes: Outcomes  # rows indexed by response_key * A + action
+    expected_reward: FloatArray  # (rows,) expected reward of each row
     masks: BoolArray  # (7, S, A)
 
     @classmethod
@@ -120,7 +122,8 @@ class TransitionTables:
                 for weekday in range(7)
             ]
         )
-        return cls(outcomes=outcomes, masks=masks)
+        expected_reward = outcomes.expected_reward(arrays.scenario.margin_rate)
+        return cls(outcomes=outcomes, expected_reward=expected_reward, masks=masks)
 
 
 _COMPILED: dict[str, tuple[ScenarioArrays, StateSpace]] = {}
@@ -300,11 +303,13 @@ class CustomerTwin:
             executed = np.where(allowed, requested, 0)
             rows = self.space.response_key(index) * self.n_actions + executed
             outcomes = self.tables.outcomes
+            expected_reward = self.tables.expected_reward[rows]
         else:
             allowed = self.action_masks()[np.arange(requested.shape[0]), requested]
             executed = np.where(allowed, requested, 0)
             outcomes = outcome_model(self.arrays, state, executed)
             rows = np.arange(requested.shape[0])
+            expected_reward = outcomes.expected_reward(self.scenario.margin_rate)
         day = sample_outcomes(outcomes, rows, self.scenario.margin_rate, self.rng)
         pressure, days_since = advance_contact_history(
             self.arrays.rules, state.pressure, state.days_since, executed
@@ -319,6 +324,7 @@ class CustomerTwin:
 
         result = StepResult(
             reward=day.reward,
+            expected_reward=expected_reward,
             requested=requested,
             executed=executed,
             blocked=~allowed,

@@ -5,6 +5,7 @@ import pytest
 
 from nba import CustomerTwin, optimal
 from nba.errors import UnknownNameError
+from nba.evaluation import tabulate_policy
 from nba.features import FeatureBuilder
 from nba.kernel import TransitionKernel
 from nba.policies import (
@@ -18,18 +19,6 @@ from nba.policies import (
 from nba.scenario import Scenario
 
 
-def _tabulate(policy: Policy, twin: CustomerTwin, kernel: TransitionKernel) -> np.ndarray:
-    """The (T, S) action table of a policy, by asking it about every state on every day."""
-    features = FeatureBuilder(twin.arrays)
-    states = twin.space.all_states()
-    table = np.zeros((kernel.horizon, kernel.n_states), dtype=np.int64)
-    for t in range(kernel.horizon):
-        obs = features.build(states, np.full(kernel.n_states, t))
-        table[t], probabilities = policy.act(obs, kernel.mask_at(t))
-        np.testing.assert_allclose(probabilities.sum(axis=1), 1.0)
-    return table
-
-
 def test_planning_matters_on_the_reference_scenario(
     retail: Scenario, retail_kernel: TransitionKernel, retail_optimum: optimal.PolicySolution
 ) -> None:
@@ -39,7 +28,7 @@ def test_planning_matters_on_the_reference_scenario(
     gap = retail_optimum.value - idle
 
     def share(policy: Policy) -> float:
-        table = _tabulate(policy, twin, retail_kernel)
+        table = tabulate_policy(policy, twin, retail_kernel)
         return (optimal.evaluate(retail_kernel, table).value - idle) / gap
 
     myopic, journey = share(MyopicPolicy(twin)), share(JourneyMapPolicy(twin))

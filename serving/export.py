@@ -1,0 +1,126 @@
+"""Export a trained SB3 policy to plain weights + a JSON spec (the format in DESIGN.md).
+
+This side imports torch (it reads a trained model); loading the export does not
+(:mod:`nba.serving.spec`).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import platform
+from datetime import UTC, datetime
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from nba.errors import NBAValidationError
+from nba.features import FeatureBuilder
+from nba.io import write_bytes_atomic, write_text_atomic
+from nba.parameters import ScenarioArrays
+from nba.scenario import NO_ACTION, Scenario
+from nba.serving.spec import FORMAT, SPEC_FILE, WEIGHTS_FILE
+
+
+def export_policy(
+    model: Any,
+    scenario: Scenario,
+    directory: str | Path,
+    *,
+    algo: str,
+    value_scale: float = 1.0,
+    metadata: dict[str, Any] | None = None,
+) -> Path:
+    """Write ``weights.npz`` and ``policy.json`` for an SB3 model trained on ``scenario``.
+
+    :param value_scale: factor that turns the value head's output into currency (the reward
+        normaliser's scale when rewards were normalised during training).
+    """
+    folder = Path(directory)
+    weights: dict[str, np.ndarray] = {}
+    policy = model.policy
+    if hasattr(policy, "mlp_extractor"):  # actor-critic: PPO, A2C, MaskablePPO
+        extractor = policy.mlp_extractor
+        actor = _layers([*extractor.policy_net, policy.action_net], "policy", weights)
+        critic = _layers([*extractor.value_net, policy.value_net], "value", weights)
+        output = "logits"
+    elif hasattr(policy, "q_net"):  # DQN
+        actor, critic, output = _layers(list(policy.q_net.q_net), "policy", weights), [], "q_values"
+    else:
+        raise NBAValidationError(f"model: cannot export policy of type {type(policy).__name__}")
+
+    features = FeatureBuilder(ScenarioArrays.from_scenario(scenario))
+    if actor and weights[actor[0]["weight"]].shape[1] != features.size:
+        raise NBAValidationError(
+            f"model: expects {weights[actor[0]['weight']].shape[1]} features, the scenario "
+            f"builds {features.size}"
+        )
+    spec = {
+        "format": FORMAT,
+        "algorithm": algo,
+        "policy_output": output,
+        "scenario_name": scenario.name,
+        "scenario_fingerprint": scenario.fingerprint(),
+        "scenario": scenario.to_dict(),
+        "features": features.names,
+        "actions": _action_catalogue(scenario),
+        "networks": {"policy": actor, "value": critic or None},
+        "value_scale": float(value_scale),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "versions": _versions(),
+        "metadata": metadata or {},
+    }
+    buffer = io.BytesIO()
+    np.savez(buffer, **weights)
+    write_bytes_atomic(folder / WEIGHTS_FILE, buffer.getvalue())
+    write_text_atomic(folder / SPEC_FILE, json.dumps(spec, indent=2))
+    return folder
+
+
+def _layers(
+    modules: list[Any], prefix: str, weights: dict[str, np.ndarray]
+) -> list[dict[str, str]]:
+    """Dense layers of a list of torch modules, activations folded into the layer before."""
+    import torch.nn as nn
+
+    layers: list[dict[str, str]] = []
+    for sub in modules:
+        if isinstance(sub, nn.Linear):
+            name = f"{prefix}.{len(layers)}"
+            weights[f"{name}.weight"] = sub.weight.detach().cpu().numpy().astype(np.float32)
+            weights[f"{name}.bias"] = sub.bias.detach().cpu().numpy().astype(np.float32)
+            layers.append(
+                {"weight": f"{name}.weight", "bias": f"{name}.bias", "activation": "identity"}
+            )
+        elif isinstance(sub, nn.Tanh | nn.ReLU):
+            if not layers:
+                raise NBAValidationError(f"model: activation before any layer in {prefix}")
+            layers[-1]["activation"] = "tanh" if isinstance(sub, nn.Tanh) else "relu"
+        elif isinstance(sub, nn.Identity | nn.Flatten):
+            continue
+        else:
+            raise NBAValidationError(f"model: cannot export layer {type(sub).__name__}")
+    return layers
+
+
+def _action_catalogue(scenario: Scenario) -> list[dict[str, Any]]:
+    catalogue: list[dict[str, Any]] = [
+        {"index": 0, "name": NO_ACTION, "channel": None, "offer": None}
+    ]
+    for i, action in enumerate(scenario.actions, start=1):
+        catalogue.append(
+            {"index": i, "name": action.name, "channel": action.channel, "offer": action.offer}
+        )
+    return catalogue
+
+
+def _versions() -> dict[str, str]:
+    found = {"python": platform.python_version()}
+    for package in ("nba", "numpy", "torch", "stable-baselines3", "sb3-contrib", "gymnasium"):
+        try:
+            found[package] = version(package)
+        except PackageNotFoundError:
+            continue
+    return found

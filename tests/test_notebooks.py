@@ -1,0 +1,42 @@
+"""Execute the notebooks with tiny budgets, so they cannot rot."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nbformat
+import pytest
+import yaml
+from nbclient import NotebookClient
+
+NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+
+
+@pytest.mark.slow
+def test_quickstart_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = tmp_path / "tiny.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "env": {"n_envs": 64},
+                "policy": {"net_arch": [16, 16]},
+                "algorithm": {"n_steps": 8, "batch_size": 256, "n_epochs": 1},
+            }
+        )
+    )
+    monkeypatch.setenv("NBA_QUICKSTART_TIMESTEPS", "2048")
+    monkeypatch.setenv("NBA_QUICKSTART_EVAL_CUSTOMERS", "200")
+    monkeypatch.setenv("NBA_QUICKSTART_CONFIG", str(config))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    notebook = nbformat.read(NOTEBOOKS / "01_quickstart.ipynb", as_version=4)
+    NotebookClient(
+        notebook,
+        timeout=600,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(tmp_path)}},
+    ).execute()
+    outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs]
+    assert not [o for o in outputs if o.output_type == "error"]
+    assert (tmp_path / "mlflow.db").is_file()
+    images = [o for o in outputs if "image/png" in o.get("data", {})]
+    assert len(images) == 3

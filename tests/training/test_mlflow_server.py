@@ -1,0 +1,120 @@
+"""Train against a real ``mlflow server`` on loopback and read everything back."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
+
+from nba.training import train
+from tests.training.conftest import TINY_RUN
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def mlflow_server(tmp_path: Path) -> Iterator[str]:
+    port = _free_port()
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    log = (tmp_path / "server.log").open("w")
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+            "--backend-store-uri",
+            f"sqlite:///{tmp_path / 'server.db'}",
+            "--artifacts-destination",
+            str(tmp_path / "server-artifacts"),
+        ],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(
+                        f"mlflow server did not start: {(tmp_path / 'server.log').read_text()}"
+                    )
+                time.sleep(0.5)
+        yield url
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        log.close()
+
+
+@pytest.mark.integration
+def test_tiny_run_against_a_real_server(
+    mlflow_server: str, workdir: Path, tiny_config: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
+    result = train(algo="ppo", config=tiny_config, experiment="team", **TINY_RUN)
+    client = MlflowClient(mlflow_server)
+    run = client.get_run(result.run_id)
+    assert run.info.status == "FINISHED"
+    assert run.data.params["scenario_name"] == "retail"
+    assert "eval/share_of_optimum" in run.data.metrics
+    figures = {a.path for a in client.list_artifacts(result.run_id, "figures")}
+    assert "figures/learning_curve.png" in figures
+    local = client.download_artifacts(result.run_id, "evaluation/evaluation.csv", str(workdir))
+    assert set(pd.read_csv(local)["policy"]) >= {"ppo", "optimal", "no_action"}
+    version = client.get_model_version_by_alias("nba-retail", "candidate")
+    assert version.run_id == result.run_id
+    assert not (workdir / "mlflow.db").exists()  # nothing went to the local default store
+
+    import mlflow.pyfunc
+
+    mlflow.set_tracking_uri(mlflow_server)
+    model = mlflow.pyfunc.load_model("models:/nba-retail@candidate")
+    request = pd.DataFrame(
+        [
+            {
+                "persona": "deal_seeker",
+                "stage": "active",
+                "pressure": 0,
+                "discount_habit": False,
+                "opted_out": False,
+                "days_since_direct": 7,
+                "days_since_messaging": 2,
+                "day": 0,
+            }
+        ]
+    )
+    decision = model.predict(request)
+    from nba.scenarios import load_scenario
+
+    assert decision.loc[0, "action_name"] in load_scenario("retail").action_names
+    assert 0.0 < decision.loc[0, "probability"] <= 1.0

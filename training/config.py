@@ -1,0 +1,134 @@
+"""Training configuration: validated, flattened into MLflow params, and resolvable on resume.
+
+Hyper-parameters live in YAML files, one per algorithm and scenario
+(``training/hyperparams/<algo>_<scenario>.yaml``, falling back to ``<algo>.yaml``); a user's
+``--config`` file replaces them. ``algorithm`` keys go to the SB3 constructor and are checked
+against its signature, so a typo fails before training starts, naming the key.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from nba.errors import NBAValidationError, UnknownNameError
+from nba.evaluation import DEFAULT_CUSTOMERS, DEFAULT_SEED
+from nba.training.registry import get_algorithm
+
+
+class TrainingConfigError(NBAValidationError):
+    """A training config or hyper-parameter file that cannot be used."""
+
+
+class _Config(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class EnvSettings(_Config):
+    """How the training env is built."""
+
+    n_envs: int = Field(2048, ge=1, description="Customers stepped together.")
+    expected_rewards: bool = Field(
+        True, description="Pay expected daily rewards (same objective, less variance)."
+    )
+    normalize_reward: bool = Field(True, description="Scale rewards with SB3's VecNormalize.")
+    stagger: bool = True
+
+
+class PolicySettings(_Config):
+    net_arch: list[int] = Field(default_factory=lambda: [64, 64])
+    activation: Literal["tanh", "relu"] = "tanh"
+
+
+class HyperParameters(_Config):
+    env: EnvSettings = Field(default_factory=EnvSettings)
+    policy: PolicySettings = Field(default_factory=PolicySettings)
+    algorithm: dict[str, Any] = Field(default_factory=dict)
+
+
+class TrainConfig(_Config):
+    """Everything a training run needs; ``nba train`` flags map onto these fields."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, protected_namespaces=())
+
+    scenario: str = "retail"
+    algo: str = "ppo"
+    timesteps: int = Field(10_000_000, ge=1)
+    seed: int = Field(0, ge=0)
+    hyperparameters: HyperParameters | None = None
+    eval_every_steps: int = Field(1_000_000, ge=1, description="Periodic exact evaluation.")
+    eval_customers: int = Field(DEFAULT_CUSTOMERS, ge=2)
+    eval_seed: int = DEFAULT_SEED
+    checkpoint_every_seconds: float = Field(30.0, gt=0)
+    checkpoint_dir: str = "checkpoints"
+    target_share: float | None = Field(
+        None, gt=0, le=1, description="Stop early once the exact share of optimum reaches it."
+    )
+    experiment: str = "nba"
+    register_model: bool = True
+    model_name: str | None = None
+    torch_threads: int | None = Field(None, ge=1)
+    progress_bar: bool = False
+
+    def resolved(self) -> TrainConfig:
+        """This config with hyper-parameters filled in from the packaged defaults."""
+        get_algorithm(self.algo)
+        if self.hyperparameters is not None:
+            return self
+        return self.model_copy(
+            update={"hyperparameters": default_hyperparameters(self.algo, self.scenario)}
+        )
+
+    @property
+    def registered_model_name(self) -> str:
+        return self.model_name or f"nba-{Path(self.scenario).stem}"
+
+    def flat_params(self) -> dict[str, str]:
+        """Flattened ``a.b.c`` keys for MLflow params."""
+        return {key: str(value) for key, value in _flatten(self.resolved().model_dump(mode="json"))}
+
+
+def default_hyperparameters(algo: str, scenario: str) -> HyperParameters:
+    folder = resources.files("nba.training").joinpath("hyperparams")
+    for name in (f"{algo}_{Path(scenario).stem}.yaml", f"{algo}.yaml"):
+        candidate = folder.joinpath(name)
+        if candidate.is_file():
+            return load_hyperparameters(candidate.read_text("utf-8"), algo, where=name)
+    raise UnknownNameError(f"hyperparameters: no file for algorithm {algo!r}")
+
+
+def load_hyperparameters(
+    source: str | Path, algo: str, where: str | None = None
+) -> HyperParameters:
+    """Parse and validate a hyper-parameter YAML (a path or the text itself)."""
+    if isinstance(source, Path) or (isinstance(source, str) and source.endswith((".yaml", ".yml"))):
+        path = Path(source)
+        if not path.is_file():
+            raise TrainingConfigError(f"config: no such file {str(path)!r}")
+        where, source = where or str(path), path.read_text("utf-8")
+    where = where or "config"
+    try:
+        data = yaml.safe_load(source) or {}
+        hyperparameters = HyperParameters.model_validate(data)
+    except yaml.YAMLError as exc:
+        raise TrainingConfigError(f"{where}: cannot parse YAML: {exc}") from None
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
+        )
+        raise TrainingConfigError(f"{where}: {problems}") from None
+    get_algorithm(algo).check_parameters(hyperparameters.algorithm, f"{where}: algorithm")
+    return hyperparameters
+
+
+def _flatten(data: Any, prefix: str = "") -> list[tuple[str, Any]]:
+    if isinstance(data, dict):
+        items: list[tuple[str, Any]] = []
+        for key, value in data.items():
+            items += _flatten(value, f"{prefix}{key}.")
+        return items
+    return [(prefix.rstrip("."), data)]

@@ -1,0 +1,129 @@
+"""MLflow plumbing: where runs go, SB3 metrics into MLflow, and the helpers a run needs.
+
+Embedded default: MLflow's SQLite store ``mlflow.db`` in the working directory, artifacts in
+``./mlartifacts`` set explicitly on the experiment. ``MLFLOW_TRACKING_URI`` (or an explicit
+URI) points a team at its own ``mlflow server``.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+from mlflow.entities import Metric, Param
+from mlflow.tracking import MlflowClient
+from stable_baselines3.common.logger import KVWriter
+
+DEFAULT_DB = "mlflow.db"
+DEFAULT_ARTIFACTS = "mlartifacts"
+MAX_BATCH = 1000  # MLflow's limit of metrics per log_batch call
+
+
+def resolve_tracking_uri(uri: str | None = None) -> str:
+    """Explicit URI, else ``MLFLOW_TRACKING_URI``, else SQLite in the working directory."""
+    if uri:
+        return uri
+    if os.environ.get("MLFLOW_TRACKING_URI"):
+        return os.environ["MLFLOW_TRACKING_URI"]
+    return f"sqlite:///{Path(DEFAULT_DB).resolve()}"
+
+
+def ensure_experiment(client: MlflowClient, name: str, tracking_uri: str) -> str:
+    """Experiment id, creating it (with an explicit local artifact location for SQLite)."""
+    experiment = client.get_experiment_by_name(name)
+    if experiment is not None:
+        return experiment.experiment_id
+    location = None
+    if tracking_uri.startswith("sqlite:"):
+        location = Path(DEFAULT_ARTIFACTS).resolve().as_uri()
+    return client.create_experiment(name, artifact_location=location)
+
+
+class MLflowWriter(KVWriter):
+    """SB3 logger output that sends each dump as one MLflow ``log_batch`` call.
+
+    SB3 keys are already namespaced (``train/value_loss``, ``rollout/ep_rew_mean``); non-numeric
+    values are skipped. Steps are SB3's ``num_timesteps``, so a resumed run continues its curves.
+    """
+
+    def __init__(self, client: MlflowClient, run_id: str) -> None:
+        self.client = client
+        self.run_id = run_id
+
+    def write(
+        self,
+        key_values: dict[str, Any],
+        key_excluded: dict[str, tuple[str, ...] | None],
+        step: int = 0,
+    ) -> None:
+        log_metrics(self.client, self.run_id, key_values, step, excluded=key_excluded)
+
+    def close(self) -> None:
+        """Nothing buffered: every dump is written when it happens."""
+
+
+def log_metrics(
+    client: MlflowClient,
+    run_id: str,
+    values: Mapping[str, Any],
+    step: int,
+    excluded: Mapping[str, tuple[str, ...] | None] | None = None,
+) -> None:
+    """Log numeric values as metrics in batches (one call per step, not per key)."""
+    timestamp = int(time.time() * 1000)
+    metrics = []
+    for key, value in values.items():
+        skip = (excluded or {}).get(key)
+        if skip is not None and ("mlflow" in skip):
+            continue
+        if isinstance(value, bool | np.bool_) or not isinstance(value, int | float | np.number):
+            continue
+        if not np.isfinite(value):
+            continue
+        metrics.append(Metric(_metric_key(key), float(value), timestamp, int(step)))
+    for start in range(0, len(metrics), MAX_BATCH):
+        client.log_batch(run_id, metrics=metrics[start : start + MAX_BATCH], synchronous=True)
+
+
+def log_params(client: MlflowClient, run_id: str, params: Mapping[str, str]) -> None:
+    items = [Param(key, str(value)[:6000]) for key, value in params.items()]
+    for start in range(0, len(items), 100):
+        client.log_batch(run_id, params=items[start : start + 100], synchronous=True)
+
+
+def git_commit(path: Path | None = None) -> str | None:
+    """The current commit of the working tree, if it is a git checkout."""
+    try:
+        completed = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=path or Path.cwd(),
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return completed.stdout.strip() or None if completed.returncode == 0 else None
+
+
+def _metric_key(key: str) -> str:
+    """MLflow allows letters, digits and ``_ - . / space``; anything else becomes ``_``."""
+    return "".join(ch if ch.isalnum() or ch in "_-./ " else "_" for ch in key)
+
+
+__all__ = [
+    "MLflowWriter",
+    "ensure_experiment",
+    "git_commit",
+    "log_metrics",
+    "log_params",
+    "mlflow",
+    "resolve_tracking_uri",
+]
