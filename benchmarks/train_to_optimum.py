@@ -99,14 +99,15 @@ def main() -> None:
     dummy_rate = throughput(dummy, cfg, args.throughput_seconds)
 
     print(f"{args.algo} on retail, {n_envs} customers per step, {os.cpu_count()} cores")
-    print(f"{'training s':>10} {'env steps':>12} {'exact share':>12}")
+    print(f"{'training s':>10} {'with evals s':>12} {'env steps':>12} {'exact share':>12}")
     for point in result.history:
-        seconds, steps = point["elapsed_seconds"], point["timesteps"]
-        print(f"{seconds:>10.1f} {steps:>12,.0f} {point['share_of_optimum']:>12.3f}")
+        seconds, wall, steps = point["elapsed_seconds"], point["wall_seconds"], point["timesteps"]
+        print(f"{seconds:>10.1f} {wall:>12.1f} {steps:>12,.0f} {point['share_of_optimum']:>12.3f}")
     if reached:
         print(
-            f"reached {args.target:.0%} at {reached['elapsed_seconds']:.1f} s "
-            f"({reached['timesteps']:,.0f} steps)"
+            f"reached {args.target:.0%} after {reached['elapsed_seconds']:.1f} s of training "
+            f"({reached['wall_seconds']:.1f} s with the exact evaluations; "
+            f"{reached['timesteps']:,.0f} steps)"
         )
     else:
         print(f"did not reach {args.target:.0%} within {args.budget_seconds:.0f} s")
@@ -126,15 +127,18 @@ def main() -> None:
                 "algo": args.algo,
                 "target_share": args.target,
                 "seconds_to_target": reached["elapsed_seconds"] if reached else None,
+                "wall_seconds_to_target_with_evaluations": reached["wall_seconds"]
+                if reached
+                else None,
                 "steps_to_target": reached["timesteps"] if reached else None,
                 "final_exact_share": float(final.loc[args.algo, "exact_share_of_optimum"]),
                 "final_cohort_share": float(final.loc[args.algo, "share_of_optimum"]),
                 "train_steps_per_s_twin_vec_env": round(twin_rate),
                 "train_steps_per_s_dummy_vec_env": round(dummy_rate),
                 "throughput_ratio": round(twin_rate / dummy_rate, 1),
-                "targets": {"seconds_to_target": 180, "throughput_ratio": 30},
+                "targets": {"wall_seconds_to_target": 180, "throughput_ratio": 30},
                 "targets_met": bool(
-                    reached and reached["elapsed_seconds"] <= 180 and twin_rate / dummy_rate >= 30
+                    reached and reached["wall_seconds"] <= 180 and twin_rate / dummy_rate >= 30
                 ),
             }
         )

@@ -45,6 +45,8 @@ def test_wheel_installs_every_subpackage(tmp_path: Path) -> None:
         "    assert root in pathlib.Path(m.__file__).resolve().parents, (m, m.__file__)\n"
         "import nba\n"
         "assert (pathlib.Path(nba.__file__).parent / 'py.typed').exists()\n"
+        "from nba.training.config import default_hyperparameters\n"
+        "assert default_hyperparameters('ppo', 'retail').env.n_envs > 0\n"
         "print(nba.load_scenario('retail').name, nba.__version__)\n"
     )
     completed = subprocess.run(

@@ -74,6 +74,7 @@ class ExactEvaluationCallback(BaseCallback):
         point = {
             "timesteps": float(self.num_timesteps),
             "elapsed_seconds": round(self.elapsed, 3),
+            "wall_seconds": round(self.elapsed + self._evaluating, 3),
             "value": score.value,
             "share_of_optimum": score.share_of_optimum,
         }
