@@ -314,6 +314,11 @@ def _print_evaluation(table: pd.DataFrame, title: str) -> None:
         ("policy", lambda r: str(r["policy"])),
         ("value ± 95% CI", lambda r: f"{r['value']:.2f} ± {r['ci95_high'] - r['value']:.2f}"),
         ("share of optimum", lambda r: f"{r.get('share_of_optimum', float('nan')):.3f}"),
+        *(
+            [("exact share", lambda r: f"{r['exact_share_of_optimum']:.3f}")]
+            if "exact_share_of_optimum" in table
+            else []
+        ),
         ("revenue", lambda r: f"{r['revenue']:.1f}"),
         ("cost", lambda r: f"{r['cost']:.2f}"),
         ("contacts", lambda r: f"{r['contacts']:.1f}"),
