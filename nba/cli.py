@@ -252,6 +252,62 @@ def train(
 
 
 @app.command()
+def score(
+    model: Annotated[
+        str, typer.Option("--model", "-m", help="Export directory, models:/NAME@ALIAS or runs:/...")
+    ],
+    input_path: Annotated[Path, typer.Option("--input", "-i", help="customers.csv or .parquet")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="decisions.parquet or .csv")],
+    capacity: Annotated[
+        list[str] | None,
+        typer.Option("--capacity", help="CHANNEL=N contacts available in this batch (repeat)."),
+    ] = None,
+    log: Annotated[Path | None, typer.Option("--log", help="Append decisions to this log.")] = None,
+    epsilon: Annotated[
+        float, typer.Option("--epsilon", min=0.0, max=1.0, help="Epsilon-greedy exploration.")
+    ] = 0.0,
+    seed: Annotated[int | None, typer.Option("--seed", help="Seed of the exploration.")] = None,
+) -> None:
+    """Score customers from a file; write one decision per customer."""
+    from nba.io import write_bytes_atomic
+    from nba.serving.decision_log import DecisionLog
+    from nba.serving.scorer import Exploration, PolicyScorer
+
+    for path, option in ((input_path, "--input"), (output, "--output")):
+        if path.suffix not in {".csv", ".parquet"}:
+            raise NBAValidationError(
+                f"{option}: expected a .csv or .parquet path, got {str(path)!r}"
+            )
+    if not input_path.is_file():
+        raise NBAValidationError(f"--input: no such file {str(input_path)!r}")
+    limits = {}
+    for item in capacity or []:
+        name, _, number = item.partition("=")
+        if not number.strip().isdigit():
+            raise NBAValidationError(f"--capacity: expected CHANNEL=N, got {item!r}")
+        limits[name.strip()] = int(number)
+    exploration = Exploration(kind="epsilon", epsilon=epsilon, seed=seed) if epsilon else None
+    scorer = PolicyScorer.load(model, exploration=exploration)
+    customers = (
+        pd.read_parquet(input_path) if input_path.suffix == ".parquet" else pd.read_csv(input_path)
+    )
+    decision_log = DecisionLog(log) if log else None
+    try:
+        decisions = scorer.score_batch(customers, capacity=limits or None, log=decision_log)
+    finally:
+        if decision_log is not None:
+            decision_log.close()
+    if output.suffix == ".parquet":
+        data = decisions.to_parquet(index=False)
+    else:
+        data = decisions.to_csv(index=False).encode()
+    write_bytes_atomic(output, data)
+    counts = decisions["action_name"].value_counts().head(5)
+    summary = ", ".join(f"{name} {count:,}" for name, count in counts.items())
+    console.print(f"scored {len(decisions):,} customers -> {output} ({summary})")
+
+
+@app.command()
 def ui(
     port: Annotated[int, typer.Option("--port", min=1, max=65535)] = 5000,
     host: Annotated[str, typer.Option("--host", help="Bind address.")] = "127.0.0.1",

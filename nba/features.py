@@ -83,9 +83,17 @@ class FeatureBuilder:
         return self.arrays.scenario.horizon_days
 
     def build(
-        self, state: CustomerState, day: IntArray, out: FloatArray | None = None
+        self,
+        state: CustomerState,
+        day: IntArray,
+        out: FloatArray | None = None,
+        weekday: IntArray | None = None,
     ) -> FloatArray:
-        """(N, F) float32 observations of customers on the given day of their episode."""
+        """(N, F) float32 observations of customers on the given day of their episode.
+
+        ``weekday`` (0 = Monday) defaults to the scenario calendar (start weekday + day); live
+        scoring passes the real one.
+        """
         n = len(state)
         obs = np.zeros((n, self.size), dtype=np.float32) if out is None else out
         if out is not None:
@@ -100,7 +108,8 @@ class FeatureBuilder:
         obs[:, o["discount_habit"]] = state.habit
         obs[:, o["opted_out"]] = state.opted_out
         obs[:, o["time_left"]] = (self.horizon - day) / self.horizon
-        weekday = (self.arrays.weekday_of_start + day) % 7
+        if weekday is None:
+            weekday = (self.arrays.weekday_of_start + day) % 7
         obs[rows, o["weekday"] + weekday] = 1.0
         return obs
 

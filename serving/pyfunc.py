@@ -38,6 +38,7 @@ def example_input(scorer: PolicyScorer) -> pd.DataFrame:
     rows = []
     for i, persona in enumerate(scenario.persona_names):
         row = {
+            "customer_id": f"example-{i}",
             "persona": persona,
             "stage": scenario.stage_names[i % len(scenario.stage_names)],
             "pressure": i % (scenario.contact_rules.pressure_capacity + 1),
@@ -45,7 +46,9 @@ def example_input(scorer: PolicyScorer) -> pd.DataFrame:
             "opted_out": False,
             "day": 0,
         }
-        for cap, column in zip(scenario.contact_rules.caps, scorer.cap_columns, strict=True):
+        for cap, column in zip(
+            scenario.contact_rules.caps, scorer.schema.days_columns, strict=True
+        ):
             row[column] = cap.window_days
         rows.append(row)
     return pd.DataFrame(rows)

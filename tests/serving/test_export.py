@@ -78,10 +78,10 @@ def test_loading_an_export_does_not_import_torch(retail: Scenario, tmp_path: Pat
         "from nba.serving.scorer import PolicyScorer\n"
         f"scorer = PolicyScorer.load({str(tmp_path)!r})\n"
         "import pandas as pd\n"
-        "row = {'persona': 'deal_seeker', 'stage': 'aware', 'pressure': 0,"
+        "row = {'customer_id': 'c1', 'persona': 'deal_seeker', 'stage': 'aware', 'pressure': 0,"
         " 'discount_habit': False, 'opted_out': False, 'days_since_direct': 7,"
         " 'days_since_messaging': 2}\n"
-        "print(scorer.score(row)['action_name'])\n"
+        "print(scorer.score(row).action_name)\n"
         "assert 'torch' not in sys.modules, 'torch was imported'\n"
     )
     completed = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)

@@ -102,6 +102,7 @@ def test_tiny_run_against_a_real_server(
     request = pd.DataFrame(
         [
             {
+                "customer_id": "c1",
                 "persona": "deal_seeker",
                 "stage": "active",
                 "pressure": 0,
@@ -117,4 +118,5 @@ def test_tiny_run_against_a_real_server(
     from nba.scenarios import load_scenario
 
     assert decision.loc[0, "action_name"] in load_scenario("retail").action_names
-    assert 0.0 < decision.loc[0, "probability"] <= 1.0
+    assert decision.loc[0, "propensity"] == 1.0
+    assert 0.0 < decision.loc[0, "rank_1_probability"] <= 1.0

@@ -1,0 +1,304 @@
+"""The live-scoring input: one row per customer, validated column by column, vectorised.
+
+Fields (``<channel>`` and ``<cap>`` come from the scenario):
+
+=======================  ===========================================================  =========
+field                    meaning                                                      required
+=======================  ===========================================================  =========
+``customer_id``          string or integer identifier                                 yes
+``persona``              persona name                                                 yes
+``stage``                journey-stage name                                           yes
+``pressure``             contact-pressure level, 0 .. capacity (the leaky bucket)     yes
+``discount_habit``       true if the customer buys mostly on discount                 yes
+``opted_out``            true if the customer opted out of marketing                  yes
+``last_contact_<ch>``    time of the last contact on each capped channel (empty =     one form
+                         never); or ``days_since_<cap>``, whole days since the last
+                         contact under each cap rule (>= 1)
+``consent_<channel>``    per-channel consent; default: the persona's consent          no
+``as_of``                the decision time (default: the scoring call's ``as_of``)    no
+``day``                  day of the planning horizon, default 0 (receding horizon)    no
+=======================  ===========================================================  =========
+
+Every problem raises :class:`ScoringInputError` naming the row, the field and the problem;
+nothing is filled in silently.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from nba.errors import NBAValidationError
+from nba.parameters import ScenarioArrays
+from nba.state import CustomerState
+from nba.types import BoolArray, IntArray
+
+REQUIRED = ("customer_id", "persona", "stage", "pressure", "discount_habit", "opted_out")
+
+
+class ScoringInputError(NBAValidationError):
+    """A request that cannot be scored; the message names the row, the field and the problem."""
+
+
+@dataclass
+class ParsedRequest:
+    """Validated request rows as the arrays the feature builder and rules consume."""
+
+    customer_id: np.ndarray
+    state: CustomerState
+    consent: BoolArray  # (N, C)
+    day: IntArray
+    weekday: IntArray
+    as_of: pd.Series  # UTC timestamps
+
+
+class RequestSchema:
+    """Validation and JSON Schema of scoring requests for one scenario."""
+
+    def __init__(self, arrays: ScenarioArrays) -> None:
+        self.arrays = arrays
+        sc = arrays.scenario
+        self.caps = sc.contact_rules.caps
+        self.capped_channels = sorted({c for cap in self.caps for c in cap.channels})
+        self.days_columns = [f"days_since_{cap.name}" for cap in self.caps]
+        self.last_contact_columns = [f"last_contact_{c}" for c in self.capped_channels]
+        self.consent_columns = [f"consent_{c}" for c in sc.channel_names]
+
+    def json_schema(self) -> dict[str, Any]:
+        sc = self.arrays.scenario
+        timestamp = {"type": ["string", "null"], "format": "date-time"}
+        properties: dict[str, Any] = {
+            "customer_id": {"type": ["string", "integer"], "minLength": 1},
+            "persona": {"type": "string", "enum": sc.persona_names},
+            "stage": {"type": "string", "enum": sc.stage_names},
+            "pressure": {
+                "type": "integer",
+                "minimum": 0,
+                "maximum": sc.contact_rules.pressure_capacity,
+            },
+            "discount_habit": {"type": "boolean"},
+            "opted_out": {"type": "boolean"},
+            "as_of": {"type": "string", "format": "date-time"},
+            "day": {"type": "integer", "minimum": 0, "maximum": sc.horizon_days - 1},
+        }
+        for column in self.last_contact_columns:
+            properties[column] = timestamp
+        for column, cap in zip(self.days_columns, self.caps, strict=True):
+            properties[column] = {
+                "type": "integer",
+                "minimum": 1,
+                "description": f"days since the last contact on {cap.channels}",
+            }
+        for column in self.consent_columns:
+            properties[column] = {"type": "boolean"}
+        history = [{"required": self.last_contact_columns}, {"required": self.days_columns}]
+        return {
+            "$schema": "https://json-schema.org/draft/2020-12/schema",
+            "title": f"nba scoring request ({sc.name})",
+            "type": "object",
+            "properties": properties,
+            "required": list(REQUIRED),
+            "anyOf": history if self.caps else [{}],
+        }
+
+    def parse(self, frame: pd.DataFrame, as_of: datetime | None = None) -> ParsedRequest:
+        if not isinstance(frame, pd.DataFrame):
+            raise ScoringInputError(
+                f"input: expected a pandas DataFrame, got {type(frame).__name__}"
+            )
+        if frame.empty:
+            raise ScoringInputError("input: no rows to score")
+        missing = [c for c in REQUIRED if c not in frame.columns]
+        if missing:
+            raise ScoringInputError(f"input: missing field(s) {missing}")
+        sc = self.arrays.scenario
+        n = len(frame)
+        customer_id = _identifiers(frame)
+        persona = _categories(frame, "persona", sc.persona_names)
+        stage = _categories(frame, "stage", sc.stage_names)
+        pressure = _integers(frame, "pressure", 0, sc.contact_rules.pressure_capacity)
+        habit = _booleans(frame, "discount_habit")
+        opted_out = _booleans(frame, "opted_out")
+        day = (
+            _integers(frame, "day", 0, sc.horizon_days - 1)
+            if "day" in frame.columns
+            else np.zeros(n, dtype=np.int64)
+        )
+        now = _timestamp_or_now(as_of)
+        decision_time = (
+            _timestamps(frame, "as_of", allow_missing=False)
+            if "as_of" in frame.columns
+            else pd.Series(np.full(n, now), index=frame.index)
+        )
+        days_since = self._days_since(frame, decision_time)
+        consent = self.arrays.persona_consent[persona].copy()
+        for c, column in enumerate(self.consent_columns):
+            if column in frame.columns:
+                consent[:, c] = _booleans(frame, column)
+        consent &= ~(opted_out[:, None] & self.arrays.rules.requires_consent[None, :])
+        state = CustomerState(
+            persona=persona,
+            stage=stage,
+            pressure=pressure,
+            days_since=days_since,
+            habit=habit,
+            opted_out=opted_out,
+        )
+        weekday = decision_time.dt.day_of_week.to_numpy(dtype=np.int64)
+        return ParsedRequest(customer_id, state, consent, day, weekday, decision_time)
+
+    def _days_since(self, frame: pd.DataFrame, decision_time: pd.Series) -> IntArray:
+        n = len(frame)
+        windows = self.arrays.rules.cap_windows
+        if not self.caps:
+            return np.zeros((n, 0), dtype=np.int64)
+        if all(c in frame.columns for c in self.last_contact_columns):
+            last = {}
+            for channel, column in zip(
+                self.capped_channels, self.last_contact_columns, strict=True
+            ):
+                stamps = _timestamps(frame, column, allow_missing=True)
+                late = (stamps > decision_time).to_numpy()
+                if late.any():
+                    row = frame.index[int(np.flatnonzero(late)[0])]
+                    raise ScoringInputError(
+                        f"row {row!r}, {column}: {_shown(frame[column].loc[row])} is in the future "
+                        f"(decision time {decision_time.loc[row]})"
+                    )
+                last[channel] = stamps
+            columns = []
+            for cap, window in zip(self.caps, windows, strict=True):
+                latest = pd.concat([last[c] for c in cap.channels], axis=1).max(axis=1)
+                elapsed = (decision_time - latest).dt.total_seconds().to_numpy() / 86_400.0
+                days = np.where(np.isnan(elapsed), window, np.floor(elapsed))
+                columns.append(np.clip(days, 1, window).astype(np.int64))
+            return np.stack(columns, axis=1)
+        if all(c in frame.columns for c in self.days_columns):
+            columns = [
+                np.minimum(_integers(frame, column, 1, None), window)
+                for column, window in zip(self.days_columns, windows, strict=True)
+            ]
+            return np.stack(columns, axis=1)
+        raise ScoringInputError(
+            f"input: contact history needs {self.last_contact_columns} or {self.days_columns}"
+        )
+
+
+def _shown(value: Any) -> str:
+    """A value as the user wrote it (numpy scalars unwrapped)."""
+    return repr(value.item() if isinstance(value, np.generic) else value)
+
+
+def _first(frame: pd.DataFrame, bad: np.ndarray) -> Any:
+    return frame.index[int(np.flatnonzero(bad)[0])]
+
+
+def _identifiers(frame: pd.DataFrame) -> np.ndarray:
+    values = frame["customer_id"]
+    bad = values.isna().to_numpy() | (values.astype(str).str.len() == 0).to_numpy()
+    if bad.any():
+        row = _first(frame, bad)
+        raise ScoringInputError(f"row {row!r}, customer_id: missing or empty")
+    return values.astype(str).to_numpy()
+
+
+def _categories(frame: pd.DataFrame, column: str, names: list[str]) -> IntArray:
+    values = frame[column]
+    codes = pd.Index(names).get_indexer(values.astype(object))
+    bad = np.asarray(codes) < 0
+    if bad.any():
+        row = _first(frame, bad)
+        shown = _shown(values.loc[row])
+        raise ScoringInputError(
+            f"row {row!r}, {column}: unknown value {shown}; expected one of {names}"
+        )
+    return np.asarray(codes, dtype=np.int64)
+
+
+def _integers(frame: pd.DataFrame, column: str, low: int, high: int | None) -> IntArray:
+    raw = frame[column]
+    if raw.dtype == bool or (raw.dtype == object and raw.map(type).eq(bool).any()):
+        row = _first(frame, raw.map(lambda v: isinstance(v, bool | np.bool_)).to_numpy())
+        raise ScoringInputError(
+            f"row {row!r}, {column}: expected a whole number, got {_shown(raw.loc[row])}"
+        )
+    values = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+    bad = ~np.isfinite(values) | (values != np.round(values))
+    if bad.any():
+        row = _first(frame, bad)
+        what = (
+            "NaN or infinite" if not np.isfinite(values[frame.index.get_loc(row)]) else "fractional"
+        )
+        if pd.isna(raw.loc[row]) or isinstance(raw.loc[row], str):
+            what = "missing" if pd.isna(raw.loc[row]) else "not a number"
+        raise ScoringInputError(
+            f"row {row!r}, {column}: expected a whole number, got {_shown(raw.loc[row])} ({what})"
+        )
+    out_of_range = (values < low) | ((values > high) if high is not None else np.zeros_like(bad))
+    if out_of_range.any():
+        row = _first(frame, out_of_range)
+        bounds = f"[{low}, {high}]" if high is not None else f">= {low}"
+        problem = "negative" if values[frame.index.get_loc(row)] < 0 else "out of range"
+        raise ScoringInputError(
+            f"row {row!r}, {column}: {_shown(raw.loc[row])} is {problem}; expected {bounds}"
+        )
+    return values.astype(np.int64)
+
+
+def _booleans(frame: pd.DataFrame, column: str) -> BoolArray:
+    values = frame[column]
+    if values.dtype == bool:
+        return values.to_numpy()
+
+    def convert(v: Any) -> Any:
+        if isinstance(v, bool | np.bool_):
+            return bool(v)
+        if isinstance(v, int | np.integer) and v in (0, 1):
+            return bool(v)
+        return None
+
+    mapped = values.map(convert)
+    bad = mapped.isna().to_numpy()
+    if bad.any():
+        row = _first(frame, bad)
+        raise ScoringInputError(
+            f"row {row!r}, {column}: expected true or false, got {_shown(values.loc[row])}"
+        )
+    return mapped.to_numpy(dtype=bool)
+
+
+def _timestamps(frame: pd.DataFrame, column: str, allow_missing: bool) -> pd.Series:
+    raw = frame[column]
+    if isinstance(raw.dtype, pd.DatetimeTZDtype):
+        parsed = raw.dt.tz_convert("UTC")
+    elif pd.api.types.is_datetime64_dtype(raw.dtype):
+        parsed = raw.dt.tz_localize("UTC")
+    else:
+        text_or_null = raw.map(
+            lambda v: v is None or isinstance(v, str | datetime | pd.Timestamp) or pd.isna(v)
+        )
+        if not text_or_null.all():
+            row = _first(frame, ~text_or_null.to_numpy())
+            raise ScoringInputError(
+                f"row {row!r}, {column}: expected a timestamp, got {_shown(raw.loc[row])}"
+            )
+        parsed = pd.to_datetime(raw, errors="coerce", utc=True, format="ISO8601")
+        unparsed = parsed.isna().to_numpy() & ~raw.isna().to_numpy()
+        if unparsed.any():
+            row = _first(frame, unparsed)
+            raise ScoringInputError(
+                f"row {row!r}, {column}: cannot parse timestamp {_shown(raw.loc[row])}"
+            )
+    if not allow_missing and parsed.isna().any():
+        row = _first(frame, parsed.isna().to_numpy())
+        raise ScoringInputError(f"row {row!r}, {column}: missing timestamp")
+    return parsed
+
+
+def _timestamp_or_now(value: datetime | None) -> pd.Timestamp:
+    stamp = pd.Timestamp(value if value is not None else datetime.now(UTC))
+    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
