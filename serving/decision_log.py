@@ -58,7 +58,7 @@ class DecisionLog:
     def append(
         self,
         customer_id: np.ndarray,
-        decided_at: pd.Series,
+        decided_at: pd.Series | pd.Timestamp,
         model_version: str,
         actions: np.ndarray,
         action_names: np.ndarray,
@@ -69,7 +69,12 @@ class DecisionLog:
         feature_names: list[str] | None = None,
     ) -> int:
         """Append one batch in transactions of ``chunk_rows``; returns the rows written."""
-        stamps = pd.Series(decided_at).dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ").to_numpy()
+        if isinstance(decided_at, pd.Series):
+            stamps = decided_at.dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ").to_numpy()
+        else:
+            stamps = np.full(
+                len(customer_id), pd.Timestamp(decided_at).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+            )
         features32 = np.ascontiguousarray(features, dtype=np.float32)
         probabilities32 = np.ascontiguousarray(probabilities, dtype=np.float32)
         if feature_names is not None:

@@ -25,6 +25,7 @@ nothing is filled in silently.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -53,7 +54,7 @@ class ParsedRequest:
     consent: BoolArray  # (N, C)
     day: IntArray
     weekday: IntArray
-    as_of: pd.Series  # UTC timestamps
+    as_of: pd.Series | pd.Timestamp  # per-row UTC timestamps, or one for the whole batch
 
 
 class RequestSchema:
@@ -67,6 +68,8 @@ class RequestSchema:
         self.days_columns = [f"days_since_{cap.name}" for cap in self.caps]
         self.last_contact_columns = [f"last_contact_{c}" for c in self.capped_channels]
         self.consent_columns = [f"consent_{c}" for c in sc.channel_names]
+        self._persona_index = {name: i for i, name in enumerate(sc.persona_names)}
+        self._stage_index = {name: i for i, name in enumerate(sc.stage_names)}
 
     def json_schema(self) -> dict[str, Any]:
         sc = self.arrays.scenario
@@ -128,11 +131,10 @@ class RequestSchema:
             if "day" in frame.columns
             else np.zeros(n, dtype=np.int64)
         )
-        now = _timestamp_or_now(as_of)
-        decision_time = (
+        decision_time: pd.Series | pd.Timestamp = (
             _timestamps(frame, "as_of", allow_missing=False)
             if "as_of" in frame.columns
-            else pd.Series(np.full(n, now), index=frame.index)
+            else _timestamp_or_now(as_of)
         )
         days_since = self._days_since(frame, decision_time)
         consent = self.arrays.persona_consent[persona].copy()
@@ -148,10 +150,69 @@ class RequestSchema:
             habit=habit,
             opted_out=opted_out,
         )
-        weekday = decision_time.dt.day_of_week.to_numpy(dtype=np.int64)
+        if isinstance(decision_time, pd.Series):
+            weekday = decision_time.dt.day_of_week.to_numpy(dtype=np.int64)
+        else:
+            weekday = np.full(n, decision_time.day_of_week, dtype=np.int64)
         return ParsedRequest(customer_id, state, consent, day, weekday, decision_time)
 
-    def _days_since(self, frame: pd.DataFrame, decision_time: pd.Series) -> IntArray:
+    def parse_mapping(self, row: Mapping[str, Any], as_of: datetime | None = None) -> ParsedRequest:
+        """One customer given as a mapping: the same checks as :meth:`parse`, without pandas.
+
+        Scoring one customer is latency-bound; building a DataFrame would cost more than the
+        whole decision. Messages match :meth:`parse` (the tests hold the two paths together).
+        """
+        if not isinstance(row, Mapping):
+            raise ScoringInputError(f"input: expected a mapping, got {type(row).__name__}")
+        missing = [c for c in REQUIRED if c not in row]
+        if missing:
+            raise ScoringInputError(f"input: missing field(s) {missing}")
+        sc = self.arrays.scenario
+        if "as_of" in row or any(c in row for c in self.last_contact_columns):
+            # timestamps: rare on the hot path, so reuse the vectorised parser
+            return self.parse(pd.DataFrame([dict(row)]), as_of=as_of)
+        customer_id = row["customer_id"]
+        if customer_id is None or customer_id == "" or _is_nan(customer_id):
+            raise ScoringInputError("row 0, customer_id: missing or empty")
+        persona = _one_category(row, "persona", self._persona_index)
+        stage = _one_category(row, "stage", self._stage_index)
+        pressure = _one_integer(row, "pressure", 0, sc.contact_rules.pressure_capacity)
+        habit = _one_boolean(row, "discount_habit")
+        opted_out = _one_boolean(row, "opted_out")
+        day = _one_integer(row, "day", 0, sc.horizon_days - 1) if "day" in row else 0
+        if not all(c in row for c in self.days_columns):
+            raise ScoringInputError(
+                f"input: contact history needs {self.last_contact_columns} or {self.days_columns}"
+            )
+        days = [
+            min(_one_integer(row, column, 1, None), int(window))
+            for column, window in zip(self.days_columns, self.arrays.rules.cap_windows, strict=True)
+        ]
+        consent = self.arrays.persona_consent[persona].copy()
+        for c, column in enumerate(self.consent_columns):
+            if column in row:
+                consent[c] = _one_boolean(row, column)
+        if opted_out:
+            consent &= ~self.arrays.rules.requires_consent
+        when = _timestamp_or_now(as_of)
+        state = CustomerState(
+            persona=np.array([persona]),
+            stage=np.array([stage]),
+            pressure=np.array([pressure]),
+            days_since=np.array([days], dtype=np.int64).reshape(1, len(days)),
+            habit=np.array([habit]),
+            opted_out=np.array([opted_out]),
+        )
+        return ParsedRequest(
+            customer_id=np.array([customer_id], dtype=object),
+            state=state,
+            consent=consent[None, :],
+            day=np.array([day]),
+            weekday=np.array([when.day_of_week]),
+            as_of=when,
+        )
+
+    def _days_since(self, frame: pd.DataFrame, decision_time: pd.Series | pd.Timestamp) -> IntArray:
         n = len(frame)
         windows = self.arrays.rules.cap_windows
         if not self.caps:
@@ -165,9 +226,14 @@ class RequestSchema:
                 late = (stamps > decision_time).to_numpy()
                 if late.any():
                     row = frame.index[int(np.flatnonzero(late)[0])]
+                    when = (
+                        decision_time.loc[row]
+                        if isinstance(decision_time, pd.Series)
+                        else decision_time
+                    )
                     raise ScoringInputError(
                         f"row {row!r}, {column}: {_shown(frame[column].loc[row])} is in the future "
-                        f"(decision time {decision_time.loc[row]})"
+                        f"(decision time {when})"
                     )
                 last[channel] = stamps
             columns = []
@@ -188,6 +254,58 @@ class RequestSchema:
         )
 
 
+def _is_nan(value: Any) -> bool:
+    return isinstance(value, float | np.floating) and bool(np.isnan(value))
+
+
+def _one_category(row: Mapping[str, Any], column: str, index: dict[str, int]) -> int:
+    value = row[column]
+    code = index.get(value) if isinstance(value, str) else None
+    if code is None:
+        raise ScoringInputError(
+            f"row 0, {column}: unknown value {_shown(value)}; expected one of {list(index)}"
+        )
+    return code
+
+
+def _one_integer(row: Mapping[str, Any], column: str, low: int, high: int | None) -> int:
+    value = row[column]
+    if isinstance(value, bool | np.bool_):
+        raise ScoringInputError(f"row 0, {column}: expected a whole number, got {_shown(value)}")
+    if isinstance(value, int | np.integer):
+        number = float(value)
+    elif isinstance(value, float | np.floating):
+        number = float(value)
+        if not np.isfinite(number):
+            what = "missing" if np.isnan(number) else "NaN or infinite"
+            raise ScoringInputError(
+                f"row 0, {column}: expected a whole number, got {_shown(value)} ({what})"
+            )
+        if number != round(number):
+            raise ScoringInputError(
+                f"row 0, {column}: expected a whole number, got {_shown(value)} (fractional)"
+            )
+    else:
+        what = "missing" if value is None else "not a number"
+        raise ScoringInputError(
+            f"row 0, {column}: expected a whole number, got {_shown(value)} ({what})"
+        )
+    if number < low or (high is not None and number > high):
+        bounds = f"[{low}, {high}]" if high is not None else f">= {low}"
+        problem = "negative" if number < 0 else "out of range"
+        raise ScoringInputError(f"row 0, {column}: {_shown(value)} is {problem}; expected {bounds}")
+    return int(number)
+
+
+def _one_boolean(row: Mapping[str, Any], column: str) -> bool:
+    value = row[column]
+    if isinstance(value, bool | np.bool_):
+        return bool(value)
+    if isinstance(value, int | np.integer) and value in (0, 1):
+        return bool(value)
+    raise ScoringInputError(f"row 0, {column}: expected true or false, got {_shown(value)}")
+
+
 def _shown(value: Any) -> str:
     """A value as the user wrote it (numpy scalars unwrapped)."""
     return repr(value.item() if isinstance(value, np.generic) else value)
@@ -198,12 +316,15 @@ def _first(frame: pd.DataFrame, bad: np.ndarray) -> Any:
 
 
 def _identifiers(frame: pd.DataFrame) -> np.ndarray:
+    """Identifiers as given (strings or integers); missing or empty ones are refused."""
     values = frame["customer_id"]
-    bad = values.isna().to_numpy() | (values.astype(str).str.len() == 0).to_numpy()
+    bad = values.isna().to_numpy()
+    if not pd.api.types.is_numeric_dtype(values.dtype):
+        bad = bad | values.eq("").to_numpy()
     if bad.any():
         row = _first(frame, bad)
         raise ScoringInputError(f"row {row!r}, customer_id: missing or empty")
-    return values.astype(str).to_numpy()
+    return values.to_numpy()
 
 
 def _categories(frame: pd.DataFrame, column: str, names: list[str]) -> IntArray:

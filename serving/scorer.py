@@ -26,6 +26,7 @@ from nba.parameters import ScenarioArrays
 from nba.serving.capacity import allocate
 from nba.serving.schema import ParsedRequest, RequestSchema, ScoringInputError
 from nba.serving.spec import ExportedPolicy, load_exported
+from nba.state import StateSpace
 from nba.types import WEEKDAYS, BoolArray, FloatArray, IntArray
 
 __all__ = ["Decision", "Exploration", "PolicyScorer", "ScoringInputError"]
@@ -94,10 +95,16 @@ class PolicyScorer:
         self.rng = np.random.default_rng(self.exploration.seed)
         scenario = self.policy.scenario
         catalogue = self.policy.spec["actions"]
+        self.space = StateSpace(self.arrays)
         self.action_names = pd.Index([a["name"] for a in catalogue])
-        self.action_channel_names = [a["channel"] for a in catalogue]
-        self.action_offer_names = [a["offer"] for a in catalogue]
-        self._reason_text = _reason_table(scenario, self.arrays)
+        self.channel_names = pd.Index(scenario.channel_names)
+        self.offer_names = pd.Index(scenario.offer_names)
+        self.action_channel = self.arrays.rules.action_channel  # -1 for no action
+        self.action_offer = self.arrays.action_offer
+        self._names = list(self.action_names)  # plain lists: indexing pd.Index costs microseconds
+        self._channels, self._offers = list(self.channel_names), list(self.offer_names)
+        texts = _reason_table(scenario, self.arrays)
+        self.reason_names, self._reason_code = np.unique(np.asarray(texts), return_inverse=True)
 
     @classmethod
     def load(
@@ -125,32 +132,53 @@ class PolicyScorer:
 
     # ------------------------------------------------------------------ scoring
     def score(self, customer: Mapping[str, Any], as_of: datetime | None = None) -> Decision:
-        """The decision for one customer given as a mapping of fields."""
-        if not isinstance(customer, Mapping):
-            raise ScoringInputError(f"input: expected a mapping, got {type(customer).__name__}")
-        frame = pd.DataFrame([dict(customer)])
-        result = self._decide(frame, as_of=as_of, capacity=None, top_k=self.arrays.n_actions)
-        row = result.iloc[0]
-        alternatives = [
-            {"action": row[f"rank_{k}_action"], "probability": float(row[f"rank_{k}_probability"])}
-            for k in range(1, self.arrays.n_actions + 1)
-            if row[f"rank_{k}_action"] is not None and float(row[f"rank_{k}_probability"]) > 0
-        ]
-        suppressed = (
-            {"action": row["suppressed_action"], "reason": row["suppressed_reason"]}
-            if row["suppressed_action"] is not None
-            else None
+        """The decision for one customer given as a mapping of fields (no pandas on this path)."""
+        request = self.schema.parse_mapping(customer, as_of=as_of)
+        state = request.state
+        checks = check_rules(
+            self.arrays.rules, request.consent, state.pressure, state.days_since, request.weekday
         )
+        unique = _Unique.evaluate(self, state, request, checks.allowed, None)
+        greedy = unique.greedy
+        if self.exploration.kind == "greedy":
+            action, propensity, explored = int(greedy[0]), 1.0, False
+        else:
+            chosen, propensities, was_explored = self._explore(
+                unique.masked, checks.allowed, greedy, unique.probabilities
+            )
+            action, propensity, explored = (
+                int(chosen[0]),
+                float(propensities[0]),
+                bool(was_explored[0]),
+            )
+        ranked, ranked_probability = unique.ranking(len(self.action_names))
+        names = self._names
+        alternatives = [
+            {"action": names[a], "probability": float(p)}
+            for a, p in zip(ranked[0], ranked_probability[0], strict=True)
+            if a >= 0 and p > 0
+        ]
+        suppressed = None
+        top = int(unique.top[0])
+        if not unique.top_allowed[0]:
+            verdicts = (checks.consent[0, top], checks.caps[0, top], checks.pressure[0, top])
+            rule = next((i for i, ok in enumerate(verdicts) if not ok), 3)  # as in the batch
+            suppressed = {
+                "action": names[top],
+                "reason": str(self.reason_names[self._reason_code[rule * len(names) + top]]),
+            }
+        channel = int(self.action_channel[action])
+        offer = int(self.action_offer[action])
         return Decision(
-            customer_id=str(row["customer_id"]),
-            action=int(row["action"]),
-            action_name=str(row["action_name"]),
-            channel=row["channel"],
-            offer=row["offer"],
-            propensity=float(row["propensity"]),
-            value_estimate=float(row["value_estimate"]),
+            customer_id=str(request.customer_id[0]),
+            action=action,
+            action_name=names[action],
+            channel=self._channels[channel] if channel >= 0 else None,
+            offer=self._offers[offer] if offer >= 0 else None,
+            propensity=propensity,
+            value_estimate=float(unique.value[0]),
             model_version=self.model_version,
-            explored=bool(row["explored"]),
+            explored=explored,
             alternatives=alternatives,
             suppressed=suppressed,
         )
@@ -184,48 +212,54 @@ class PolicyScorer:
     ) -> pd.DataFrame:
         request = self.schema.parse(frame, as_of=as_of)
         state = request.state
-        obs = self.features.build(state, request.day, weekday=request.weekday)
         checks = check_rules(
             self.arrays.rules, request.consent, state.pressure, state.days_since, request.weekday
         )
         allowed = checks.allowed
-        preferences = self.policy.policy.forward(obs).astype(np.float64)
-        masked = np.where(allowed, preferences, -np.inf)
-        probabilities = self._policy_probabilities(masked)
-        greedy = np.argmax(masked, axis=1)
-        rows = np.arange(greedy.shape[0])
+        # Features depend only on (state, day, weekday) and the ranking also on the mask: work
+        # once per distinct combination (thousands at most), then spread to every row.
+        key = (self.space.encode(state) * self.policy.scenario.horizon_days + request.day) * 7
+        key += request.weekday
+        bits = np.packbits(allowed, axis=1, bitorder="little")
+        mask_code = np.zeros(len(key), dtype=np.int64)
+        for byte in range(bits.shape[1]):
+            mask_code |= bits[:, byte].astype(np.int64) << (8 * byte)
+        combination = (key << allowed.shape[1]) | mask_code
+        _, first, inverse = np.unique(combination, return_index=True, return_inverse=True)
+        unique = _Unique.evaluate(self, state, request, allowed, first)
 
+        n = len(key)
+        rows = np.arange(n)
+        greedy = unique.greedy[inverse]
         if capacity:
             if self.exploration.kind != "greedy":
                 raise NBAValidationError(
                     "capacity: allocation is deterministic; use greedy exploration with it"
                 )
-            chosen, displaced = self._allocate(masked, allowed, capacity)
-            propensity = np.ones(greedy.shape[0])
-            explored = np.zeros(greedy.shape[0], dtype=bool)
+            chosen, displaced = self._allocate(unique.masked[inverse], allowed, capacity)
+            propensity, explored = np.ones(n), np.zeros(n, dtype=bool)
+        elif self.exploration.kind == "greedy":
+            chosen, propensity, explored = greedy, np.ones(n), np.zeros(n, dtype=bool)
+            displaced = np.zeros(n, dtype=bool)
         else:
-            chosen, propensity, explored = self._explore(masked, allowed, greedy, probabilities)
-            displaced = np.zeros(greedy.shape[0], dtype=bool)
-
-        if self.policy.value is not None:
-            value = (
-                self.policy.value.forward(obs)[:, 0].astype(np.float64) * self.policy.value_scale
+            masked = unique.masked[inverse]
+            chosen, propensity, explored = self._explore(
+                masked, allowed, greedy, unique.probabilities[inverse]
             )
-        else:
-            value = masked[rows, greedy]
+            displaced = np.zeros(n, dtype=bool)
+
         result = self._frame(
             frame.index,
             request,
             chosen,
             propensity,
             explored,
-            value,
-            masked,
-            probabilities,
-            preferences,
+            unique,
+            inverse,
             checks,
             displaced,
             top_k,
+            rows,
         )
         if log is not None:
             log.append(
@@ -234,10 +268,11 @@ class PolicyScorer:
                 model_version=self.model_version,
                 actions=chosen,
                 action_names=self.action_names.to_numpy()[chosen],
+                feature_names=self.features.names,
                 propensities=propensity,
                 explored=explored,
-                features=obs,
-                probabilities=probabilities,
+                features=unique.obs[inverse],
+                probabilities=unique.probabilities[inverse],
             )
         return result
 
@@ -310,30 +345,28 @@ class PolicyScorer:
         chosen: IntArray,
         propensity: FloatArray,
         explored: BoolArray,
-        value: FloatArray,
-        masked: FloatArray,
-        probabilities: FloatArray,
-        preferences: FloatArray,
+        unique: _Unique,
+        inverse: IntArray,
         checks: RuleChecks,
         displaced: BoolArray,
         top_k: int,
+        rows: IntArray,
     ) -> pd.DataFrame:
         names = self.action_names
-        n_actions = masked.shape[1]
+        n_actions = len(names)
         columns: dict[str, Any] = {
             "customer_id": request.customer_id,
             "action": chosen,
             "action_name": pd.Categorical.from_codes(chosen, categories=names),
-            "channel": np.asarray(self.action_channel_names, dtype=object)[chosen],
-            "offer": np.asarray(self.action_offer_names, dtype=object)[chosen],
+            "channel": pd.Categorical.from_codes(self.action_channel[chosen], self.channel_names),
+            "offer": pd.Categorical.from_codes(self.action_offer[chosen], self.offer_names),
             "propensity": propensity,
             "explored": explored,
-            "value_estimate": value,
+            "value_estimate": unique.value[inverse],
         }
         # the policy's own top choice, when a rule (or capacity) kept it from being chosen
-        top = np.argmax(preferences, axis=1)
-        rows = np.arange(top.shape[0])
-        blocked = ~checks.allowed[rows, top]
+        top = unique.top[inverse]
+        blocked = ~unique.top_allowed[inverse]
         failing = np.select(
             [~checks.consent[rows, top], ~checks.caps[rows, top], ~checks.pressure[rows, top]],
             [0, 1, 2],
@@ -342,19 +375,76 @@ class PolicyScorer:
         reason_code = np.where(blocked, failing * n_actions + top, -1)
         suppressed = np.where(blocked, top, -1)
         # displaced by capacity: report the allowed favourite that went to someone else
-        favourite = np.argmax(masked, axis=1)
+        favourite = unique.greedy[inverse]
         reason_code = np.where(displaced, len(_RULES) * n_actions + favourite, reason_code)
         suppressed = np.where(displaced, favourite, suppressed)
-        columns["suppressed_action"] = _names_or_none(names, suppressed)
-        columns["suppressed_reason"] = _names_or_none(self._reason_text, reason_code)
-        ranked = np.argsort(-masked, axis=1, kind="stable")[:, : max(0, min(top_k, n_actions))]
+        columns["suppressed_action"] = pd.Categorical.from_codes(suppressed, names)
+        reason = np.where(reason_code >= 0, self._reason_code[np.maximum(reason_code, 0)], -1)
+        columns["suppressed_reason"] = pd.Categorical.from_codes(reason, self.reason_names)
+        ranked, ranked_probability = unique.ranking(top_k)
         for k in range(ranked.shape[1]):
-            action = ranked[:, k]
-            valid = np.isfinite(masked[rows, action])
-            columns[f"rank_{k + 1}_action"] = _names_or_none(names, np.where(valid, action, -1))
-            columns[f"rank_{k + 1}_probability"] = np.where(valid, probabilities[rows, action], 0.0)
+            columns[f"rank_{k + 1}_action"] = pd.Categorical.from_codes(ranked[inverse, k], names)
+            columns[f"rank_{k + 1}_probability"] = ranked_probability[inverse, k]
         columns["model_version"] = self.model_version
         return pd.DataFrame(columns, index=index)
+
+
+@dataclass
+class _Unique:
+    """Network outputs and rankings for each distinct (features, mask) combination."""
+
+    obs: FloatArray
+    masked: FloatArray  # preferences, -inf where not allowed
+    probabilities: FloatArray
+    greedy: IntArray
+    top: IntArray  # the policy's favourite ignoring the rules
+    top_allowed: BoolArray
+    value: FloatArray
+
+    @classmethod
+    def evaluate(
+        cls,
+        scorer: PolicyScorer,
+        state: Any,
+        request: ParsedRequest,
+        allowed: BoolArray,
+        first: IntArray | None,
+    ) -> _Unique:
+        """Evaluate the rows ``first`` (every row when None)."""
+        if first is None:
+            obs = scorer.features.build(state, request.day, weekday=request.weekday)
+            allowed_first = allowed
+        else:
+            obs = scorer.features.build(
+                state.take(first), request.day[first], weekday=request.weekday[first]
+            )
+            allowed_first = allowed[first]
+        preferences = scorer.policy.policy.forward(obs).astype(np.float64)
+        masked = np.where(allowed_first, preferences, -np.inf)
+        greedy = np.argmax(masked, axis=1)
+        top = np.argmax(preferences, axis=1)
+        if scorer.policy.value is not None:
+            value = scorer.policy.value.forward(obs)[:, 0].astype(np.float64)
+            value *= scorer.policy.value_scale
+        else:
+            value = masked[np.arange(len(greedy)), greedy]
+        return cls(
+            obs=obs,
+            masked=masked,
+            probabilities=scorer._policy_probabilities(masked),
+            greedy=greedy,
+            top=top,
+            top_allowed=allowed_first[np.arange(len(top)), top],
+            value=value,
+        )
+
+    def ranking(self, top_k: int) -> tuple[IntArray, FloatArray]:
+        """The ``top_k`` allowed actions by preference (-1 past the allowed ones)."""
+        k = max(0, min(top_k, self.masked.shape[1]))
+        order = np.argsort(-self.masked, axis=1, kind="stable")[:, :k]
+        rows = np.arange(order.shape[0])[:, None]
+        valid = np.isfinite(self.masked[rows, order])
+        return np.where(valid, order, -1), np.where(valid, self.probabilities[rows, order], 0.0)
 
 
 def _sample(probabilities: FloatArray, rng: np.random.Generator) -> IntArray:
@@ -363,9 +453,8 @@ def _sample(probabilities: FloatArray, rng: np.random.Generator) -> IntArray:
     return np.minimum((draw >= cumulative).sum(axis=1), probabilities.shape[1] - 1)
 
 
-def _names_or_none(names: pd.Index, codes: IntArray) -> np.ndarray:
-    values = np.asarray(names, dtype=object)[np.maximum(codes, 0)]
-    return np.where(codes >= 0, values, None)
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and np.isnan(value))
 
 
 def _reason_table(scenario: Any, arrays: ScenarioArrays) -> pd.Index:
