@@ -109,6 +109,17 @@ class RequestSchema:
         }
 
     def parse(self, frame: pd.DataFrame, as_of: datetime | None = None) -> ParsedRequest:
+        """Validate a batch; every problem raises :class:`ScoringInputError`."""
+        try:
+            return self._parse(frame, as_of)
+        except ScoringInputError:
+            raise
+        except (TypeError, ValueError, OverflowError) as exc:
+            # the fast converters choke on exotic cells (lists, dicts, arrays): find and name it
+            _raise_for_non_scalar(frame)
+            raise ScoringInputError(f"input: cannot read the request ({exc})") from None
+
+    def _parse(self, frame: pd.DataFrame, as_of: datetime | None) -> ParsedRequest:
         if not isinstance(frame, pd.DataFrame):
             raise ScoringInputError(
                 f"input: expected a pandas DataFrame, got {type(frame).__name__}"
@@ -254,6 +265,20 @@ class RequestSchema:
         )
 
 
+_MAX_WHOLE = 10**9  # beyond any count, day or level a request can mean
+
+
+def _raise_for_non_scalar(frame: pd.DataFrame) -> None:
+    for column in frame.columns:
+        if frame[column].dtype != object:
+            continue
+        odd = frame[column].map(lambda v: isinstance(v, list | tuple | dict | set | np.ndarray))
+        if odd.any():
+            row = _first(frame, odd.to_numpy())
+            shown = _shown(frame[column].loc[row])
+            raise ScoringInputError(f"row {row!r}, {column}: expected a single value, got {shown}")
+
+
 def _is_nan(value: Any) -> bool:
     return isinstance(value, float | np.floating) and bool(np.isnan(value))
 
@@ -290,8 +315,9 @@ def _one_integer(row: Mapping[str, Any], column: str, low: int, high: int | None
         raise ScoringInputError(
             f"row 0, {column}: expected a whole number, got {_shown(value)} ({what})"
         )
-    if number < low or (high is not None and number > high):
-        bounds = f"[{low}, {high}]" if high is not None else f">= {low}"
+    ceiling = high if high is not None else _MAX_WHOLE
+    if number < low or number > ceiling:
+        bounds = f"[{low}, {ceiling}]"
         problem = "negative" if number < 0 else "out of range"
         raise ScoringInputError(f"row 0, {column}: {_shown(value)} is {problem}; expected {bounds}")
     return int(number)
@@ -347,23 +373,33 @@ def _integers(frame: pd.DataFrame, column: str, low: int, high: int | None) -> I
         raise ScoringInputError(
             f"row {row!r}, {column}: expected a whole number, got {_shown(raw.loc[row])}"
         )
+    if raw.dtype == object or pd.api.types.is_string_dtype(raw.dtype):
+        # numbers only: a string is the wrong type, even "3"
+        texts = raw.map(lambda v: isinstance(v, str)).to_numpy()
+        if texts.any():
+            row = _first(frame, texts)
+            raise ScoringInputError(
+                f"row {row!r}, {column}: expected a whole number, got {_shown(raw.loc[row])} "
+                "(not a number)"
+            )
     values = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
     bad = ~np.isfinite(values) | (values != np.round(values))
     if bad.any():
-        row = _first(frame, bad)
-        what = (
-            "NaN or infinite" if not np.isfinite(values[frame.index.get_loc(row)]) else "fractional"
-        )
+        position = int(np.flatnonzero(bad)[0])
+        row = frame.index[position]
+        what = "NaN or infinite" if not np.isfinite(values[position]) else "fractional"
         if pd.isna(raw.loc[row]) or isinstance(raw.loc[row], str):
             what = "missing" if pd.isna(raw.loc[row]) else "not a number"
         raise ScoringInputError(
             f"row {row!r}, {column}: expected a whole number, got {_shown(raw.loc[row])} ({what})"
         )
-    out_of_range = (values < low) | ((values > high) if high is not None else np.zeros_like(bad))
+    ceiling = high if high is not None else _MAX_WHOLE
+    out_of_range = (values < low) | (values > ceiling)
     if out_of_range.any():
-        row = _first(frame, out_of_range)
-        bounds = f"[{low}, {high}]" if high is not None else f">= {low}"
-        problem = "negative" if values[frame.index.get_loc(row)] < 0 else "out of range"
+        position = int(np.flatnonzero(out_of_range)[0])
+        row = frame.index[position]
+        bounds = f"[{low}, {ceiling}]"
+        problem = "negative" if values[position] < 0 else "out of range"
         raise ScoringInputError(
             f"row {row!r}, {column}: {_shown(raw.loc[row])} is {problem}; expected {bounds}"
         )

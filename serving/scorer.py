@@ -82,7 +82,7 @@ class PolicyScorer:
     :param exploration: greedy by default.
     """
 
-    policy: ExportedPolicy
+    policy: ExportedPolicy = field(repr=False)
     model_version: str = "local"
     exploration: Exploration = field(default_factory=Exploration)
 
