@@ -129,6 +129,7 @@ class RequestSchema:
         missing = [c for c in REQUIRED if c not in frame.columns]
         if missing:
             raise ScoringInputError(f"input: missing field(s) {missing}")
+        self._check_named_columns(frame.columns)
         sc = self.arrays.scenario
         n = len(frame)
         customer_id = _identifiers(frame)
@@ -178,6 +179,7 @@ class RequestSchema:
         missing = [c for c in REQUIRED if c not in row]
         if missing:
             raise ScoringInputError(f"input: missing field(s) {missing}")
+        self._check_named_columns(row)
         sc = self.arrays.scenario
         if "as_of" in row or any(c in row for c in self.last_contact_columns):
             # timestamps: rare on the hot path, so reuse the vectorised parser
@@ -222,6 +224,20 @@ class RequestSchema:
             weekday=np.array([when.day_of_week]),
             as_of=when,
         )
+
+    def _check_named_columns(self, columns: Any) -> None:
+        """A field naming a channel or cap must name one the scenario has (no silent ignore)."""
+        known = {
+            "consent_": self.consent_columns,
+            "last_contact_": self.last_contact_columns,
+            "days_since_": self.days_columns,
+        }
+        for column in columns:
+            for prefix, allowed in known.items():
+                if isinstance(column, str) and column.startswith(prefix) and column not in allowed:
+                    raise ScoringInputError(
+                        f"input: unknown field {column!r}; {prefix}* fields are {allowed}"
+                    )
 
     def _days_since(self, frame: pd.DataFrame, decision_time: pd.Series | pd.Timestamp) -> IntArray:
         n = len(frame)

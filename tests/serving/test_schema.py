@@ -35,6 +35,8 @@ def scorer(export_dir: Path) -> PolicyScorer:
         ({"customer_id": ""}, None, r"row 0, customer_id: missing or empty"),
         ({"consent_sms": "maybe"}, None, r"row 0, consent_sms: expected true or false"),
         ({"day": 400}, None, r"row 0, day: 400 is out of range"),
+        ({"consent_fax": True}, None, r"unknown field 'consent_fax'"),
+        ({"days_since_weekly": 3}, None, r"unknown field 'days_since_weekly'"),
     ],
 )
 def test_each_problem_names_row_field_and_problem(
@@ -45,6 +47,8 @@ def test_each_problem_names_row_field_and_problem(
         row.pop(drop)
     with pytest.raises(ScoringInputError, match=message):
         scorer.score_batch(frame(row), as_of=AS_OF)
+    with pytest.raises(ScoringInputError, match=message):  # the single-customer path agrees
+        scorer.score(row, as_of=AS_OF)
 
 
 def test_error_names_the_offending_row_in_a_batch(scorer: PolicyScorer) -> None:
