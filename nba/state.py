@@ -64,6 +64,7 @@ class StateSpace:
             np.int64
         )
         self.size = int(np.prod(self.radices))
+        self._stride_list = [int(x) for x in self.strides]
         #: States per response key: the contact-history clocks, which only the rules read.
         self.history_size = int(np.prod(self.radices[5:]))
         self.response_size = self.size // self.history_size
@@ -80,6 +81,20 @@ class StateSpace:
         )
         for g in range(state.days_since.shape[1]):  # a handful of cap rules, not customers
             index = index + (state.days_since[:, g] - 1) * s[5 + g]
+        return index
+
+    def encode_one(self, state: CustomerState) -> int:
+        """Index of a one-customer state in plain Python (no array overhead on latency paths)."""
+        s = self._stride_list
+        index = (
+            int(state.persona[0]) * s[0]
+            + int(state.stage[0]) * s[1]
+            + int(state.pressure[0]) * s[2]
+            + int(state.habit[0]) * s[3]
+            + int(state.opted_out[0]) * s[4]
+        )
+        for g, days in enumerate(state.days_since[0].tolist()):
+            index += (days - 1) * s[5 + g]
         return index
 
     def response_key(self, state_index: IntArray) -> IntArray:

@@ -38,6 +38,7 @@ from nba.parameters import ScenarioArrays
 from nba.state import CustomerState
 from nba.types import BoolArray, IntArray
 
+_NAMED_PREFIXES = ("consent_", "last_contact_", "days_since_")
 REQUIRED = ("customer_id", "persona", "stage", "pressure", "discount_habit", "opted_out")
 
 
@@ -68,6 +69,9 @@ class RequestSchema:
         self.days_columns = [f"days_since_{cap.name}" for cap in self.caps]
         self.last_contact_columns = [f"last_contact_{c}" for c in self.capped_channels]
         self.consent_columns = [f"consent_{c}" for c in sc.channel_names]
+        self._named_columns = frozenset(
+            [*self.consent_columns, *self.last_contact_columns, *self.days_columns]
+        )
         self._persona_index = {name: i for i, name in enumerate(sc.persona_names)}
         self._stage_index = {name: i for i, name in enumerate(sc.stage_names)}
 
@@ -227,17 +231,17 @@ class RequestSchema:
 
     def _check_named_columns(self, columns: Any) -> None:
         """A field naming a channel or cap must name one the scenario has (no silent ignore)."""
-        known = {
-            "consent_": self.consent_columns,
-            "last_contact_": self.last_contact_columns,
-            "days_since_": self.days_columns,
-        }
         for column in columns:
-            for prefix, allowed in known.items():
-                if isinstance(column, str) and column.startswith(prefix) and column not in allowed:
-                    raise ScoringInputError(
-                        f"input: unknown field {column!r}; {prefix}* fields are {allowed}"
-                    )
+            if (
+                isinstance(column, str)
+                and column.startswith(_NAMED_PREFIXES)
+                and column not in self._named_columns
+            ):
+                prefix = next(p for p in _NAMED_PREFIXES if column.startswith(p))
+                allowed = [c for c in self._named_columns if c.startswith(prefix)]
+                raise ScoringInputError(
+                    f"input: unknown field {column!r}; {prefix}* fields are {sorted(allowed)}"
+                )
 
     def _days_since(self, frame: pd.DataFrame, decision_time: pd.Series | pd.Timestamp) -> IntArray:
         n = len(frame)
@@ -473,5 +477,7 @@ def _timestamps(frame: pd.DataFrame, column: str, allow_missing: bool) -> pd.Ser
 
 
 def _timestamp_or_now(value: datetime | None) -> pd.Timestamp:
+    if isinstance(value, pd.Timestamp) and value.tzinfo is not None:
+        return value.tz_convert("UTC") if str(value.tzinfo) != "UTC" else value
     stamp = pd.Timestamp(value if value is not None else datetime.now(UTC))
     return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
@@ -101,6 +102,7 @@ class PolicyScorer:
         self.offer_names = pd.Index(scenario.offer_names)
         self.action_channel = self.arrays.rules.action_channel  # -1 for no action
         self.action_offer = self.arrays.action_offer
+        self._day_outputs: dict[int, tuple[FloatArray, FloatArray]] = {}
         self._names = list(self.action_names)  # plain lists: indexing pd.Index costs microseconds
         self._channels, self._offers = list(self.channel_names), list(self.offer_names)
         texts = _reason_table(scenario, self.arrays)
@@ -132,35 +134,47 @@ class PolicyScorer:
 
     # ------------------------------------------------------------------ scoring
     def score(self, customer: Mapping[str, Any], as_of: datetime | None = None) -> Decision:
-        """The decision for one customer given as a mapping of fields (no pandas on this path)."""
+        """The decision for one customer given as a mapping of fields.
+
+        Latency path: no pandas; network outputs and default-consent masks come from tables
+        computed once (per planning day) over every state by the same feature builder, network
+        and rule module as the batch path, which the tests hold it equal to.
+        """
         request = self.schema.parse_mapping(customer, as_of=as_of)
         state = request.state
-        checks = check_rules(
-            self.arrays.rules, request.consent, state.pressure, state.days_since, request.weekday
-        )
-        unique = _Unique.evaluate(self, state, request, checks.allowed, None)
-        greedy = unique.greedy
+        index = self.space.encode_one(state)
+        weekday, day = int(request.weekday[0]), int(request.day[0])
+        preferences, values = self._outputs_for_day(day)
+        preference, value = preferences[weekday, index], float(values[weekday, index])
+        persona, opted = int(state.persona[0]), int(state.opted_out[0])
+        checks: RuleChecks | None = None
+        if np.array_equal(request.consent[0], self._default_consent[persona, opted]):
+            allowed = self._default_masks[weekday, index]
+        else:
+            checks = self._checks(request)
+            allowed = checks.allowed[0]
+        masked = np.where(allowed, preference, -np.inf)
+        probabilities = self._policy_probabilities(masked[None, :])[0]
+        greedy = int(np.argmax(masked))
         if self.exploration.kind == "greedy":
-            action, propensity, explored = int(greedy[0]), 1.0, False
+            action, propensity, explored = greedy, 1.0, False
         else:
             chosen, propensities, was_explored = self._explore(
-                unique.masked, checks.allowed, greedy, unique.probabilities
+                masked[None, :], allowed[None, :], np.array([greedy]), probabilities[None, :]
             )
-            action, propensity, explored = (
-                int(chosen[0]),
-                float(propensities[0]),
-                bool(was_explored[0]),
-            )
-        ranked, ranked_probability = unique.ranking(len(self.action_names))
+            action, propensity = int(chosen[0]), float(propensities[0])
+            explored = bool(was_explored[0])
         names = self._names
+        order = np.argsort(-masked, kind="stable")
+        order = order[np.isfinite(masked[order]) & (probabilities[order] > 0)]
         alternatives = [
-            {"action": names[a], "probability": float(p)}
-            for a, p in zip(ranked[0], ranked_probability[0], strict=True)
-            if a >= 0 and p > 0
+            {"action": names[a], "probability": p}
+            for a, p in zip(order.tolist(), probabilities[order].tolist(), strict=True)
         ]
         suppressed = None
-        top = int(unique.top[0])
-        if not unique.top_allowed[0]:
+        top = int(np.argmax(preference))
+        if not allowed[top]:
+            checks = checks or self._checks(request)
             verdicts = (checks.consent[0, top], checks.caps[0, top], checks.pressure[0, top])
             rule = next((i for i, ok in enumerate(verdicts) if not ok), 3)  # as in the batch
             suppressed = {
@@ -176,12 +190,69 @@ class PolicyScorer:
             channel=self._channels[channel] if channel >= 0 else None,
             offer=self._offers[offer] if offer >= 0 else None,
             propensity=propensity,
-            value_estimate=float(unique.value[0]),
+            value_estimate=value,
             model_version=self.model_version,
             explored=explored,
             alternatives=alternatives,
             suppressed=suppressed,
         )
+
+    def _checks(self, request: ParsedRequest) -> RuleChecks:
+        state = request.state
+        return check_rules(
+            self.arrays.rules, request.consent, state.pressure, state.days_since, request.weekday
+        )
+
+    @cached_property
+    def _all_states(self) -> Any:
+        return self.space.all_states()
+
+    @cached_property
+    def _default_consent(self) -> BoolArray:
+        """(P, 2, C) consent of each persona without and with a marketing opt-out."""
+        granted = self.arrays.persona_consent
+        revoked = granted & ~self.arrays.rules.requires_consent[None, :]
+        return np.stack([granted, revoked], axis=1)
+
+    @cached_property
+    def _default_masks(self) -> BoolArray:
+        """(7, S, A) rule verdicts for every state and weekday under its persona's consent."""
+        states = self._all_states
+        consent = states.consent(self.arrays)
+        return np.stack(
+            [
+                check_rules(
+                    self.arrays.rules,
+                    consent,
+                    states.pressure,
+                    states.days_since,
+                    np.full(self.space.size, weekday),
+                ).allowed
+                for weekday in range(7)
+            ]
+        )
+
+    def _outputs_for_day(self, day: int) -> tuple[FloatArray, FloatArray]:
+        """(7, S, A) preferences and (7, S) values of every state on a planning day (cached)."""
+        if day not in self._day_outputs:
+            if len(self._day_outputs) >= 8:
+                self._day_outputs.pop(next(iter(self._day_outputs)))
+            states, size = self._all_states, self.space.size
+            preferences, values = [], []
+            for weekday in range(7):
+                obs = self.features.build(
+                    states, np.full(size, day), weekday=np.full(size, weekday)
+                )
+                preferences.append(self.policy.policy.forward(obs).astype(np.float64))
+                if self.policy.value is not None:
+                    values.append(
+                        self.policy.value.forward(obs)[:, 0].astype(np.float64)
+                        * self.policy.value_scale
+                    )
+                else:
+                    values.append(preferences[-1].max(axis=1))
+            self._day_outputs[day] = (np.stack(preferences), np.stack(values))
+        return self._day_outputs[day]
 
     def score_batch(
         self,

@@ -39,3 +39,9 @@ def test_consent_is_persona_consent_minus_opt_outs(retail: Scenario) -> None:
     needs = twin.arrays.rules.requires_consent
     assert not consent[::2][:, needs].any()
     np.testing.assert_array_equal(consent[1::2], twin.arrays.persona_consent[state.persona[1::2]])
+
+
+def test_encode_one_matches_encode(retail: Scenario) -> None:
+    space = StateSpace(ScenarioArrays.from_scenario(retail))
+    for index in np.random.default_rng(0).choice(space.size, 500, replace=False):
+        assert space.encode_one(space.decode(np.array([index]))) == index

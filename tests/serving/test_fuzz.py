@@ -134,8 +134,11 @@ def test_single_and_batch_paths_agree(scorer: PolicyScorer, data: st.DataObject)
     one = scorer.score(row, as_of=AS_OF)
     batch = scorer.score_batch(pd.DataFrame([row]), as_of=AS_OF).iloc[0]
     assert one.action == batch["action"]
-    assert one.value_estimate == pytest.approx(batch["value_estimate"])
-    assert one.alternatives[0]["probability"] == pytest.approx(batch["rank_1_probability"])
+    # float32 networks: batch size changes BLAS blocking, so compare to float32 precision
+    assert one.value_estimate == pytest.approx(batch["value_estimate"], rel=1e-5, abs=1e-6)
+    assert one.alternatives[0]["probability"] == pytest.approx(
+        batch["rank_1_probability"], rel=1e-5, abs=1e-6
+    )
     assert (one.suppressed or {}).get("reason") == (
         None if pd.isna(batch["suppressed_reason"]) else batch["suppressed_reason"]
     )
