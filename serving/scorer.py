@@ -479,17 +479,13 @@ class _Unique:
         state: Any,
         request: ParsedRequest,
         allowed: BoolArray,
-        first: IntArray | None,
+        first: IntArray,
     ) -> _Unique:
-        """Evaluate the rows ``first`` (every row when None)."""
-        if first is None:
-            obs = scorer.features.build(state, request.day, weekday=request.weekday)
-            allowed_first = allowed
-        else:
-            obs = scorer.features.build(
-                state.take(first), request.day[first], weekday=request.weekday[first]
-            )
-            allowed_first = allowed[first]
+        """Evaluate the representative rows ``first`` of each distinct combination."""
+        obs = scorer.features.build(
+            state.take(first), request.day[first], weekday=request.weekday[first]
+        )
+        allowed_first = allowed[first]
         preferences = scorer.policy.policy.forward(obs).astype(np.float64)
         masked = np.where(allowed_first, preferences, -np.inf)
         greedy = np.argmax(masked, axis=1)
