@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from stable_baselines3 import PPO
@@ -20,6 +21,25 @@ def export_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("policy")
     export_policy(model, scenario, folder, algo="ppo", value_scale=3.0)
     return folder
+
+
+def population(n: int, seed: int = 0, consent: bool = False) -> pd.DataFrame:
+    """``n`` random valid customers (with random per-channel consent when asked)."""
+    scenario = load_scenario("retail")
+    rng = np.random.default_rng(seed)
+    columns = {
+        "customer_id": [f"c{i}" for i in range(n)],
+        "persona": rng.choice(scenario.persona_names, n),
+        "stage": rng.choice(scenario.stage_names, n),
+        "pressure": rng.integers(0, scenario.contact_rules.pressure_capacity + 1, n),
+        "discount_habit": rng.random(n) < 0.3,
+        "opted_out": rng.random(n) < 0.2,
+        "days_since_direct": rng.integers(1, 12, n),
+        "days_since_messaging": rng.integers(1, 4, n),
+    }
+    if consent:
+        columns.update({f"consent_{c}": rng.random(n) < 0.7 for c in scenario.channel_names})
+    return pd.DataFrame(columns)
 
 
 def customer(**overrides: object) -> dict[str, object]:

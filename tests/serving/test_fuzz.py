@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from nba.scenarios import load_scenario
 from nba.serving.scorer import PolicyScorer, ScoringInputError
 from nba.types import WEEKDAYS
+from tests.serving.conftest import population
 
 SCENARIO = load_scenario("retail")
 AS_OF = pd.Timestamp("2026-11-25T10:00:00Z")
@@ -94,21 +95,7 @@ def test_malformed_input_gives_only_our_error(scorer: PolicyScorer, row: dict) -
 def test_random_valid_states_never_get_a_disallowed_action(scorer: PolicyScorer, seed: int) -> None:
     """20 x 5,000 = 100,000 random valid customers, checked field by field, not by our rules."""
     rng = np.random.default_rng(seed)
-    n = 5_000
-    channels = SCENARIO.channel_names
-    frame = pd.DataFrame(
-        {
-            "customer_id": np.arange(n),
-            "persona": rng.choice(SCENARIO.persona_names, n),
-            "stage": rng.choice(SCENARIO.stage_names, n),
-            "pressure": rng.integers(0, 7, n),
-            "discount_habit": rng.random(n) < 0.5,
-            "opted_out": rng.random(n) < 0.3,
-            "days_since_direct": rng.integers(1, 12, n),
-            "days_since_messaging": rng.integers(1, 4, n),
-            **{f"consent_{c}": rng.random(n) < 0.7 for c in channels},
-        }
-    )
+    frame = population(5_000, seed=seed, consent=True)
     as_of = AS_OF + pd.Timedelta(days=int(rng.integers(0, 7)))
     decisions = scorer.score_batch(frame, as_of=as_of)
     contacted = decisions["action"].to_numpy() > 0

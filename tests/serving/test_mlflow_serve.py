@@ -17,6 +17,7 @@ import pytest
 from nba.scenarios import load_scenario
 from nba.training import train
 from nba.training.tracking import resolve_tracking_uri
+from tests.serving.conftest import customer
 from tests.training.conftest import TINY_RUN, tiny_config_for
 
 
@@ -66,17 +67,7 @@ def test_models_serve_answers_invocations(tmp_path: Path, monkeypatch: pytest.Mo
                 assert server.poll() is None, server.stdout.read().decode() if server.stdout else ""
                 assert time.monotonic() < deadline, "mlflow models serve did not start"
                 time.sleep(0.5)
-        record = {
-            "customer_id": "c-42",
-            "persona": "cautious_researcher",
-            "stage": "lapsed",
-            "pressure": 1,
-            "discount_habit": False,
-            "opted_out": False,
-            "days_since_direct": 7,
-            "days_since_messaging": 2,
-            "day": 0,
-        }
+        record = customer(customer_id="c-42", persona="cautious_researcher", stage="lapsed", day=0)
         request = urllib.request.Request(
             f"http://127.0.0.1:{port}/invocations",
             data=json.dumps({"dataframe_records": [record]}).encode(),

@@ -9,6 +9,7 @@ import pytest
 from nba.errors import NBAValidationError
 from nba.serving.scorer import Exploration, PolicyScorer
 from tests.serving.conftest import customer, frame
+from tests.serving.conftest import population as random_customers
 
 MONDAY = pd.Timestamp("2026-11-23T10:00:00Z")
 SUNDAY = pd.Timestamp("2026-11-29T10:00:00Z")
@@ -17,25 +18,6 @@ SUNDAY = pd.Timestamp("2026-11-29T10:00:00Z")
 @pytest.fixture(scope="module")
 def scorer(export_dir: Path) -> PolicyScorer:
     return PolicyScorer.load(export_dir, model_version="v-test")
-
-
-def _population(n: int, seed: int = 0) -> pd.DataFrame:
-    rng = np.random.default_rng(seed)
-    from nba.scenarios import load_scenario
-
-    sc = load_scenario("retail")
-    return pd.DataFrame(
-        {
-            "customer_id": [f"c{i}" for i in range(n)],
-            "persona": rng.choice(sc.persona_names, n),
-            "stage": rng.choice(sc.stage_names, n),
-            "pressure": rng.integers(0, 7, n),
-            "discount_habit": rng.random(n) < 0.3,
-            "opted_out": rng.random(n) < 0.2,
-            "days_since_direct": rng.integers(1, 10, n),
-            "days_since_messaging": rng.integers(1, 4, n),
-        }
-    )
 
 
 def test_single_and_batch_agree_and_report_everything(scorer: PolicyScorer) -> None:
@@ -52,7 +34,7 @@ def test_single_and_batch_agree_and_report_everything(scorer: PolicyScorer) -> N
 
 
 def test_chosen_actions_are_always_allowed(scorer: PolicyScorer) -> None:
-    population = _population(5_000)
+    population = random_customers(5_000)
     decisions = scorer.score_batch(population, as_of=SUNDAY)
     parsed = scorer.schema.parse(population, as_of=SUNDAY.to_pydatetime())
     from nba.contact_rules import action_mask
@@ -72,7 +54,7 @@ def test_chosen_actions_are_always_allowed(scorer: PolicyScorer) -> None:
 
 
 def test_rule_suppression_gives_a_reason(scorer: PolicyScorer) -> None:
-    population = _population(3_000, seed=1)
+    population = random_customers(3_000, seed=1)
     decisions = scorer.score_batch(population, as_of=SUNDAY)
     suppressed = decisions["suppressed_action"].notna()
     assert suppressed.any()
@@ -93,7 +75,7 @@ def test_nothing_allowed_means_no_action(scorer: PolicyScorer) -> None:
 
 @pytest.mark.parametrize("kind", ["epsilon", "softmax"])
 def test_exploration_is_seeded_and_propensities_are_right(export_dir: Path, kind: str) -> None:
-    population = _population(20_000, seed=2)
+    population = random_customers(20_000, seed=2)
     exploration = Exploration(kind=kind, epsilon=0.3, temperature=2.0, seed=7)
     first = PolicyScorer.load(export_dir, exploration=exploration).score_batch(
         population, as_of=MONDAY
@@ -112,7 +94,7 @@ def test_exploration_is_seeded_and_propensities_are_right(export_dir: Path, kind
 
 
 def test_capacity_is_never_exceeded_and_displaced_get_alternatives(scorer: PolicyScorer) -> None:
-    population = _population(4_000, seed=3)
+    population = random_customers(4_000, seed=3)
     free = scorer.score_batch(population, as_of=MONDAY)
     scarce = free["channel"].value_counts().index[0]  # the channel this policy uses most
     wanted = int((free["channel"] == scarce).sum())
@@ -140,41 +122,14 @@ def test_score_command_writes_decisions_and_log(export_dir: Path, tmp_path: Path
     from nba.serving.decision_log import DecisionLog
 
     source = tmp_path / "customers.csv"
-    _population(300, seed=4).to_csv(source, index=False)
+    random_customers(300, seed=4).to_csv(source, index=False)
     out, log = tmp_path / "decisions.parquet", tmp_path / "decisions.db"
-    result = CliRunner().invoke(
-        app,
-        [
-            "score",
-            "--model",
-            str(export_dir),
-            "--input",
-            str(source),
-            "--output",
-            str(out),
-            "--capacity",
-            "email=5",
-            "--log",
-            str(log),
-        ],
-    )
+    command = ["score", "--model", str(export_dir), "--input", str(source), "--output", str(out)]
+    result = CliRunner().invoke(app, [*command, "--capacity", "email=5", "--log", str(log)])
     assert result.exit_code == 0, result.output
     decisions = pd.read_parquet(out)
     assert len(decisions) == 300 and (decisions["channel"] == "email").sum() <= 5
     with DecisionLog(log) as opened:
         assert len(opened) == 300
-    bad = CliRunner().invoke(
-        app,
-        [
-            "score",
-            "--model",
-            str(export_dir),
-            "--input",
-            str(source),
-            "--output",
-            str(out),
-            "--capacity",
-            "email",
-        ],
-    )
+    bad = CliRunner().invoke(app, [*command, "--capacity", "email"])
     assert bad.exit_code != 0

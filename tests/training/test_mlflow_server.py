@@ -16,6 +16,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from nba.training import train
+from tests.serving.conftest import customer
 from tests.training.conftest import TINY_RUN
 
 
@@ -99,21 +100,7 @@ def test_tiny_run_against_a_real_server(
 
     mlflow.set_tracking_uri(mlflow_server)
     model = mlflow.pyfunc.load_model("models:/nba-retail@candidate")
-    request = pd.DataFrame(
-        [
-            {
-                "customer_id": "c1",
-                "persona": "deal_seeker",
-                "stage": "active",
-                "pressure": 0,
-                "discount_habit": False,
-                "opted_out": False,
-                "days_since_direct": 7,
-                "days_since_messaging": 2,
-                "day": 0,
-            }
-        ]
-    )
+    request = pd.DataFrame([customer(day=0)])
     decision = model.predict(request)
     from nba.scenarios import load_scenario
 
