@@ -11,6 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from nba.scenarios import load_scenario
+from nba.serving.schema import REQUIRED
 from nba.serving.scorer import PolicyScorer, ScoringInputError
 from nba.types import WEEKDAYS
 from tests.serving.conftest import population
@@ -26,13 +27,8 @@ JUNK = st.one_of(
     st.sampled_from(["deal_seeker", "active", "2026-11-30T00:00:00Z", "", "nan"]),
     st.lists(st.integers(), max_size=2),
 )
-FIELDS = [
-    "customer_id",
-    "persona",
-    "stage",
-    "pressure",
-    "discount_habit",
-    "opted_out",
+FIELDS = [  # every field a request may carry: the required ones, then the optional ones
+    *REQUIRED,
     "days_since_direct",
     "days_since_messaging",
     "day",
