@@ -8,6 +8,7 @@ by the twin, not here: the exact optimum is time-dependent, the index is not.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
 
 import numpy as np
@@ -83,19 +84,21 @@ class StateSpace:
             index = index + (state.days_since[:, g] - 1) * s[5 + g]
         return index
 
-    def encode_one(self, state: CustomerState) -> int:
-        """Index of a one-customer state in plain Python (no array overhead on latency paths)."""
+    def encode_one(
+        self,
+        persona: int,
+        stage: int,
+        pressure: int,
+        habit: bool,
+        opted_out: bool,
+        days_since: Sequence[int],
+    ) -> int:
+        """Index of one customer's state from plain values (no arrays on latency paths)."""
         s = self._stride_list
-        index = (
-            int(state.persona[0]) * s[0]
-            + int(state.stage[0]) * s[1]
-            + int(state.pressure[0]) * s[2]
-            + int(state.habit[0]) * s[3]
-            + int(state.opted_out[0]) * s[4]
-        )
-        for g, days in enumerate(state.days_since[0].tolist()):
+        index = persona * s[0] + stage * s[1] + pressure * s[2] + habit * s[3] + opted_out * s[4]
+        for g, days in enumerate(days_since):
             index += (days - 1) * s[5 + g]
-        return index
+        return int(index)
 
     def response_key(self, state_index: IntArray) -> IntArray:
         """Index over (persona, stage, pressure, habit, opted_out): all that outcomes depend on."""

@@ -28,7 +28,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -58,6 +58,23 @@ class ParsedRequest:
     as_of: pd.Series | pd.Timestamp  # per-row UTC timestamps, or one for the whole batch
 
 
+class OneCustomer(NamedTuple):
+    """One validated customer as plain Python values (the single-customer latency path)."""
+
+    customer_id: Any
+    persona: int
+    stage: int
+    pressure: int
+    habit: bool
+    opted_out: bool
+    days_since: tuple[int, ...]
+    consent: tuple[bool, ...]
+    default_consent: bool  # the persona's consent (after the opt-out): decision tables apply
+    day: int
+    weekday: int
+    as_of: pd.Timestamp
+
+
 class RequestSchema:
     """Validation and JSON Schema of scoring requests for one scenario."""
 
@@ -74,6 +91,16 @@ class RequestSchema:
         )
         self._persona_index = {name: i for i, name in enumerate(sc.persona_names)}
         self._stage_index = {name: i for i, name in enumerate(sc.stage_names)}
+        # plain-Python copies for the single-customer path
+        self._plain_fields = frozenset(REQUIRED) | frozenset(self.days_columns) | {"day"}
+        self._pressure_capacity = sc.contact_rules.pressure_capacity
+        self._last_day = sc.horizon_days - 1
+        self._windows = [int(w) for w in arrays.rules.cap_windows]
+        self._requires_consent = arrays.rules.requires_consent.tolist()
+        self._persona_consent = arrays.persona_consent.tolist()
+        self._default_consent = [
+            (tuple(granted), self._revoke(granted)) for granted in self._persona_consent
+        ]
 
     def json_schema(self) -> dict[str, Any]:
         sc = self.arrays.scenario
@@ -172,61 +199,85 @@ class RequestSchema:
             weekday = np.full(n, decision_time.day_of_week, dtype=np.int64)
         return ParsedRequest(customer_id, state, consent, day, weekday, decision_time)
 
-    def parse_mapping(self, row: Mapping[str, Any], as_of: datetime | None = None) -> ParsedRequest:
-        """One customer given as a mapping: the same checks as :meth:`parse`, without pandas.
+    def _revoke(self, consent: list[bool]) -> tuple[bool, ...]:
+        """Consent left after a marketing opt-out."""
+        return tuple(g and not r for g, r in zip(consent, self._requires_consent, strict=True))
 
-        Scoring one customer is latency-bound; building a DataFrame would cost more than the
-        whole decision. Messages match :meth:`parse` (the tests hold the two paths together).
+    def parse_one(
+        self, row: Mapping[str, Any], as_of: datetime | None = None
+    ) -> OneCustomer | None:
+        """One customer as plain Python values: the checks of :meth:`parse`, without arrays.
+
+        Scoring one customer is latency-bound; building a DataFrame (or even one-row arrays)
+        would cost more than the whole decision. Messages match :meth:`parse` (the tests hold
+        the two paths together). ``None`` when the row carries timestamps (``as_of``,
+        ``last_contact_*``): rare on the hot path, those go through :meth:`parse`.
         """
         if not isinstance(row, Mapping):
             raise ScoringInputError(f"input: expected a mapping, got {type(row).__name__}")
         missing = [c for c in REQUIRED if c not in row]
         if missing:
             raise ScoringInputError(f"input: missing field(s) {missing}")
-        self._check_named_columns(row)
-        sc = self.arrays.scenario
-        if "as_of" in row or any(c in row for c in self.last_contact_columns):
-            # timestamps: rare on the hot path, so reuse the vectorised parser
-            return self.parse(pd.DataFrame([dict(row)]), as_of=as_of)
+        unfamiliar = row.keys() - self._plain_fields
+        if unfamiliar:
+            self._check_named_columns(unfamiliar)
+            if "as_of" in unfamiliar or not unfamiliar.isdisjoint(self.last_contact_columns):
+                return None
         customer_id = row["customer_id"]
         if customer_id is None or customer_id == "" or _is_nan(customer_id):
             raise ScoringInputError("row 0, customer_id: missing or empty")
         persona = _one_category(row, "persona", self._persona_index)
         stage = _one_category(row, "stage", self._stage_index)
-        pressure = _one_integer(row, "pressure", 0, sc.contact_rules.pressure_capacity)
+        pressure = _one_integer(row, "pressure", 0, self._pressure_capacity)
         habit = _one_boolean(row, "discount_habit")
         opted_out = _one_boolean(row, "opted_out")
-        day = _one_integer(row, "day", 0, sc.horizon_days - 1) if "day" in row else 0
+        day = _one_integer(row, "day", 0, self._last_day) if "day" in row else 0
         if not all(c in row for c in self.days_columns):
             raise ScoringInputError(
                 f"input: contact history needs {self.last_contact_columns} or {self.days_columns}"
             )
-        days = [
-            min(_one_integer(row, column, 1, None), int(window))
-            for column, window in zip(self.days_columns, self.arrays.rules.cap_windows, strict=True)
-        ]
-        consent = self.arrays.persona_consent[persona].copy()
-        for c, column in enumerate(self.consent_columns):
-            if column in row:
-                consent[c] = _one_boolean(row, column)
-        if opted_out:
-            consent &= ~self.arrays.rules.requires_consent
+        days = tuple(
+            min(_one_integer(row, column, 1, None), window)
+            for column, window in zip(self.days_columns, self._windows, strict=True)
+        )
+        consent = self._default_consent[persona][opted_out]
+        default_consent = True
+        if not unfamiliar.isdisjoint(self.consent_columns):
+            given = [
+                _one_boolean(row, column) if column in row else granted
+                for column, granted in zip(
+                    self.consent_columns, self._persona_consent[persona], strict=True
+                )
+            ]
+            given_consent = self._revoke(given) if opted_out else tuple(given)
+            default_consent = given_consent == consent
+            consent = given_consent
         when = _timestamp_or_now(as_of)
+        return OneCustomer(
+            customer_id, persona, stage, pressure, habit, opted_out, days, consent,
+            default_consent, day, when.day_of_week, when,
+        )  # fmt: skip
+
+    def parse_mapping(self, row: Mapping[str, Any], as_of: datetime | None = None) -> ParsedRequest:
+        """One customer given as a mapping, validated into the arrays :meth:`parse` returns."""
+        one = self.parse_one(row, as_of=as_of)
+        if one is None:
+            return self.parse(pd.DataFrame([dict(row)]), as_of=as_of)
         state = CustomerState(
-            persona=np.array([persona]),
-            stage=np.array([stage]),
-            pressure=np.array([pressure]),
-            days_since=np.array([days], dtype=np.int64).reshape(1, len(days)),
-            habit=np.array([habit]),
-            opted_out=np.array([opted_out]),
+            persona=np.array([one.persona]),
+            stage=np.array([one.stage]),
+            pressure=np.array([one.pressure]),
+            days_since=np.array([one.days_since], dtype=np.int64).reshape(1, len(one.days_since)),
+            habit=np.array([one.habit]),
+            opted_out=np.array([one.opted_out]),
         )
         return ParsedRequest(
-            customer_id=np.array([customer_id], dtype=object),
+            customer_id=np.array([one.customer_id], dtype=object),
             state=state,
-            consent=consent[None, :],
-            day=np.array([day]),
-            weekday=np.array([when.day_of_week]),
-            as_of=when,
+            consent=np.array([one.consent], dtype=bool),
+            day=np.array([one.day]),
+            weekday=np.array([one.weekday]),
+            as_of=one.as_of,
         )
 
     def _check_named_columns(self, columns: Any) -> None:

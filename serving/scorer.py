@@ -13,11 +13,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 from nba.contact_rules import RuleChecks, check_rules
@@ -102,11 +102,15 @@ class PolicyScorer:
         self.offer_names = pd.Index(scenario.offer_names)
         self.action_channel = self.arrays.rules.action_channel  # -1 for no action
         self.action_offer = self.arrays.action_offer
-        self._day_outputs: dict[int, tuple[FloatArray, FloatArray]] = {}
-        self._names = list(self.action_names)  # plain lists: indexing pd.Index costs microseconds
+        self._day_tables: dict[int, _DayTable] = {}
+        # plain lists: indexing pd.Index or arrays costs microseconds on the single path
+        self._names = list(self.action_names)
+        self._action_channel = self.action_channel.tolist()
+        self._action_offer = self.action_offer.tolist()
         self._channels, self._offers = list(self.channel_names), list(self.offer_names)
         texts = _reason_table(scenario, self.arrays)
         self.reason_names, self._reason_code = np.unique(np.asarray(texts), return_inverse=True)
+        self._reasons = [str(text) for text in self.reason_names]
 
     @classmethod
     def load(
@@ -136,34 +140,62 @@ class PolicyScorer:
     def score(self, customer: Mapping[str, Any], as_of: datetime | None = None) -> Decision:
         """The decision for one customer given as a mapping of fields.
 
-        Latency path: no pandas; network outputs and default-consent masks come from tables
-        computed once (per planning day) over every state by the same feature builder, network
-        and rule module as the batch path, which the tests hold it equal to.
+        Latency path: validation into plain Python values, then one row of the planning day's
+        decision table (every state and weekday under its persona's consent, computed once by
+        the batch path's own code). Custom consent, timestamps or exploration take the general
+        route below; the tests hold both equal to :meth:`score_batch`.
         """
-        request = self.schema.parse_mapping(customer, as_of=as_of)
+        one = self.schema.parse_one(customer, as_of=as_of)
+        if one is None or not one.default_consent or self.exploration.kind != "greedy":
+            return self._score_general(self.schema.parse_mapping(customer, as_of=as_of))
+        index = self.space.encode_one(
+            one.persona, one.stage, one.pressure, one.habit, one.opted_out, one.days_since
+        )
+        table = self._day_table(one.day)
+        row = one.weekday * self.space.size + index
+        count = table.count[row]
+        order = table.order[row, :count].tolist()
+        probabilities = table.probability[row, :count].tolist()
+        names = self._names
+        action = table.greedy[row]
+        top = table.suppressed[row]
+        channel, offer = self._action_channel[action], self._action_offer[action]
+        return Decision(
+            customer_id=str(one.customer_id),
+            action=action,
+            action_name=names[action],
+            channel=self._channels[channel] if channel >= 0 else None,
+            offer=self._offers[offer] if offer >= 0 else None,
+            propensity=1.0,
+            value_estimate=table.value[row],
+            model_version=self.model_version,
+            explored=False,
+            alternatives=[
+                {"action": names[a], "probability": p}
+                for a, p in zip(order, probabilities, strict=True)
+            ],
+            suppressed=None
+            if top < 0
+            else {"action": names[top], "reason": self._reasons[table.reason[row]]},
+        )
+
+    def _score_general(self, request: ParsedRequest) -> Decision:
+        """One customer with custom consent, timestamps or exploration (arrays, one row)."""
         state = request.state
-        index = self.space.encode_one(state)
+        index = int(self.space.encode(state)[0])
         weekday, day = int(request.weekday[0]), int(request.day[0])
-        preferences, values = self._outputs_for_day(day)
-        preference, value = preferences[weekday, index], float(values[weekday, index])
-        persona, opted = int(state.persona[0]), int(state.opted_out[0])
-        checks: RuleChecks | None = None
-        if np.array_equal(request.consent[0], self._default_consent[persona, opted]):
-            allowed = self._default_masks[weekday, index]
-        else:
-            checks = self._checks(request)
-            allowed = checks.allowed[0]
+        table = self._day_table(day)
+        row = weekday * self.space.size + index
+        preference, value = table.preferences[row], table.value[row]
+        checks = self._checks(request)
+        allowed = checks.allowed[0]
         masked = np.where(allowed, preference, -np.inf)
         probabilities = self._policy_probabilities(masked[None, :])[0]
         greedy = int(np.argmax(masked))
-        if self.exploration.kind == "greedy":
-            action, propensity, explored = greedy, 1.0, False
-        else:
-            chosen, propensities, was_explored = self._explore(
-                masked[None, :], allowed[None, :], np.array([greedy]), probabilities[None, :]
-            )
-            action, propensity = int(chosen[0]), float(propensities[0])
-            explored = bool(was_explored[0])
+        chosen, propensities, was_explored = self._explore(
+            masked[None, :], allowed[None, :], np.array([greedy]), probabilities[None, :]
+        )
+        action, propensity = int(chosen[0]), float(propensities[0])
         names = self._names
         order = np.argsort(-masked, kind="stable")
         order = order[np.isfinite(masked[order]) & (probabilities[order] > 0)]
@@ -171,18 +203,12 @@ class PolicyScorer:
             {"action": names[a], "probability": p}
             for a, p in zip(order.tolist(), probabilities[order].tolist(), strict=True)
         ]
-        suppressed = None
         top = int(np.argmax(preference))
+        suppressed = None
         if not allowed[top]:
-            checks = checks or self._checks(request)
-            verdicts = (checks.consent[0, top], checks.caps[0, top], checks.pressure[0, top])
-            rule = next((i for i, ok in enumerate(verdicts) if not ok), 3)  # as in the batch
-            suppressed = {
-                "action": names[top],
-                "reason": str(self.reason_names[self._reason_code[rule * len(names) + top]]),
-            }
-        channel = int(self.action_channel[action])
-        offer = int(self.action_offer[action])
+            code = int(self._rule_reason(checks, np.zeros(1, dtype=np.int64), np.array([top]))[0])
+            suppressed = {"action": names[top], "reason": self._reasons[code]}
+        channel, offer = self._action_channel[action], self._action_offer[action]
         return Decision(
             customer_id=str(request.customer_id[0]),
             action=action,
@@ -192,7 +218,7 @@ class PolicyScorer:
             propensity=propensity,
             value_estimate=value,
             model_version=self.model_version,
-            explored=explored,
+            explored=bool(was_explored[0]),
             alternatives=alternatives,
             suppressed=suppressed,
         )
@@ -203,56 +229,23 @@ class PolicyScorer:
             self.arrays.rules, request.consent, state.pressure, state.days_since, request.weekday
         )
 
-    @cached_property
-    def _all_states(self) -> Any:
-        return self.space.all_states()
-
-    @cached_property
-    def _default_consent(self) -> BoolArray:
-        """(P, 2, C) consent of each persona without and with a marketing opt-out."""
-        granted = self.arrays.persona_consent
-        revoked = granted & ~self.arrays.rules.requires_consent[None, :]
-        return np.stack([granted, revoked], axis=1)
-
-    @cached_property
-    def _default_masks(self) -> BoolArray:
-        """(7, S, A) rule verdicts for every state and weekday under its persona's consent."""
-        states = self._all_states
-        consent = states.consent(self.arrays)
-        return np.stack(
-            [
-                check_rules(
-                    self.arrays.rules,
-                    consent,
-                    states.pressure,
-                    states.days_since,
-                    np.full(self.space.size, weekday),
-                ).allowed
-                for weekday in range(7)
-            ]
+    def _rule_reason(self, checks: RuleChecks, rows: IntArray, top: IntArray) -> IntArray:
+        """Index into ``reason_names`` of the first rule that blocks ``top`` on each row."""
+        failing = np.select(
+            [~checks.consent[rows, top], ~checks.caps[rows, top], ~checks.pressure[rows, top]],
+            [0, 1, 2],
+            default=3,
         )
+        return self._reason_code[failing * len(self._names) + top]
 
-    def _outputs_for_day(self, day: int) -> tuple[FloatArray, FloatArray]:
-        """(7, S, A) preferences and (7, S) values of every state on a planning day (cached)."""
-        if day not in self._day_outputs:
-            if len(self._day_outputs) >= 8:
-                self._day_outputs.pop(next(iter(self._day_outputs)))
-            states, size = self._all_states, self.space.size
-            preferences, values = [], []
-            for weekday in range(7):
-                obs = self.features.build(
-                    states, np.full(size, day), weekday=np.full(size, weekday)
-                )
-                preferences.append(self.policy.policy.forward(obs).astype(np.float64))
-                if self.policy.value is not None:
-                    values.append(
-                        self.policy.value.forward(obs)[:, 0].astype(np.float64)
-                        * self.policy.value_scale
-                    )
-                else:
-                    values.append(preferences[-1].max(axis=1))
-            self._day_outputs[day] = (np.stack(preferences), np.stack(values))
-        return self._day_outputs[day]
+    def _day_table(self, day: int) -> _DayTable:
+        """Decisions for every (weekday, state) of a planning day under default consent."""
+        table = self._day_tables.get(day)
+        if table is None:
+            if len(self._day_tables) >= 4:
+                self._day_tables.pop(next(iter(self._day_tables)))
+            table = self._day_tables[day] = _DayTable.build(self, day)
+        return table
 
     def score_batch(
         self,
@@ -438,19 +431,14 @@ class PolicyScorer:
         # the policy's own top choice, when a rule (or capacity) kept it from being chosen
         top = unique.top[inverse]
         blocked = ~unique.top_allowed[inverse]
-        failing = np.select(
-            [~checks.consent[rows, top], ~checks.caps[rows, top], ~checks.pressure[rows, top]],
-            [0, 1, 2],
-            default=3,
-        )
-        reason_code = np.where(blocked, failing * n_actions + top, -1)
+        reason = np.where(blocked, self._rule_reason(checks, rows, top), -1)
         suppressed = np.where(blocked, top, -1)
         # displaced by capacity: report the allowed favourite that went to someone else
         favourite = unique.greedy[inverse]
-        reason_code = np.where(displaced, len(_RULES) * n_actions + favourite, reason_code)
+        displaced_reason = self._reason_code[len(_RULES) * n_actions + favourite]
+        reason = np.where(displaced, displaced_reason, reason)
         suppressed = np.where(displaced, favourite, suppressed)
         columns["suppressed_action"] = pd.Categorical.from_codes(suppressed, names)
-        reason = np.where(reason_code >= 0, self._reason_code[np.maximum(reason_code, 0)], -1)
         columns["suppressed_reason"] = pd.Categorical.from_codes(reason, self.reason_names)
         ranked, ranked_probability = unique.ranking(top_k)
         for k in range(ranked.shape[1]):
@@ -465,6 +453,7 @@ class _Unique:
     """Network outputs and rankings for each distinct (features, mask) combination."""
 
     obs: FloatArray
+    preferences: FloatArray  # network outputs
     masked: FloatArray  # preferences, -inf where not allowed
     probabilities: FloatArray
     greedy: IntArray
@@ -497,6 +486,7 @@ class _Unique:
             value = masked[np.arange(len(greedy)), greedy]
         return cls(
             obs=obs,
+            preferences=preferences,
             masked=masked,
             probabilities=scorer._policy_probabilities(masked),
             greedy=greedy,
@@ -512,6 +502,53 @@ class _Unique:
         rows = np.arange(order.shape[0])[:, None]
         valid = np.isfinite(self.masked[rows, order])
         return np.where(valid, order, -1), np.where(valid, self.probabilities[rows, order], 0.0)
+
+
+@dataclass
+class _DayTable:
+    """One planning day's decisions for every (weekday, state) under its persona's consent.
+
+    Row ``weekday * S + state``. Built by the batch path's own evaluator and rule code, so the
+    single-customer path reads what :meth:`PolicyScorer.score_batch` would compute; per-row
+    results are plain lists because indexing them is most of the single-path cost.
+    """
+
+    preferences: FloatArray  # (7S, A) network outputs, for the general single path
+    value: list[float]
+    greedy: list[int]
+    count: list[int]  # allowed actions with positive probability: a prefix of ``order``
+    order: npt.NDArray[np.int16]  # (7S, A) allowed actions by preference
+    probability: FloatArray  # (7S, A) their policy probabilities
+    suppressed: list[int]  # the policy's favourite when a rule blocks it, else -1
+    reason: list[int]  # index into the scorer's reason names when suppressed
+
+    @classmethod
+    def build(cls, scorer: PolicyScorer, day: int) -> _DayTable:
+        size = scorer.space.size
+        rows = np.arange(7 * size)
+        every = scorer.space.all_states().take(rows % size)
+        request = ParsedRequest(
+            customer_id=rows,
+            state=every,
+            consent=every.consent(scorer.arrays),
+            day=np.full(7 * size, day),
+            weekday=rows // size,
+            as_of=pd.Timestamp(0, tz="UTC"),
+        )
+        checks = scorer._checks(request)
+        unique = _Unique.evaluate(scorer, every, request, checks.allowed, rows)
+        order, probability = unique.ranking(len(scorer._names))
+        blocked = ~unique.top_allowed
+        return cls(
+            preferences=unique.preferences,
+            value=unique.value.tolist(),
+            greedy=unique.greedy.tolist(),
+            count=((order >= 0) & (probability > 0)).sum(axis=1).tolist(),
+            order=np.maximum(order, 0).astype(np.int16),
+            probability=probability,
+            suppressed=np.where(blocked, unique.top, -1).tolist(),
+            reason=np.where(blocked, scorer._rule_reason(checks, rows, unique.top), -1).tolist(),
+        )
 
 
 def _sample(probabilities: FloatArray, rng: np.random.Generator) -> IntArray:

@@ -114,9 +114,16 @@ def test_random_valid_states_never_get_a_disallowed_action(scorer: PolicyScorer,
 @given(data=st.data())
 def test_single_and_batch_paths_agree(scorer: PolicyScorer, data: st.DataObject) -> None:
     row = data.draw(st.composite(valid_row)())
+    # the single path reads precomputed tables for default consent, and computes otherwise
+    for channel in SCENARIO.channel_names:
+        if data.draw(st.booleans()):
+            row[f"consent_{channel}"] = data.draw(st.booleans())
+    row["day"] = data.draw(st.sampled_from([0, 1, SCENARIO.horizon_days - 1]))
     one = scorer.score(row, as_of=AS_OF)
     batch = scorer.score_batch(pd.DataFrame([row]), as_of=AS_OF).iloc[0]
     assert one.action == batch["action"]
+    ranked = [batch[f"rank_{k}_action"] for k in (1, 2, 3) if pd.notna(batch[f"rank_{k}_action"])]
+    assert [a["action"] for a in one.alternatives[:3]] == ranked
     # float32 networks: batch size changes BLAS blocking, so compare to float32 precision
     assert one.value_estimate == pytest.approx(batch["value_estimate"], rel=1e-5, abs=1e-6)
     assert one.alternatives[0]["probability"] == pytest.approx(
