@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from nba.cli_calibrate import register as register_calibration
 from nba.errors import NBAError, NBAValidationError
 
 app = typer.Typer(
@@ -401,6 +402,9 @@ def _emit(rows: list[dict[str, Any]], as_json: bool, title: str) -> None:
     for row in rows:
         table.add_row(*(f"{v:,.4f}" if isinstance(v, float) else str(v) for v in row.values()))
     console.print(table)
+
+
+register_calibration(app)
 
 
 def main() -> None:

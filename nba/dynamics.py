@@ -94,6 +94,7 @@ def outcome_model(arrays: ScenarioArrays, state: CustomerState, actions: IntArra
     lift = lift * (
         1.0 + sc.response.barrier_match_boost * arrays.barrier_match[persona, safe_offer]
     )
+    lift = lift * arrays.persona_offer_response[persona, safe_offer]
     price_response = arrays.persona_price_sensitivity[persona] * (
         1.0 + sc.discount_habit.discount_response_bonus * habit
     )
@@ -181,6 +182,10 @@ class SampledDay:
     @property
     def bought(self) -> BoolArray:
         return CASE_BOUGHT[self.case]
+
+    @property
+    def noticed(self) -> BoolArray:
+        return CASE_NOTICED[self.case]
 
 
 def sample_outcomes(

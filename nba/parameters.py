@@ -70,6 +70,7 @@ class ScenarioArrays:
     persona_initial_stage: FloatArray  # (P, K)
     persona_initial_habit: FloatArray  # (P,)
     barrier_match: BoolArray  # (P, O) offer addresses persona's barrier
+    persona_offer_response: FloatArray  # (P, O) multiplier on the offer's lift
     # stages
     stage_purchase_multiplier: FloatArray  # (K,)
     stage_spend_multiplier: FloatArray  # (K,)
@@ -181,6 +182,9 @@ class ScenarioArrays:
             persona_initial_stage=initial_stage,
             persona_initial_habit=np.array([p.initial_discount_habit for p in personas]),
             barrier_match=barrier_match,
+            persona_offer_response=np.array(
+                [[p.offer_response.get(o.name, 1.0) for o in scenario.offers] for p in personas]
+            ),
             stage_purchase_multiplier=np.array([s.purchase_multiplier for s in scenario.stages]),
             stage_spend_multiplier=np.array([s.spend_multiplier for s in scenario.stages]),
             stage_referral_value=np.array([s.referral_value for s in scenario.stages]),

@@ -122,7 +122,7 @@ class Persona(_Config):
     name: str = Field(min_length=1)
     description: str = ""
     share: Probability
-    barrier: Barrier
+    barrier: Barrier | None = Field(None, description="The main barrier offers may address.")
     price_sensitivity: Probability = Field(description="Scales how much discounts lift purchase.")
     base_purchase_rate: Probability = Field(description="Daily purchase probability when active.")
     basket_value: float = Field(gt=0.0)
@@ -132,6 +132,11 @@ class Persona(_Config):
     consent: list[str] = Field(description="Channels the persona has consented to at the start.")
     initial_stages: dict[str, Probability]
     initial_discount_habit: Probability = 0.0
+    offer_response: dict[str, NonNegative] = Field(
+        default_factory=dict,
+        description="Multiplier on each offer's purchase lift for this persona (default 1); "
+        "what a randomized test identifies per segment.",
+    )
 
     @model_validator(mode="after")
     def _check_initial_stages(self) -> Persona:
@@ -139,6 +144,33 @@ class Persona(_Config):
         if abs(total - 1.0) > _SUM_TOLERANCE:
             raise ValueError(f"initial_stages: probabilities sum to {total:.4f}, expected 1")
         return self
+
+
+class FittedValue(_Config):
+    """One calibrated quantity, its uncertainty, and whether the data or a prior set it."""
+
+    name: str = Field(min_length=1, description="Dotted path of the quantity in the scenario.")
+    estimate: float
+    low: float | None = None
+    high: float | None = None
+    source: Literal["fitted", "assumed"]
+    method: str = ""
+
+
+class Calibration(_Config):
+    """Provenance of a scenario fitted from event logs (``nba calibrate``)."""
+
+    data: str = Field(description="What the scenario was fitted from.")
+    reference_time: str = Field(description="Calibration cutoff (ISO 8601, UTC).")
+    response_window_days: int = Field(ge=1)
+    persona_model: dict[str, Any] = Field(
+        description="How a customer's attributes map to a persona (scaler and centroids)."
+    )
+    stage_rules: dict[str, Any] = Field(description="Recency/frequency thresholds of stages.")
+    observables: dict[str, Any] = Field(
+        default_factory=dict, description="Rates that are measured but do not drive dynamics."
+    )
+    parameters: list[FittedValue] = Field(default_factory=list)
 
 
 class Response(_Config):
@@ -227,6 +259,9 @@ class Scenario(_Config):
         default_factory=list,
         description="The static stage -> action cadence a journey map prescribes (a baseline).",
     )
+    calibration: Calibration | None = Field(
+        None, description="Set by `nba calibrate`: where the numbers came from, with intervals."
+    )
 
     @model_validator(mode="after")
     def _check_references(self) -> Scenario:
@@ -264,6 +299,7 @@ class Scenario(_Config):
                 problems.append(f"{where}.channel_affinity: missing channels {missing}")
             _check_known(f"{where}.consent", persona.consent, channels, problems)
             _check_known(f"{where}.initial_stages", persona.initial_stages, stages, problems)
+            _check_known(f"{where}.offer_response", persona.offer_response, offers, problems)
         share_total = sum(p.share for p in self.personas)
         if abs(share_total - 1.0) > _SUM_TOLERANCE:
             problems.append(f"personas[*].share: shares sum to {share_total:.4f}, expected 1")

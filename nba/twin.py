@@ -39,6 +39,7 @@ class StepResult:
     blocked: BoolArray
     contacted: BoolArray
     bought: BoolArray
+    noticed: BoolArray  # the day's contact was noticed (opened, read)
     opted_out: BoolArray  # opted out today
     revenue: FloatArray
     contact_cost: FloatArray
@@ -330,6 +331,7 @@ class CustomerTwin:
             blocked=~allowed,
             contacted=executed != 0,
             bought=day.bought,
+            noticed=day.noticed,
             opted_out=opted_out_today,
             revenue=day.revenue,
             contact_cost=day.contact_cost,

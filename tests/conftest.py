@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -32,3 +33,14 @@ def retail_kernel(retail: Scenario) -> TransitionKernel:
 @pytest.fixture(scope="session")
 def retail_optimum(retail_kernel: TransitionKernel) -> optimal.PolicySolution:
     return optimal.solve(retail_kernel)
+
+
+SHARED_DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """``../shared/data`` (beside the repository, never inside); tests skip when absent."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"shared data not available: {SHARED_DATA} is absent (see its README)")
+    return SHARED_DATA

@@ -1,0 +1,98 @@
+"""Customers of an event log seen through a calibrated scenario: persona, stage, logged action.
+
+Audit and held-out policy evaluation both need the same view of held-out customers at the
+calibration's reference time; this module is that one view.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from nba.calibration.events import EventLog, EventLogError
+from nba.calibration.personas import PersonaModel
+from nba.calibration.snapshot import take_snapshot
+from nba.calibration.stages import StageRules
+from nba.scenario import Calibration, Scenario
+from nba.state import CustomerState
+from nba.types import IntArray
+
+
+@dataclass(frozen=True)
+class ObservedCustomers:
+    """Snapshot rows with the twin's persona and stage and the logged action of each."""
+
+    table: pd.DataFrame
+    persona: IntArray
+    stage: IntArray
+    actions: IntArray  # twin action index (0: held out or not contacted)
+    personas: PersonaModel
+    window_days: int
+
+    def initial_state(self, scenario: Scenario, copies: int = 1) -> CustomerState:
+        """The customers as twin states on day 0 (rested, no habit, not opted out)."""
+        n = len(self.persona) * copies
+        windows = np.array([cap.window_days for cap in scenario.contact_rules.caps], dtype=np.int64)
+        return CustomerState(
+            persona=np.tile(self.persona, copies),
+            stage=np.tile(self.stage, copies),
+            pressure=np.zeros(n, dtype=np.int64),
+            days_since=np.broadcast_to(windows, (n, len(windows))).copy(),
+            habit=np.zeros(n, dtype=bool),
+            opted_out=np.zeros(n, dtype=bool),
+        )
+
+
+def observe(scenario: Scenario, log: EventLog) -> ObservedCustomers:
+    """Place every customer of ``log`` in the scenario at its calibration reference time."""
+    calibration = _calibration(scenario)
+    window = calibration.response_window_days
+    snapshot = take_snapshot(log, pd.Timestamp(calibration.reference_time), window)
+    table = snapshot.customers
+    if table.empty:
+        raise EventLogError("events: no customers to place in the twin")
+    personas = PersonaModel.from_dict(calibration.persona_model)
+    rules = StageRules(
+        active_days=int(calibration.stage_rules["active_days"]),
+        loyal_purchases=calibration.stage_rules.get("loyal_purchases"),
+        fitted_from=str(calibration.stage_rules.get("fitted_from", "")),
+    )
+    wanted = [*personas.numeric, *personas.categorical]
+    missing = [c for c in wanted if c not in table.columns]
+    if missing:
+        raise EventLogError(
+            f"customers: the log lacks attribute(s) {missing} the personas were fitted on"
+        )
+    persona = personas.assign(table[wanted].reset_index(drop=True))
+    stage = rules.assign(table["recency_days"].to_numpy(), table["frequency"].to_numpy())
+    return ObservedCustomers(
+        table, persona, stage, logged_actions(scenario, table), personas, window
+    )
+
+
+def logged_actions(scenario: Scenario, table: pd.DataFrame) -> IntArray:
+    """Twin action index of each customer's logged decision (0: held out or not contacted)."""
+    names = {name: i for i, name in enumerate(scenario.action_names)}
+    sent = (table["contact"] == "sent").fillna(False).to_numpy()
+    labels = (
+        table["channel"].astype("string").fillna("")
+        + "_"
+        + table["action"].astype("string").fillna("message")
+    ).to_numpy()
+    actions = np.zeros(len(table), dtype=np.int64)
+    for label in np.unique(labels[sent]):
+        if label not in names:
+            raise EventLogError(
+                f"events: logged action {label!r} is not in the scenario's actions "
+                f"{scenario.action_names[1:]}"
+            )
+        actions[sent & (labels == label)] = names[label]
+    return actions
+
+
+def _calibration(scenario: Scenario) -> Calibration:
+    if scenario.calibration is None:
+        raise EventLogError("scenario: has no calibration block; run `nba calibrate` first")
+    return scenario.calibration

@@ -1,0 +1,179 @@
+"""``nba convert``, ``nba calibrate`` and ``nba audit``: a twin from event logs, and its audit."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+import typer
+
+from nba.errors import NBAValidationError
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+CustomersOption = Annotated[
+    Path | None, typer.Option("--customers", "-c", help="Customer table (CSV or parquet).")
+]
+
+
+def register(app: typer.Typer) -> None:
+    """Add the calibration commands to the ``nba`` app."""
+    app.command()(convert)
+    app.command()(calibrate)
+    app.command()(audit)
+
+
+def convert(
+    dataset: Annotated[str, typer.Argument(help="hillstrom, completejourney or bank_marketing.")],
+    source: Annotated[Path, typer.Argument(help="The data set's file (or folder).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Events file (.parquet or .csv).")],
+    customers: Annotated[
+        Path | None, typer.Option("--customers", "-c", help="Customer table to write.")
+    ] = None,
+) -> None:
+    """Turn a public data set into the event-log schema (see ``nba.calibration.events``)."""
+    from nba.calibration.adapters import ADAPTERS
+    from nba.calibration.events import save_events
+    from nba.cli import console
+
+    if dataset not in ADAPTERS:
+        raise NBAValidationError(f"dataset: unknown {dataset!r}; expected one of {list(ADAPTERS)}")
+    log = ADAPTERS[dataset](source)
+    save_events(log, out, customers)
+    counts = log.events["event"].value_counts()
+    console.print(
+        f"{len(log.events):,} events for {len(log.customer_ids):,} customers -> {out}: "
+        + ", ".join(f"{k} {v:,}" for k, v in counts.items() if v)
+    )
+
+
+def calibrate(
+    events: Annotated[Path, typer.Option("--events", "-e", help="Event log (CSV or parquet).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Scenario YAML to write.")],
+    customers: CustomersOption = None,
+    holdout_after: Annotated[
+        str | None, typer.Option("--holdout-after", help="Ignore events from this date on.")
+    ] = None,
+    holdout_fraction: Annotated[
+        float,
+        typer.Option("--holdout-fraction", min=0.0, max=0.9, help="Share of customers kept out."),
+    ] = 0.0,
+    holdout_out: Annotated[
+        Path | None,
+        typer.Option("--holdout-out", help="Folder for the held-out customers' events."),
+    ] = None,
+    window_days: Annotated[
+        int, typer.Option("--window-days", min=1, help="Response window after a contact.")
+    ] = 14,
+    reference_time: Annotated[
+        str | None, typer.Option("--reference-time", help="Calibration cutoff (ISO 8601).")
+    ] = None,
+    max_personas: Annotated[int, typer.Option("--max-personas", min=2)] = 12,
+    bootstrap: Annotated[int, typer.Option("--bootstrap", min=20, help="Replicates.")] = 200,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    name: Annotated[str, typer.Option("--name", help="Scenario name.")] = "calibrated",
+    mlflow: Annotated[bool, typer.Option(help="Log the report as an MLflow run.")] = True,
+    as_json: JsonOption = False,
+) -> None:
+    """Fit a scenario from an event log; writes the YAML and a report (also to MLflow)."""
+    from nba.calibration.events import load_events, save_events
+    from nba.calibration.fit import calibrate as fit
+    from nba.calibration.report import log_to_mlflow, write_report
+    from nba.cli import _emit, console
+
+    log = load_events(events, customers, duplicates="drop")
+    if holdout_fraction > 0:
+        if holdout_out is None:
+            raise NBAValidationError("--holdout-out: needed with --holdout-fraction")
+        ids = log.customer_ids
+        held = np.random.default_rng(seed).random(len(ids)) < holdout_fraction
+        holdout_out.mkdir(parents=True, exist_ok=True)
+        save_events(
+            log.for_customers(ids[held]),
+            holdout_out / "events.parquet",
+            holdout_out / "customers.parquet" if log.customers is not None else None,
+        )
+        log = log.for_customers(ids[~held])
+    result = fit(
+        log,
+        reference_time=reference_time,
+        window_days=window_days,
+        holdout_after=holdout_after,
+        name=name,
+        k_range=range(2, max_personas + 1),
+        n_bootstrap=bootstrap,
+        seed=seed,
+        data_label=events.name,
+    )
+    result.scenario.to_yaml(out)
+    folder = out.with_suffix("").with_name(out.stem + "_report")
+    report = write_report(result, folder)
+    run_id = log_to_mlflow(result, folder) if mlflow else None
+    summary = {
+        "scenario": str(out),
+        "report": str(report),
+        "customers": len(result.snapshot.customers),
+        "personas": result.persona_model.k,
+        "silhouette": result.persona_model.silhouette,
+        "fitted": int((result.parameters["source"] == "fitted").sum()),
+        "assumed": int((result.parameters["source"] == "assumed").sum()),
+        "seconds": round(result.seconds, 2),
+        "mlflow_run": run_id,
+    }
+    if as_json:
+        print(json.dumps(summary, default=str))
+        return
+    _emit(
+        result.parameters.round(6).to_dict(orient="records"),
+        False,
+        title=f"Calibrated {result.scenario.name}",
+    )
+    console.print(
+        f"{summary['personas']} personas (silhouette {summary['silhouette']}); "
+        f"{summary['fitted']} fitted, {summary['assumed']} assumed; {summary['seconds']} s. "
+        f"Scenario -> {out}; report -> {report}"
+    )
+
+
+def audit(
+    scenario: Annotated[Path, typer.Option("--scenario", "-s", help="Calibrated scenario YAML.")],
+    events: Annotated[Path, typer.Option("--events", "-e", help="Held-out event log.")],
+    customers: CustomersOption = None,
+    segment: Annotated[
+        list[str] | None,
+        typer.Option("--segment", help="NAME=QUERY over the customer table; repeatable."),
+    ] = None,
+    replicates: Annotated[int, typer.Option("--replicates", min=2)] = 20,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    strict: Annotated[bool, typer.Option(help="Exit with status 1 when a KPI fails.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Simulate the twin on held-out customers under the logged actions; compare KPI by KPI."""
+    from nba.calibration.audit import audit as run_audit
+    from nba.calibration.events import load_events
+    from nba.cli import _emit, console
+    from nba.scenario import Scenario
+
+    segments = {}
+    for item in segment or []:
+        key, sep, query = item.partition("=")
+        if not sep or not key.strip() or not query.strip():
+            raise NBAValidationError(f"--segment: expected NAME=QUERY, got {item!r}")
+        segments[key.strip()] = query.strip()
+    result = run_audit(
+        Scenario.from_yaml(scenario),
+        load_events(events, customers, duplicates="drop"),
+        segments=segments,
+        replicates=replicates,
+        seed=seed,
+    )
+    rows = result.table.round(5).to_dict(orient="records")
+    if as_json:
+        print(json.dumps({"summary": result.summary(), "kpis": rows}, default=str))
+    else:
+        _emit(rows, False, title="Twin vs held-out reality")
+        verdict = "PASS" if result.passed else "FAIL"
+        console.print(f"{verdict}: {result.summary()}")
+    if strict and not result.passed:
+        raise typer.Exit(1)

@@ -1,0 +1,35 @@
+from __future__ import annotations
+
+import numpy as np
+
+from nba.calibration.population import observe
+from nba.calibration.targeting import best_single_action, value_on_holdout
+from tests.calibration.conftest import HillstromSplit
+
+
+def test_twin_policy_is_valued_on_the_held_out_randomized_half(
+    hillstrom_split: HillstromSplit,
+) -> None:
+    scenario = hillstrom_split.result.scenario
+    best = best_single_action(scenario, hillstrom_split.calibration)
+    name = f"everyone {scenario.action_names[best]}"
+    n = len(observe(scenario, hillstrom_split.holdout).actions)
+    table = value_on_holdout(
+        scenario,
+        hillstrom_split.holdout,
+        policies={name: np.full(n, best)},
+        baselines=("e-mail nobody", name),
+        n_bootstrap=500,
+    ).set_index("policy")
+    optimum = table.loc["twin optimum"]
+    # the plan beats e-mailing nobody with a paired interval above zero
+    assert optimum["vs e-mail nobody low"] > 0
+    assert table.loc["e-mail nobody", "share_contacted"] == 0
+    # IPW of "nobody" is the held-out control group's mean reward (propensity 1/3 each arm)
+    people = observe(scenario, hillstrom_split.holdout)
+    control = people.actions == 0
+    spend = people.table["spend"].to_numpy()
+    expected = scenario.margin_rate * spend[control].sum() * 3 / len(spend)
+    assert np.isclose(table.loc["e-mail nobody", "ipw_value"], expected)
+    for column in ("low", "high", f"vs {name} low", f"vs {name} high"):
+        assert np.isfinite(table[column]).all()
