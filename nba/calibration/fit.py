@@ -278,7 +278,7 @@ def calibrate(
     daily, on_purchase = _transitions(panel, boot, persona, out)
 
     # ---- unsubscribes and fatigue
-    unsubscribe = _unsubscribe(table, boot, channels, response["affinity"], out)
+    unsubscribe = _unsubscribe(table, boot, persona, channels, response["affinity"], out)
     notice_drop = _fatigue(log, out)
 
     scenario = _assemble(
@@ -547,26 +547,33 @@ def _transitions(
 
 
 def _unsubscribe(
-    table: pd.DataFrame, boot: Bootstrap, channels: list[str], affinity: FloatArray, out: _Table
+    table: pd.DataFrame,
+    boot: Bootstrap,
+    persona: IntArray,
+    channels: list[str],
+    affinity: FloatArray,
+    out: _Table,
 ) -> dict[str, float]:
-    """Opt-out risk of a noticed contact per channel."""
+    """Opt-out risk of a noticed contact per channel: unsubscribes over noticed sends.
+
+    Noticed sends are the opens where the log has them, else each send weighted by its
+    persona's attention.
+    """
     result = {}
     contact = table["contact"].fillna("none").to_numpy()
     channel = table["channel"].astype("string").fillna("").to_numpy()
     unsub = table["unsubscribed"].to_numpy().astype(float)
-    any_unsub = bool(unsub.any())
+    opened = table["opened"].to_numpy().astype(float)
     everyone = np.zeros(len(table), dtype=np.int64)
     for c, name in enumerate(channels):
-        sent = (contact == "sent") & (channel == name)
-        if any_unsub and sent.sum() >= MIN_GROUP:
-            sums = boot.group_sums(np.stack([unsub * sent, sent], 1).astype(float), everyone, 1)[
-                :, 0
-            ]
-            rate = safe_ratio(sums[:, 0], sums[:, 1]) / max(float(affinity[:, c].mean()), 1e-6)
+        sent = ((contact == "sent") & (channel == name)).astype(float)
+        if unsub.any() and sent.sum() >= MIN_GROUP:
+            noticed = opened * sent if opened.any() else affinity[persona, c] * sent
+            sums = boot.group_sums(np.stack([unsub * sent, noticed], 1), everyone, 1)[:, 0]
             result[name] = out.add(
                 f"channels[{name}].unsubscribe_risk",
-                np.clip(rate, 0, 1),
-                "unsubscribes per send in the window / attention",
+                np.clip(safe_ratio(sums[:, 0], sums[:, 1]), 0, 1),
+                "unsubscribes in the window per noticed send",
             )
         else:
             result[name] = out.add(
