@@ -15,6 +15,7 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 from rich.table import Table
 
 from nba.cli_calibrate import register as register_calibration
+from nba.cli_ope import register as register_ope
 from nba.errors import NBAError, NBAValidationError
 
 app = typer.Typer(
@@ -405,6 +406,7 @@ def _emit(rows: list[dict[str, Any]], as_json: bool, title: str) -> None:
 
 
 register_calibration(app)
+register_ope(app)
 
 
 def main() -> None:

@@ -40,3 +40,20 @@ def test_quickstart_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
     assert (tmp_path / "mlflow.db").is_file()
     images = [o for o in outputs if "image/png" in o.get("data", {})]
     assert len(images) == 3
+
+
+@pytest.mark.slow
+def test_calibration_notebook_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, shared_data: Path
+) -> None:
+    monkeypatch.setenv("NBA_SHARED_DATA", str(shared_data.resolve()))
+    notebook = nbformat.read(NOTEBOOKS / "02_calibrate_twin.ipynb", as_version=4)
+    NotebookClient(
+        notebook,
+        timeout=600,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(tmp_path)}},
+    ).execute()
+    outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs]
+    assert not [o for o in outputs if o.output_type == "error"]
+    assert (tmp_path / "hillstrom_twin" / "report.md").is_file()

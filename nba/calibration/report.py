@@ -49,9 +49,14 @@ def write_report(result: CalibrationResult, folder: Path, audit: AuditResult | N
         f"- reference time: {result.snapshot.reference.isoformat()}, response window "
         f"{result.snapshot.window_days} days",
         f"- customers: {len(table):,}; personas: {result.persona_model.k} "
-        "(k-means; k with the best silhouette score)",
-        f"- stage rules: active within {result.rules.active_days} days of the last purchase, "
-        f"loyal from {result.rules.loyal_purchases} purchases a year ({result.rules.fitted_from})",
+        "(k-means; the fewest k explaining 90% of the variance, or the most tried)",
+        f"- stage rules: active within {result.rules.active_days} days of the last purchase; "
+        + (
+            f"loyal from {result.rules.loyal_purchases} purchases a year"
+            if result.rules.loyal_purchases
+            else "no loyal stage (purchase frequency not observed)"
+        )
+        + f" ({result.rules.fitted_from})",
         f"- fitted quantities: {len(fitted)}, assumed: {len(assumed)}; fit took "
         f"{result.seconds:.1f} s",
         "",

@@ -1,0 +1,180 @@
+"""``nba ope`` and ``nba promote``: off-policy evaluation and the promotion gate on the CLI.
+
+Registered on the main app by :func:`register`, so the OPE commands live beside their package.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from nba.errors import NBAValidationError
+
+console = Console()
+
+LogOption = Annotated[
+    Path | None, typer.Option("--log", help="Decision log (SQLite) written by the scorer.")
+]
+OutcomesOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--outcomes",
+        help="CSV/Parquet: customer_id, decided_at, reward (default: the log's outcomes).",
+    ),
+]
+SinceOption = Annotated[
+    str | None, typer.Option("--since", help="Only decisions at or after this ISO timestamp.")
+]
+MissingOption = Annotated[
+    str, typer.Option("--missing", help="Decisions without outcome: error, drop or zero.")
+]
+TargetOption = Annotated[
+    str, typer.Option("--target", help="Evaluate the model greedy (as served) or softmax.")
+]
+BootOption = Annotated[int, typer.Option("--n-boot", min=2, help="Bootstrap replicates.")]
+SeedOption = Annotated[int, typer.Option("--seed", help="Seed of folds and bootstrap.")]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+
+def ope(
+    log: Annotated[
+        Path, typer.Option("--log", help="Decision log (SQLite) written by the scorer.")
+    ],
+    model: Annotated[
+        str, typer.Option("--model", "-m", help="Export directory, models:/NAME@ALIAS or runs:/...")
+    ],
+    estimators: Annotated[
+        str,
+        typer.Option("--estimators", help="Comma-separated: dm, ips, snips, dr, switch_dr, dr_os."),
+    ] = "ips,snips,dr,switch_dr",
+    outcomes: OutcomesOption = None,
+    since: SinceOption = None,
+    missing: MissingOption = "error",
+    target: TargetOption = "greedy",
+    n_boot: BootOption = 1000,
+    seed: SeedOption = 0,
+    as_json: JsonOption = False,
+) -> None:
+    """Estimate a model's value per decision from logged decisions and their outcomes."""
+    from nba.ope.decision_log import read_decision_log
+    from nba.ope.report import diagnostics, evaluate_bandit
+    from nba.ope.target import allowed_actions, policy_probabilities
+    from nba.serving.scorer import PolicyScorer
+
+    names = [name.strip() for name in estimators.split(",") if name.strip()]
+    if not names:
+        raise NBAValidationError("--estimators: give at least one name")
+    records = read_decision_log(log, outcomes, since=since, missing=_missing(missing))
+    if not len(records):
+        raise NBAValidationError(f"--log: no decisions in {str(log)!r} for this window")
+    scorer = PolicyScorer.load(model)
+    actions = list(scorer.action_names)
+    records.check_catalogue(actions, scorer.features.names)
+    allowed = allowed_actions(scorer, records.features, records.probabilities)
+    probabilities = policy_probabilities(scorer, records.features, allowed, _target(target))
+    data = records.bandit(probabilities, actions)
+    intervals = evaluate_bandit(data, names, n_boot=n_boot, seed=seed)
+    overlap = diagnostics(data)
+    if as_json:
+        payload = {
+            "model": model,
+            "log": str(log),
+            "decisions": len(records),
+            "diagnostics": overlap,
+            "estimates": [interval.as_dict() for interval in intervals],
+        }
+        typer.echo(json.dumps(payload, indent=2))
+        return
+    table = Table(
+        title=f"{model} on {len(records):,} logged decisions",
+        caption=(
+            f"value per decision; logged policy {overlap['logged_mean_reward']:.4f}; "
+            f"effective sample size {overlap['effective_sample_size']:,.0f}"
+        ),
+    )
+    for i, column in enumerate(("estimator", "estimate", "95% interval", "std error")):
+        table.add_column(column, justify="left" if i == 0 else "right")
+    for interval in intervals:
+        table.add_row(
+            interval.estimator,
+            f"{interval.estimate:.4f}",
+            f"[{interval.lower:.4f}, {interval.upper:.4f}]",
+            f"{interval.std_error:.4f}",
+        )
+    console.print(table)
+
+
+def promote(
+    model: Annotated[str, typer.Option("--model", "-m", help="Registered model name.")],
+    challenger: Annotated[str, typer.Option("--challenger", help="Version to promote.")],
+    log: LogOption = None,
+    outcomes: OutcomesOption = None,
+    since: SinceOption = None,
+    missing: MissingOption = "error",
+    scenario: Annotated[
+        str | None,
+        typer.Option("--scenario", "-s", help="Twin scenario, used when there are no logs."),
+    ] = None,
+    estimator: Annotated[str, typer.Option("--estimator", help="OPE estimator for logs.")] = "dr",
+    target: TargetOption = "greedy",
+    n_boot: BootOption = 1000,
+    seed: SeedOption = 0,
+    customers: Annotated[
+        int, typer.Option("--customers", "-n", min=2, help="Twin cohort size.")
+    ] = 20_000,
+    tracking_uri: Annotated[str | None, typer.Option("--tracking-uri")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Move the 'champion' alias to a version only if its lower 95% bound beats the champion.
+
+    Evidence: OPE on the decision log (with outcomes) or, without logs, the twin scenario;
+    with neither it refuses. Exit code 0 when promoted, 1 when refused.
+    """
+    from nba.ope.promotion import GateSettings
+    from nba.ope.promotion import promote as run_gate
+
+    settings = GateSettings(
+        log=log,
+        outcomes=outcomes,
+        since=since,
+        missing=_missing(missing),
+        scenario=scenario,
+        estimator=estimator,
+        target=_target(target),
+        n_boot=n_boot,
+        seed=seed,
+        twin_customers=customers,
+    )
+    decision = run_gate(model, challenger, settings, tracking_uri=tracking_uri)
+    if as_json:
+        typer.echo(json.dumps(decision.as_dict(), indent=2, default=str))
+    else:
+        verdict = "[bold green]promoted[/]" if decision.promoted else "[bold red]refused[/]"
+        console.print(f"{model} v{challenger}: {verdict} (evidence run {decision.run_id})")
+        for reason in decision.reasons:
+            console.print(f"  - {reason}")
+    if not decision.promoted:
+        raise typer.Exit(code=1)
+
+
+def _missing(value: str) -> str:
+    if value not in ("error", "drop", "zero"):
+        raise NBAValidationError(f"--missing: expected error, drop or zero, got {value!r}")
+    return value
+
+
+def _target(value: str) -> str:
+    if value not in ("greedy", "softmax"):
+        raise NBAValidationError(f"--target: expected greedy or softmax, got {value!r}")
+    return value
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``ope`` and ``promote`` to the ``nba`` app."""
+    app.command("ope")(ope)
+    app.command("promote")(promote)

@@ -1,0 +1,95 @@
+"""An exported policy as the evaluation policy: its probabilities on logged features.
+
+The decision log stores the features each decision saw, so a model's choice can be replayed
+on them with its numpy network. Which actions may it choose? Exactly those the contact rules
+allowed at decision time: they are recomputed from the logged features by the one rule module
+(:func:`nba.contact_rules.check_rules`, with the consent implied by persona and opt-out). Where
+the logged probabilities have more than one non-zero entry (a softmax serving policy), their
+support *is* the allowed set as served, so it is intersected in; that also honours per-request
+consent the features do not carry. "No action" is always allowed.
+
+``kind="greedy"`` evaluates the policy as served by default (argmax over the allowed actions);
+``kind="softmax"`` its stochastic form (logit policies only).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from nba.contact_rules import check_rules
+from nba.errors import NBAValidationError
+from nba.policies import one_hot
+from nba.serving.scorer import PolicyScorer
+from nba.types import BoolArray, FloatArray, IntArray
+
+TargetKind = Literal["greedy", "softmax"]
+_CHUNK = 262_144  # rows per network call: bounds the hidden activations' memory
+
+
+def allowed_actions(
+    scorer: PolicyScorer, features: np.ndarray, logged: np.ndarray | None = None
+) -> BoolArray:
+    """(n, A) actions the rules allowed for each logged decision (see the module note)."""
+    builder = scorer.features
+    state, _ = builder.decode(features)
+    start = builder.offsets["weekday"]
+    weekday = np.argmax(features[:, start : start + 7], axis=1).astype(np.int64)
+    allowed = check_rules(
+        scorer.arrays.rules,
+        state.consent(scorer.arrays),
+        state.pressure,
+        state.days_since,
+        weekday,
+    ).allowed
+    if logged is not None:
+        support = logged > 0
+        stochastic = support.sum(axis=1) > 1
+        allowed = np.where(stochastic[:, None], allowed & support, allowed)
+    allowed[:, 0] = True
+    return allowed
+
+
+def preferences(scorer: PolicyScorer, features: np.ndarray) -> FloatArray:
+    """(n, A) network outputs (logits or Q values), computed in chunks."""
+    network = scorer.policy.policy
+    out = np.empty((features.shape[0], network.output_size), dtype=np.float64)
+    for start in range(0, features.shape[0], _CHUNK):
+        out[start : start + _CHUNK] = network.forward(features[start : start + _CHUNK])
+    return out
+
+
+def policy_probabilities(
+    scorer: PolicyScorer,
+    features: np.ndarray,
+    allowed: BoolArray,
+    kind: TargetKind = "greedy",
+) -> FloatArray:
+    """(n, A) evaluation-policy probabilities over the allowed actions."""
+    masked = np.where(allowed, preferences(scorer, features), -np.inf)
+    if kind == "greedy":
+        return one_hot(np.argmax(masked, axis=1), masked.shape[1])
+    if kind != "softmax":
+        raise NBAValidationError(f"target: unknown kind {kind!r}; expected greedy or softmax")
+    if scorer.policy.output_kind != "logits":
+        raise NBAValidationError("target: softmax needs a policy with logits, not Q values")
+    shifted = np.exp(masked - masked.max(axis=1, keepdims=True))
+    return shifted / shifted.sum(axis=1, keepdims=True)
+
+
+@dataclass
+class ScorerPolicy:
+    """An exported policy behind :class:`nba.policies.Policy`, greedy as served by default.
+
+    Lets the twin evaluate a registered model (``nba.evaluation``) when there are no logs.
+    """
+
+    scorer: PolicyScorer
+    name: str = "model"
+
+    def act(self, obs: FloatArray, mask: BoolArray) -> tuple[IntArray, FloatArray]:
+        masked = np.where(mask, preferences(self.scorer, obs), -np.inf)
+        actions = np.argmax(masked, axis=1).astype(np.int64)
+        return actions, one_hot(actions, mask.shape[1])
