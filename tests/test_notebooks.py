@@ -12,6 +12,20 @@ from nbclient import NotebookClient
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 
 
+def execute(name: str, tmp_path: Path, timeout: int = 600) -> list:
+    """Run a notebook in ``tmp_path``; its outputs, after checking none is an error."""
+    notebook = nbformat.read(NOTEBOOKS / name, as_version=4)
+    NotebookClient(
+        notebook,
+        timeout=timeout,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(tmp_path)}},
+    ).execute()
+    outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs]
+    assert not [o for o in outputs if o.output_type == "error"]
+    return outputs
+
+
 @pytest.mark.slow
 def test_quickstart_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     config = tmp_path / "tiny.yaml"
@@ -28,15 +42,7 @@ def test_quickstart_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setenv("NBA_QUICKSTART_EVAL_CUSTOMERS", "200")
     monkeypatch.setenv("NBA_QUICKSTART_CONFIG", str(config))
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    notebook = nbformat.read(NOTEBOOKS / "01_quickstart.ipynb", as_version=4)
-    NotebookClient(
-        notebook,
-        timeout=600,
-        kernel_name="python3",
-        resources={"metadata": {"path": str(tmp_path)}},
-    ).execute()
-    outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs]
-    assert not [o for o in outputs if o.output_type == "error"]
+    outputs = execute("01_quickstart.ipynb", tmp_path)
     assert (tmp_path / "mlflow.db").is_file()
     images = [o for o in outputs if "image/png" in o.get("data", {})]
     assert len(images) == 3
@@ -47,13 +53,12 @@ def test_calibration_notebook_runs(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, shared_data: Path
 ) -> None:
     monkeypatch.setenv("NBA_SHARED_DATA", str(shared_data.resolve()))
-    notebook = nbformat.read(NOTEBOOKS / "02_calibrate_twin.ipynb", as_version=4)
-    NotebookClient(
-        notebook,
-        timeout=600,
-        kernel_name="python3",
-        resources={"metadata": {"path": str(tmp_path)}},
-    ).execute()
-    outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs]
-    assert not [o for o in outputs if o.output_type == "error"]
+    execute("02_calibrate_twin.ipynb", tmp_path)
     assert (tmp_path / "hillstrom_twin" / "report.md").is_file()
+
+
+@pytest.mark.slow
+def test_offline_evaluation_notebook_runs(tmp_path: Path) -> None:
+    outputs = execute("03_offline_evaluation.ipynb", tmp_path, timeout=120)
+    text = " ".join(str(o.get("text", "")) + str(o.get("data", "")) for o in outputs)
+    assert "true value per decision" in text and "snips" in text and "dr_fqe" in text
