@@ -1,9 +1,12 @@
-"""One-step OPE on 1,000,000 logged decisions: estimate time per estimator, bootstrap apart.
+"""One-step OPE on 1,000,000 logged decisions: end to end, per estimator, bootstrap apart.
 
 The log is synthetic (13 actions, 37 features like the reference scenario's, softmax logging
-with exact propensities); reward-model predictions are fitted once (timed separately) and
-shared, as :func:`nba.ope.evaluate_bandit` does. Target: every one-step estimate under 2 s on
-2 cores. Run: ``python benchmarks/ope_throughput.py``; the last line is JSON.
+with exact propensities). End to end is what ``nba ope`` pays before the bootstrap: validate the
+arrays (:class:`nba.ope.LoggedBandit`), cross-fit the reward model (2 folds, ridge per action,
+as :func:`nba.ope.evaluate_bandit` does) and compute every one-step estimator's point estimate
+from the shared predictions; best of 3 cold runs. Target: under 2 s on 2 cores. Per-estimator
+times and the 100-resample bootstrap are measured apart. Run:
+``python benchmarks/ope_throughput.py``; the last line is JSON.
 """
 
 from __future__ import annotations
@@ -47,14 +50,31 @@ def timed(function, repeats: int = 3) -> float:
     return best
 
 
-def main() -> None:
-    arrays = synthetic_arrays()
+def end_to_end(arrays: dict[str, np.ndarray]) -> dict[str, float]:
+    """One cold run: validate, cross-fit the reward model, every one-step point estimate."""
     started = time.perf_counter()
     data = LoggedBandit(**arrays)  # every input check of the container, on 1M rows
-    build = time.perf_counter() - started
-    started = time.perf_counter()
+    validated = time.perf_counter()
     predictions = reward_predictions(data, seed=0)
-    fit = time.perf_counter() - started
+    fitted = time.perf_counter()
+    for name in ESTIMATORS:
+        make_estimator(name).estimate(data, predictions)
+    done = time.perf_counter()
+    return {
+        "validate_s": validated - started,
+        "reward_model_s": fitted - validated,
+        "estimates_s": done - fitted,
+        "total_s": done - started,
+    }
+
+
+def main() -> None:
+    arrays = synthetic_arrays()
+    runs = [end_to_end(arrays) for _ in range(3)]
+    best = min(runs, key=lambda run: run["total_s"])
+    median = sorted(run["total_s"] for run in runs)[1]
+    data = LoggedBandit(**arrays)
+    predictions = reward_predictions(data, seed=0)
     rows = []
     for name in ESTIMATORS:
         estimator = make_estimator(name)
@@ -65,21 +85,20 @@ def main() -> None:
         )
         rows.append({"estimator": name, "estimate_s": estimate, "interval_100_boot_s": boot})
     print(
-        f"{N:,} decisions, {ACTIONS} actions: log validated in {build:.2f} s, "
-        f"reward model cross-fitted (2 folds, ridge per action) in {fit:.2f} s"
+        f"{N:,} decisions, {ACTIONS} actions, {FEATURES} features; end to end (best of 3): "
+        f"validate {best['validate_s']:.2f} s + reward model (2-fold ridge per action) "
+        f"{best['reward_model_s']:.2f} s + {len(ESTIMATORS)} estimates {best['estimates_s']:.2f} s "
+        f"= {best['total_s']:.2f} s (median {median:.2f} s; target 2 s)"
     )
     print(f"{'estimator':<10} {'estimate s':>11} {'+100 bootstrap s':>17}")
     for row in rows:
         print(
             f"{row['estimator']:<10} {row['estimate_s']:>11.3f} {row['interval_100_boot_s']:>17.2f}"
         )
-    slowest = max(row["estimate_s"] for row in rows)
-    total = build + fit + sum(row["estimate_s"] for row in rows)
-    print(f"end to end (validate, fit, all {len(rows)} estimates): {total:.2f} s")
     print(json.dumps({
-        "decisions": N, "validate_s": build, "reward_model_fit_s": fit,
-        "slowest_estimate_s": slowest, "end_to_end_s": total, "target_s": 2.0,
-        "met": slowest < 2.0, "estimators": rows,
+        "decisions": N, "end_to_end": best, "end_to_end_median_s": median,
+        "target_s": 2.0, "met": best["total_s"] < 2.0,
+        "slowest_estimate_s": max(row["estimate_s"] for row in rows), "estimators": rows,
     }))  # fmt: skip
 
 

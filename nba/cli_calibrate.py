@@ -144,35 +144,61 @@ def audit(
         list[str] | None,
         typer.Option("--segment", help="NAME=QUERY over the customer table; repeatable."),
     ] = None,
+    holdout_start: Annotated[
+        str | None,
+        typer.Option("--holdout-start", help="Forecast audit: first day of the holdout window."),
+    ] = None,
+    holdout_end: Annotated[
+        str | None,
+        typer.Option("--holdout-end", help="Forecast audit: end of the window (exclusive)."),
+    ] = None,
     replicates: Annotated[int, typer.Option("--replicates", min=2)] = 20,
     seed: Annotated[int, typer.Option("--seed")] = 0,
     strict: Annotated[bool, typer.Option(help="Exit with status 1 when a KPI fails.")] = False,
     as_json: JsonOption = False,
 ) -> None:
-    """Simulate the twin on held-out customers under the logged actions; compare KPI by KPI."""
+    """Simulate the twin on held-out customers under the logged actions; compare KPI by KPI.
+
+    With ``--holdout-start`` and ``--holdout-end`` it audits per-customer purchase-count
+    forecasts in that window against reality and a BG/NBD baseline instead.
+    """
     from nba.calibration.audit import audit as run_audit
     from nba.calibration.events import load_events
+    from nba.calibration.forecast import forecast_audit
     from nba.cli import _emit, console
     from nba.scenario import Scenario
 
-    segments = {}
-    for item in segment or []:
-        key, sep, query = item.partition("=")
-        if not sep or not key.strip() or not query.strip():
-            raise NBAValidationError(f"--segment: expected NAME=QUERY, got {item!r}")
-        segments[key.strip()] = query.strip()
-    result = run_audit(
-        Scenario.from_yaml(scenario),
-        load_events(events, customers, duplicates="drop"),
-        segments=segments,
-        replicates=replicates,
-        seed=seed,
-    )
+    if (holdout_start is None) != (holdout_end is None):
+        raise NBAValidationError("--holdout-start, --holdout-end: give both or neither")
+    log = load_events(events, customers, duplicates="drop")
+    if holdout_start is not None and holdout_end is not None:
+        if segment:
+            raise NBAValidationError("--segment: not used by the forecast audit")
+        result = forecast_audit(
+            Scenario.from_yaml(scenario),
+            log,
+            holdout_start,
+            holdout_end,
+            replicates=replicates,
+            seed=seed,
+        )
+        title = "Twin purchase-count forecast vs held-out reality and BG/NBD"
+    else:
+        segments = {}
+        for item in segment or []:
+            key, sep, query = item.partition("=")
+            if not sep or not key.strip() or not query.strip():
+                raise NBAValidationError(f"--segment: expected NAME=QUERY, got {item!r}")
+            segments[key.strip()] = query.strip()
+        result = run_audit(
+            Scenario.from_yaml(scenario), log, segments=segments, replicates=replicates, seed=seed
+        )
+        title = "Twin vs held-out reality"
     rows = result.table.round(5).to_dict(orient="records")
     if as_json:
         print(json.dumps({"summary": result.summary(), "kpis": rows}, default=str))
     else:
-        _emit(rows, False, title="Twin vs held-out reality")
+        _emit(rows, False, title=title)
         verdict = "PASS" if result.passed else "FAIL"
         console.print(f"{verdict}: {result.summary()}")
     if strict and not result.passed:

@@ -3,6 +3,7 @@
 from nba.calibration.audit import AuditResult, audit
 from nba.calibration.events import EVENT_TYPES, EventLog, EventLogError, load_events, save_events
 from nba.calibration.fit import CalibrationResult, calibrate
+from nba.calibration.forecast import ForecastAudit, forecast_audit
 
 __all__ = [
     "EVENT_TYPES",
@@ -10,8 +11,10 @@ __all__ = [
     "CalibrationResult",
     "EventLog",
     "EventLogError",
+    "ForecastAudit",
     "audit",
     "calibrate",
+    "forecast_audit",
     "load_events",
     "save_events",
 ]

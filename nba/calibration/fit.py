@@ -40,6 +40,7 @@ from nba.calibration.stages import (
     LAPSED,
     LOYAL,
     STAGES,
+    LapseFit,
     StageRules,
     panel_counts,
 )
@@ -183,36 +184,30 @@ def calibrate(
 
     # ---- organic purchase rates per persona x stage
     repeat_buyers = rules.loyal_purchases is not None
+    panel = None
     if randomized:
-        control = contact == "held_out"
         source = "randomized control group in the response window"
-        purchases = np.where(control, table["purchases"].to_numpy(), 0.0)
-        exposure = np.where(control, float(window_days), 0.0)
-        numerator = boot.group_sums(
-            np.eye(n_stages)[stage] * purchases[:, None], persona, n_personas
+        numerator, denominator = _window_counts(
+            table, contact == "held_out", stage, persona, n_personas, window_days, boot
         )
-        denominator = boot.group_sums(
-            np.eye(n_stages)[stage] * exposure[:, None], persona, n_personas
-        )
-        panel = None
     elif repeat_buyers:
-        lookback = pd.Timedelta(days=min(365, max(60, 3 * rules.active_days)))
+        # a year of panel: persona rates from more than the recent window the personas were
+        # clustered on (recency, frequency), which biases rates of the quiet personas to zero
+        lookback = pd.Timedelta(days=365)
         panel = panel_counts(log, rules, table.index, reference - lookback, reference)
         source = f"daily purchase panel over the {lookback.days} days before the reference time"
         numerator = boot.group_sums(panel.stage_purchases, persona, n_personas)
-        denominator = boot.group_sums(panel.stage_days, persona, n_personas)
+        # lapsed customers who have churned unseen do not buy: where their return rate decays
+        # with time lapsed, the lapsed rate is per day alive (LapseFit), not per lapsed day
+        lapse = LapseFit.fit(panel, persona, boot)
+        exposure = panel.stage_days if lapse is None else lapse.alive_days(panel, persona)
+        panel = panel if lapse is None else lapse.attach(panel)
+        denominator = boot.group_sums(exposure, persona, n_personas)
     else:
-        quiet = contact == "none"
         source = "uncontacted customers in the response window (observational)"
-        purchases = np.where(quiet, table["purchases"].to_numpy(), 0.0)
-        exposure = np.where(quiet, float(window_days), 0.0)
-        numerator = boot.group_sums(
-            np.eye(n_stages)[stage] * purchases[:, None], persona, n_personas
+        numerator, denominator = _window_counts(
+            table, contact == "none", stage, persona, n_personas, window_days, boot
         )
-        denominator = boot.group_sums(
-            np.eye(n_stages)[stage] * exposure[:, None], persona, n_personas
-        )
-        panel = None
     base, multiplier, identified = _factorise(numerator, denominator)
     for p in range(n_personas):
         out.add(f"personas[{p}].base_purchase_rate", base[:, p], f"per day; {source}")
@@ -280,7 +275,7 @@ def calibrate(
 
     # ---- unsubscribes and fatigue
     unsubscribe = _unsubscribe(table, boot, persona, channels, response["affinity"], out)
-    notice_drop = _fatigue(log, out)
+    notice_drop = _fatigue(log, out, rng)
 
     scenario = _assemble(
         name=name,
@@ -363,6 +358,24 @@ def _persona_attributes(table: pd.DataFrame) -> pd.DataFrame:
     extra = table[[c for c in table.columns if c not in skip and table[c].notna().mean() >= 0.5]]
     usable = [c for c in rfm.columns if rfm[c].nunique(dropna=True) > 1]
     return pd.concat([rfm[usable], extra], axis=1).reset_index()
+
+
+def _window_counts(
+    table: pd.DataFrame,
+    members: np.ndarray,
+    stage: IntArray,
+    persona: IntArray,
+    n_personas: int,
+    window_days: int,
+    boot: Bootstrap,
+) -> tuple[FloatArray, FloatArray]:
+    """(B+1, P, K) purchases and customer-days of ``members`` in the response window."""
+    in_stage = np.eye(len(STAGES))[stage] * members[:, None]
+    purchases = in_stage * table["purchases"].to_numpy()[:, None]
+    return (
+        boot.group_sums(purchases, persona, n_personas),
+        boot.group_sums(in_stage * float(window_days), persona, n_personas),
+    )
 
 
 def _factorise(
@@ -555,6 +568,13 @@ def _transitions(
         rate = safe_ratio(quiet[:, i, j], quiet[:, i].sum(axis=1))
         if (i, j) in observed and quiet[0, i].sum() > 0:
             daily[(src, dst)] = out.add(f"stages[{src}].daily.{dst}", rate, "daily panel")
+        elif (src, dst) == ("lapsed", "churned") and panel.lapse is not None:
+            daily[(src, dst)] = out.add(
+                f"stages[{src}].daily.{dst}",
+                panel.lapse.churn,
+                "daily panel: decay of the lapsed return rate with time since lapsing (MLE, "
+                f"{panel.lapse.returns} returns)",
+            )
         else:
             out.add(
                 f"stages[{src}].daily.{dst}",
@@ -617,7 +637,9 @@ def _unsubscribe(
     return result
 
 
-def _fatigue(log: EventLog, out: _Table, days: int = 30, window: int = 14) -> float:
+def _fatigue(
+    log: EventLog, out: _Table, rng: np.random.Generator, days: int = 30, window: int = 14
+) -> float:
     """Attention lost under pressure: response to a send by the number of recent sends."""
     sends = contact_counts(log, days)
     prior = 0.6
@@ -643,7 +665,6 @@ def _fatigue(log: EventLog, out: _Table, days: int = 30, window: int = 14) -> fl
             "fatigue.notice_drop", prior, "prior (retail): too few repeated contacts", "assumed"
         )
     top = int(np.flatnonzero(counts >= 100).max())
-    rng = np.random.default_rng(0)
     boot = Bootstrap.draw(len(bucket), 200, rng)
     sums = boot.group_sums(np.stack([responded, np.ones_like(responded)], 1), bucket, 4)
     rate = safe_ratio(sums[..., 0], sums[..., 1])

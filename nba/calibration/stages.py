@@ -10,12 +10,13 @@ lapsed); ``loyal_purchases`` the 75th percentile of yearly purchases among activ
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from nba.calibration.bootstrap import Bootstrap
 from nba.calibration.events import EventLog
 from nba.types import FloatArray, IntArray
 
@@ -23,6 +24,9 @@ STAGES = ("aware", "active", "loyal", "lapsed", "churned")
 AWARE, ACTIVE, LOYAL, LAPSED, CHURNED = range(5)
 DEFAULT_ACTIVE_DAYS = 90
 MIN_GAPS = 200  # repeat-purchase gaps needed before the lapse threshold is fitted
+LAPSE_BIN_DAYS = 14  # lapsed days are counted by time since lapsing in bins of this width
+LAPSE_BINS = 26  # ... up to a year; older lapses share the last bin
+MIN_LAPSED_RETURNS = 30  # returns from lapsed needed before the lapsed churn rate is fitted
 
 
 @dataclass(frozen=True)
@@ -77,6 +81,9 @@ class PanelCounts:
     stage_purchases: FloatArray  # (N, K) purchase days in each stage
     moves_quiet: FloatArray  # (N, K, K) stage moves on days without purchase
     moves_bought: FloatArray  # (N, K, K) stage moves on purchase days
+    lapsed_days: FloatArray | None = None  # (N, LAPSE_BINS) lapsed days by time since lapsing
+    lapsed_returns: FloatArray | None = None  # (N, LAPSE_BINS) purchase days among them
+    lapse: LapseFit | None = None  # the lapsed churn fit, once made
 
 
 def panel_counts(
@@ -113,7 +120,14 @@ def panel_counts(
 
     k = len(STAGES)
     n = len(customer_ids)
-    out = PanelCounts(np.zeros((n, k)), np.zeros((n, k)), np.zeros((n, k, k)), np.zeros((n, k, k)))
+    out = PanelCounts(
+        np.zeros((n, k)),
+        np.zeros((n, k)),
+        np.zeros((n, k, k)),
+        np.zeros((n, k, k)),
+        np.zeros((n, LAPSE_BINS)),
+        np.zeros((n, LAPSE_BINS)),
+    )
     total = lookback + n_days
     for lo in range(0, n, chunk):
         hi = min(n, lo + chunk)
@@ -133,6 +147,15 @@ def panel_counts(
         stage = rules.assign(recency, frequency)[:, lookback:]
         bought_today = purchase[:, lookback:]
         rows = np.arange(hi - lo)[:, None]
+        lapsed = stage == LAPSED
+        # days since lapsing: 0 on the first day past ``active_days`` without a purchase
+        age = recency[:, lookback:] - rules.active_days - 1
+        age_bin = np.clip(np.nan_to_num(age, nan=0.0) // LAPSE_BIN_DAYS, 0, LAPSE_BINS - 1)
+        cells = (rows * LAPSE_BINS + age_bin.astype(np.int64))[lapsed]
+        size = (hi - lo) * LAPSE_BINS
+        out.lapsed_days[lo:hi] = np.bincount(cells, minlength=size).reshape(hi - lo, -1)
+        returned = (rows * LAPSE_BINS + age_bin.astype(np.int64))[lapsed & bought_today]
+        out.lapsed_returns[lo:hi] = np.bincount(returned, minlength=size).reshape(hi - lo, -1)
         for s in range(k):
             in_stage = stage == s
             out.stage_days[lo:hi, s] = in_stage.sum(axis=1)
@@ -145,3 +168,69 @@ def panel_counts(
                 counts = np.bincount(cell[mask], minlength=(hi - lo) * k * k)
                 target[lo:hi] = counts.reshape(hi - lo, k, k)
     return out
+
+
+@dataclass(frozen=True)
+class LapseFit:
+    """Lapsed customers' churn rate, from how their return rate decays with time lapsed.
+
+    In the twin a lapsed customer buys with daily probability ``h`` (per persona) while alive
+    and, on a day without purchase, churns with probability ``c``. Among customers still lapsed
+    ``a`` days after lapsing, the share alive is ``pi(a) = q^a / S(a)`` with ``q = (1-h)(1-c)``
+    and ``S(a) = q^a + (1-h) c (1 - q^a) / (1 - q)``, so the daily return rate is ``h pi(a)``.
+    ``c`` and the ``h`` are fitted by maximum likelihood (grid search, ``c = 0`` included) on
+    the panel's lapsed days and returns by time since lapsing, per bootstrap replicate.
+    """
+
+    churn: FloatArray  # (B + 1,) daily lapsed -> churned rate
+    alive: FloatArray  # (P, LAPSE_BINS) share alive among the still-lapsed (point estimate)
+    returns: int  # returns from lapsed the fit saw
+
+    @classmethod
+    def fit(cls, panel: PanelCounts, persona: IntArray, boot: Bootstrap) -> LapseFit | None:
+        """None when the panel has too few returns from lapsed to see a decay."""
+        if panel.lapsed_days is None or panel.lapsed_returns is None:
+            return None
+        returns = int(panel.lapsed_returns.sum())
+        if returns < MIN_LAPSED_RETURNS:
+            return None
+        n_personas = int(persona.max()) + 1
+        days = boot.group_sums(panel.lapsed_days, persona, n_personas)  # (B+1, P, bins)
+        bought = boot.group_sums(panel.lapsed_returns, persona, n_personas)
+        age = (np.arange(LAPSE_BINS) + 0.5) * LAPSE_BIN_DAYS - 0.5
+        churn_grid = np.concatenate([[0.0], np.geomspace(1e-5, 0.2, 120)])
+        h_grid = np.geomspace(1e-4, 0.9, 200)
+        rate = h_grid[None, :, None] * _alive(h_grid[None, :, None], churn_grid[:, None, None], age)
+        rate = np.clip(rate, 1e-12, 1.0 - 1e-12)  # (C, H, bins)
+        log_hit, log_miss = np.log(rate), np.log1p(-rate)
+        churn = np.zeros(days.shape[0])
+        best_h = np.zeros(n_personas)
+        for b in range(days.shape[0]):
+            fit = np.einsum("chk,pk->chp", log_hit, bought[b])
+            fit += np.einsum("chk,pk->chp", log_miss, days[b] - bought[b])
+            profile = fit.max(axis=1)  # best h per persona for each c: (C, P)
+            c = int(np.argmax(profile.sum(axis=1)))
+            churn[b] = churn_grid[c]
+            if b == 0:
+                best_h = h_grid[np.argmax(fit[c], axis=0)]
+        alive = _alive(best_h[:, None], churn[0], age[None, :])
+        return cls(churn=churn, alive=alive, returns=returns)
+
+    def alive_days(self, panel: PanelCounts, persona: IntArray) -> FloatArray:
+        """(N, K) stage days with lapsed days counted only while alive (expected)."""
+        assert panel.lapsed_days is not None  # fit() checked
+        days = panel.stage_days.copy()
+        days[:, LAPSED] = (panel.lapsed_days * self.alive[persona]).sum(axis=1)
+        return days
+
+    def attach(self, panel: PanelCounts) -> PanelCounts:
+        return replace(panel, lapse=self)
+
+
+def _alive(h: FloatArray, c: FloatArray | float, age: FloatArray) -> FloatArray:
+    """Share alive among customers lapsed for ``age`` days without a return (see LapseFit)."""
+    q = (1.0 - h) * (1.0 - c)
+    stay = q**age
+    gone = (1.0 - h) * c * (1.0 - stay) / np.maximum(1.0 - q, 1e-12)
+    total = stay + gone
+    return np.where(total > 0, stay / np.where(total > 0, total, 1.0), 1.0)

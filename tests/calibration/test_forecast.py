@@ -1,0 +1,163 @@
+"""Forecast audit: per-customer purchase counts in a later window, twin vs BG/NBD vs reality."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from nba.calibration import EventLog, EventLogError, calibrate, save_events
+from nba.calibration.adapters import complete_journey
+from nba.calibration.forecast import ForecastAudit, forecast_audit
+from nba.cli import app
+
+CUTOFF, END = "2017-10-01", "2018-01-01"
+CHECKS = ("count_distribution", "inter_purchase_days", "lapse_curve")
+
+
+# ------------------------------------------------------------------ synthetic: truth known
+RATES = (0.03, 0.12)  # daily purchase probability of the two kinds of customer
+START = pd.Timestamp("2020-01-01", tz="UTC")
+HISTORY, HOLDOUT = 240, 60
+
+
+@pytest.fixture(scope="module")
+def synthetic() -> tuple[EventLog, np.ndarray]:
+    """Customers buying at one of two constant daily rates, never churning."""
+    rng = np.random.default_rng(7)
+    n = 1500
+    rate = np.where(rng.random(n) < 0.5, RATES[0], RATES[1])
+    days = HISTORY + HOLDOUT
+    bought = rng.random((n, days)) < rate[:, None]
+    who, day = np.nonzero(bought)
+    hour = rng.uniform(8, 20, size=len(who))
+    stamps = START + pd.to_timedelta(day, unit="D") + pd.to_timedelta(hour, unit="h")
+    purchases = pd.DataFrame(
+        {
+            "customer_id": who.astype(str),
+            "timestamp": stamps,
+            "event": "purchased",
+            "value": rng.gamma(4.0, 10.0, size=len(who)),
+        }
+    )
+    mailed = rng.choice(n, size=300, replace=False)
+    sends = pd.DataFrame(
+        {
+            "customer_id": mailed.astype(str),
+            "timestamp": START + pd.Timedelta(days=100),
+            "event": "sent",
+            "channel": "email",
+            "action": "newsletter",
+        }
+    )
+    log = EventLog.from_frames(pd.concat([purchases, sends], ignore_index=True))
+    return log, rate
+
+
+@pytest.fixture(scope="module")
+def synthetic_audit(synthetic: tuple[EventLog, np.ndarray]) -> ForecastAudit:
+    log, _ = synthetic
+    cutoff = START + pd.Timedelta(days=HISTORY)
+    result = calibrate(log, holdout_after=cutoff, n_bootstrap=30, seed=0)
+    end = cutoff + pd.Timedelta(days=HOLDOUT)
+    return forecast_audit(result.scenario, log, cutoff, end, replicates=100, seed=0)
+
+
+def test_synthetic_twin_forecasts_near_the_truth(
+    synthetic: tuple[EventLog, np.ndarray], synthetic_audit: ForecastAudit
+) -> None:
+    _, rate = synthetic
+    customers = synthetic_audit.customers
+    truth = pd.Series(rate, index=np.arange(len(rate)).astype(str)).reindex(customers.index)
+    oracle = float(np.abs(truth.to_numpy() * HOLDOUT - customers["observed"]).mean())
+    summary = synthetic_audit.summary()
+    # the best possible forecast knows each customer's rate; the twin must come close to it
+    # (measured: 1.65 against 1.54; BG/NBD 1.73)
+    assert summary["mae_twin_all"] <= 1.10 * oracle
+    assert summary["mae_twin"] <= summary["mae_bgnbd"]
+    assert abs(customers["twin"].mean() - customers["observed"].mean()) < 0.1 * oracle
+
+
+def test_synthetic_distribution_checks_report_distances(synthetic_audit: ForecastAudit) -> None:
+    table = synthetic_audit.table.set_index("check")
+    for check in CHECKS:
+        row = table.loc[check]
+        # a distance is >= 0, so its resampled values sit above a near-zero estimate
+        assert 0.0 <= row["value"] <= row["high"] <= 1.0 and row["low"] <= row["high"]
+        assert 0.0 < row["reference"] < 0.2
+    # a twin of the true structure reproduces the shapes within a few points
+    assert table.loc["count_distribution", "value"] < 0.1
+    assert table.loc["lapse_curve", "value"] < 0.05
+
+
+def test_forecast_audit_is_deterministic_for_a_seed(synthetic: tuple[EventLog, np.ndarray]) -> None:
+    log, _ = synthetic
+    cutoff = START + pd.Timedelta(days=HISTORY)
+    scenario = calibrate(log, holdout_after=cutoff, n_bootstrap=20, seed=0).scenario
+    end = cutoff + pd.Timedelta(days=20)
+    first = forecast_audit(scenario, log, cutoff, end, replicates=5, n_bootstrap=50, seed=3)
+    again = forecast_audit(scenario, log, cutoff, end, replicates=5, n_bootstrap=50, seed=3)
+    pd.testing.assert_frame_equal(first.table, again.table)
+
+
+def test_forecast_audit_rejects_a_bad_window(synthetic: tuple[EventLog, np.ndarray]) -> None:
+    log, _ = synthetic
+    cutoff = START + pd.Timedelta(days=HISTORY)
+    scenario = calibrate(log, holdout_after=cutoff, n_bootstrap=20, seed=0).scenario
+    with pytest.raises(EventLogError, match="holdout_end"):
+        forecast_audit(scenario, log, cutoff, cutoff - pd.Timedelta(days=1))
+    with pytest.raises(EventLogError, match="holdout_start"):
+        forecast_audit(scenario, log, "not a date", cutoff)
+
+
+def test_cli_audit_runs_the_forecast_audit(
+    synthetic: tuple[EventLog, np.ndarray], tmp_path: Path
+) -> None:
+    log, _ = synthetic
+    cutoff = START + pd.Timedelta(days=HISTORY)
+    scenario = calibrate(log, holdout_after=cutoff, n_bootstrap=20, seed=0).scenario
+    scenario.to_yaml(tmp_path / "twin.yaml")
+    save_events(log, tmp_path / "events.parquet")
+    end = (cutoff + pd.Timedelta(days=30)).date().isoformat()
+    args = ["audit", "-s", str(tmp_path / "twin.yaml"), "-e", str(tmp_path / "events.parquet")]
+    args += ["--holdout-start", cutoff.date().isoformat(), "--holdout-end", end]
+    result = CliRunner().invoke(app, [*args, "--replicates", "5", "--json"])
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.output)
+    assert {"mae_twin", "mae_bgnbd", "lapse_curve_distance"} <= payload["summary"].keys()
+    half = CliRunner().invoke(app, [*args[:-2], "--json"])
+    assert half.exit_code != 0
+
+
+# ------------------------------------------------------------------ Complete Journey
+@pytest.fixture(scope="module")
+def journey(shared_data: Path) -> ForecastAudit:
+    log = complete_journey(shared_data / "completejourney")
+    result = calibrate(log, holdout_after=CUTOFF, n_bootstrap=50, seed=0)
+    return forecast_audit(result.scenario, log, CUTOFF, END, replicates=100, seed=0)
+
+
+def test_complete_journey_forecast_audit_reports_everything(journey: ForecastAudit) -> None:
+    summary = journey.summary()
+    assert summary["holdout_days"] == 92
+    assert summary["scored"] >= 2300  # households with a purchase before the cutoff
+    assert summary["mapped_sends"] == 0  # the window's campaigns are new to the twin
+    assert 4.5 < summary["observed_mean"] < 5.7
+    assert 2.0 < summary["mae_bgnbd"] < 2.5  # BG/NBD on the same split: 2.256
+    low, high = summary["mae_difference_low"], summary["mae_difference_high"]
+    assert low <= summary["mae_difference"] <= high
+    for check in CHECKS:
+        assert 0.0 < summary[f"{check}_distance"] < 1.0
+        assert 0.0 < summary[f"{check}_noise"] < summary[f"{check}_distance"] + 1.0
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="target missed: twin MAE 2.49 vs BG/NBD 2.26 on the 2017-10-01 split (issue 6)",
+)
+def test_complete_journey_twin_mae_no_worse_than_bgnbd(journey: ForecastAudit) -> None:
+    assert journey.value("mae") <= journey.value("mae", "bgnbd")
