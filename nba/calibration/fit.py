@@ -139,6 +139,7 @@ def calibrate(
 ) -> CalibrationResult:
     """Fit a scenario from ``log``; events at or after ``holdout_after`` are never read."""
     started = time.perf_counter()
+    _check_settings(window_days, k_range, n_bootstrap, margin_rate)
     rng = np.random.default_rng(seed)
     if holdout_after is not None:
         log = log.between(None, _utc(holdout_after))
@@ -314,6 +315,17 @@ def calibrate(
 
 
 # ------------------------------------------------------------------------------------ pieces
+def _check_settings(window_days: int, k_range: range, n_bootstrap: int, margin_rate: float) -> None:
+    if not isinstance(window_days, int) or window_days < 1:
+        raise EventLogError(f"window_days: expected a positive whole number, got {window_days!r}")
+    if len(k_range) == 0 or min(k_range) < 2:
+        raise EventLogError(f"k_range: expected persona counts of at least 2, got {k_range!r}")
+    if n_bootstrap < 20:
+        raise EventLogError(f"n_bootstrap: {n_bootstrap} replicates cannot give 95% intervals")
+    if not 0.0 < margin_rate <= 1.0:
+        raise EventLogError(f"margin_rate: {margin_rate} is outside (0, 1]")
+
+
 def _reference_time(
     log: EventLog,
     reference_time: pd.Timestamp | str | None,

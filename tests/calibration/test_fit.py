@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from nba.calibration import EventLog, calibrate
+from nba.calibration import EventLog, EventLogError, calibrate
 from nba.calibration.snapshot import contact_counts
 from nba.scenario import Scenario
 from nba.twin import CustomerTwin
@@ -70,3 +70,20 @@ def test_contact_counts_count_earlier_sends_per_customer() -> None:
     counts = contact_counts(EventLog.from_frames(frame), days=30)
     by_time = counts.sort_values(["customer_id", "timestamp"])["prior_sends"].tolist()
     assert by_time == [0, 1, 2, 0, 0]
+
+
+@pytest.mark.parametrize(
+    ("settings", "field"),
+    [
+        ({"window_days": 0}, "window_days"),
+        ({"k_range": range(1, 4)}, "k_range"),
+        ({"k_range": range(5, 5)}, "k_range"),
+        ({"n_bootstrap": 5}, "n_bootstrap"),
+        ({"margin_rate": 1.5}, "margin_rate"),
+    ],
+)
+def test_bad_settings_are_named(
+    hillstrom_split: HillstromSplit, settings: dict[str, object], field: str
+) -> None:
+    with pytest.raises(EventLogError, match=field):
+        calibrate(hillstrom_split.calibration, **settings)  # type: ignore[arg-type]
