@@ -53,8 +53,11 @@ def test_calibration_notebook_runs(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, shared_data: Path
 ) -> None:
     monkeypatch.setenv("NBA_SHARED_DATA", str(shared_data.resolve()))
+    monkeypatch.setenv("NBA_CALIBRATION_TIMESTEPS", "200000")
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     execute("02_calibrate_twin.ipynb", tmp_path)
     assert (tmp_path / "hillstrom_twin" / "report.md").is_file()
+    assert (tmp_path / "mlflow.db").is_file()
 
 
 @pytest.mark.slow

@@ -19,6 +19,7 @@ from nba.calibration.population import ObservedCustomers, observe
 from nba.kernel import build_kernel
 from nba.optimal import solve
 from nba.scenario import Scenario
+from nba.serving.scorer import PolicyScorer
 from nba.twin import CustomerTwin
 from nba.types import FloatArray, IntArray
 
@@ -109,3 +110,35 @@ def best_single_action(scenario: Scenario, log: EventLog) -> int:
         raise EventLogError("events: no contacted arm to choose a single action from")
     means = [reward[people.actions == a].mean() for a in contacts]
     return int(contacts[int(np.argmax(means))])
+
+
+def served_actions(scorer: PolicyScorer, scenario: Scenario, people: ObservedCustomers) -> IntArray:
+    """Day-0 action a served policy (e.g. one trained on the twin) picks for each customer.
+
+    The customers go through :class:`~nba.serving.scorer.PolicyScorer` exactly as a live
+    system would send them: the scoring request schema, its validation and contact rules.
+    """
+    calibration = scenario.calibration
+    if calibration is None:
+        raise EventLogError("scenario: has no calibration block; run `nba calibrate` first")
+    state = people.initial_state(scenario)
+    request = pd.DataFrame(
+        {
+            "customer_id": people.table.index.astype(str),
+            "persona": np.asarray(scenario.persona_names)[state.persona],
+            "stage": np.asarray(scenario.stage_names)[state.stage],
+            "pressure": state.pressure,
+            "discount_habit": state.habit,
+            "opted_out": state.opted_out,
+            "day": 0,
+        }
+    )
+    for g, cap in enumerate(scenario.contact_rules.caps):
+        request[f"days_since_{cap.name}"] = state.days_since[:, g]
+    decisions = scorer.score_batch(request, as_of=pd.Timestamp(calibration.reference_time))
+    names = decisions["action_name"].astype(str).to_numpy()
+    index = {name: i for i, name in enumerate(scenario.action_names)}
+    unknown = sorted(set(names) - set(index))
+    if unknown:
+        raise EventLogError(f"policy: actions {unknown} are not in the scenario")
+    return np.array([index[name] for name in names], dtype=np.int64)
