@@ -65,8 +65,7 @@ def audit(
         ``{"newbie": "newbie"}``; each is audited next to the arms.
     """
     people = observe(scenario, log)
-    calibration = scenario.calibration
-    assert calibration is not None  # observe() checked
+    calibration = people.calibration
     table, persona, actions = people.table, people.persona, people.actions
     personas = people.personas
     groups = _groups(table, actions, scenario, segments or {})

@@ -30,6 +30,7 @@ class ObservedCustomers:
     actions: IntArray  # twin action index (0: held out or not contacted)
     personas: PersonaModel
     window_days: int
+    calibration: Calibration
 
     def initial_state(self, scenario: Scenario, copies: int = 1) -> CustomerState:
         """The customers as twin states on day 0 (rested, no habit, not opted out)."""
@@ -68,7 +69,7 @@ def observe(scenario: Scenario, log: EventLog) -> ObservedCustomers:
     persona = personas.assign(table[wanted].reset_index(drop=True))
     stage = rules.assign(table["recency_days"].to_numpy(), table["frequency"].to_numpy())
     return ObservedCustomers(
-        table, persona, stage, logged_actions(scenario, table), personas, window
+        table, persona, stage, logged_actions(scenario, table), personas, window, calibration
     )
 
 

@@ -118,9 +118,6 @@ def served_actions(scorer: PolicyScorer, scenario: Scenario, people: ObservedCus
     The customers go through :class:`~nba.serving.scorer.PolicyScorer` exactly as a live
     system would send them: the scoring request schema, its validation and contact rules.
     """
-    calibration = scenario.calibration
-    if calibration is None:
-        raise EventLogError("scenario: has no calibration block; run `nba calibrate` first")
     state = people.initial_state(scenario)
     request = pd.DataFrame(
         {
@@ -135,7 +132,8 @@ def served_actions(scorer: PolicyScorer, scenario: Scenario, people: ObservedCus
     )
     for g, cap in enumerate(scenario.contact_rules.caps):
         request[f"days_since_{cap.name}"] = state.days_since[:, g]
-    decisions = scorer.score_batch(request, as_of=pd.Timestamp(calibration.reference_time))
+    as_of = pd.Timestamp(people.calibration.reference_time)
+    decisions = scorer.score_batch(request, as_of=as_of)
     names = decisions["action_name"].astype(str).to_numpy()
     index = {name: i for i, name in enumerate(scenario.action_names)}
     unknown = sorted(set(names) - set(index))
