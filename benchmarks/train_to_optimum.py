@@ -26,7 +26,7 @@ from nba.envs import JourneyEnv, TwinVecEnv
 from nba.scenarios import load_scenario
 from nba.training.config import TrainConfig
 from nba.training.registry import get_algorithm
-from nba.training.train import _algo_kwargs, train
+from nba.training.trainer import _algo_kwargs, train
 
 
 class _StopAfter(BaseCallback):

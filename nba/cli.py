@@ -215,7 +215,7 @@ def train(
     as_json: JsonOption = False,
 ) -> None:
     """Train a policy, compare it with every baseline and the optimum, record it in MLflow."""
-    from nba.training.train import train as run_training
+    from nba.training.trainer import train as run_training
 
     result = run_training(
         scenario=scenario,

@@ -5,8 +5,8 @@ from nba.training.registry import ALGORITHMS, AlgorithmSpec, get_algorithm, regi
 
 
 def train(*args, **kwargs):
-    """Train a policy and record it in MLflow; see :func:`nba.training.train.train`."""
-    from nba.training.train import train as _train
+    """Train a policy and record it in MLflow; see :func:`nba.training.trainer.train`."""
+    from nba.training.trainer import train as _train
 
     return _train(*args, **kwargs)
 

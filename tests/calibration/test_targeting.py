@@ -8,7 +8,7 @@ import pytest
 from nba.calibration.population import observe
 from nba.calibration.targeting import best_single_action, served_actions, value_on_holdout
 from nba.serving.scorer import PolicyScorer
-from nba.training.train import train
+from nba.training import train
 from tests.calibration.conftest import HillstromSplit
 
 
