@@ -11,6 +11,9 @@ import typer
 
 from nba.errors import NBAValidationError
 
+AUDIT_REPLICATES = 20  # per-arm KPIs: many customers per cell, little simulation noise
+FORECAST_REPLICATES = 200  # per-customer forecasts: the mean of few runs adds to the MAE
+
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 CustomersOption = Annotated[
     Path | None, typer.Option("--customers", "-c", help="Customer table (CSV or parquet).")
@@ -152,7 +155,19 @@ def audit(
         str | None,
         typer.Option("--holdout-end", help="Forecast audit: end of the window (exclusive)."),
     ] = None,
-    replicates: Annotated[int, typer.Option("--replicates", min=2)] = 20,
+    replicates: Annotated[
+        int | None,
+        typer.Option(
+            "--replicates", min=2, help="Twin runs per customer [default: 20; forecast: 200]."
+        ),
+    ] = None,
+    placement: Annotated[
+        str,
+        typer.Option(
+            "--placement",
+            help="Forecast audit: 'filtered' (posterior from each history) or 'rules'.",
+        ),
+    ] = "filtered",
     seed: Annotated[int, typer.Option("--seed")] = 0,
     strict: Annotated[bool, typer.Option(help="Exit with status 1 when a KPI fails.")] = False,
     as_json: JsonOption = False,
@@ -179,11 +194,14 @@ def audit(
             log,
             holdout_start,
             holdout_end,
-            replicates=replicates,
+            replicates=replicates or FORECAST_REPLICATES,
+            placement=placement,
             seed=seed,
         )
         title = "Twin purchase-count forecast vs held-out reality and BG/NBD"
     else:
+        if placement != "filtered":
+            raise NBAValidationError("--placement: only used by the forecast audit")
         segments = {}
         for item in segment or []:
             key, sep, query = item.partition("=")
@@ -191,7 +209,11 @@ def audit(
                 raise NBAValidationError(f"--segment: expected NAME=QUERY, got {item!r}")
             segments[key.strip()] = query.strip()
         result = run_audit(
-            Scenario.from_yaml(scenario), log, segments=segments, replicates=replicates, seed=seed
+            Scenario.from_yaml(scenario),
+            log,
+            segments=segments,
+            replicates=replicates or AUDIT_REPLICATES,
+            seed=seed,
         )
         title = "Twin vs held-out reality"
     rows = result.table.round(5).to_dict(orient="records")

@@ -84,9 +84,9 @@ class EventLog:
         """Events with ``start <= timestamp < end`` (either bound may be open)."""
         keep = np.ones(len(self.events), dtype=bool)
         if start is not None:
-            keep &= (self.events["timestamp"] >= _utc(start)).to_numpy()
+            keep &= (self.events["timestamp"] >= utc_time(start, "start")).to_numpy()
         if end is not None:
-            keep &= (self.events["timestamp"] < _utc(end)).to_numpy()
+            keep &= (self.events["timestamp"] < utc_time(end, "end")).to_numpy()
         return EventLog(self.events[keep].reset_index(drop=True), self.customers, 0)
 
     def for_customers(self, ids: pd.Index | np.ndarray) -> EventLog:
@@ -235,8 +235,12 @@ def _numbers(frame: pd.DataFrame, column: str) -> pd.Series:
     return values.astype(float)
 
 
-def _utc(moment: pd.Timestamp | str) -> pd.Timestamp:
-    stamp = pd.Timestamp(moment)
+def utc_time(moment: pd.Timestamp | str, field: str = "timestamp") -> pd.Timestamp:
+    """``moment`` as a UTC timestamp (naive times are read as UTC); ``field`` names it in errors."""
+    try:
+        stamp = pd.Timestamp(moment)
+    except (TypeError, ValueError):
+        raise EventLogError(f"{field}: cannot read {moment!r} as a time") from None
     return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
 
 

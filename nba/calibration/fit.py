@@ -5,7 +5,10 @@ What the data identifies is fitted; the rest is taken from a prior and marked ``
 * personas: k-means on attributes and RFM (:mod:`nba.calibration.personas`); shares and
   starting stages are their frequencies at the reference time;
 * stages: recency/frequency rules (:mod:`nba.calibration.stages`); daily transitions from a
-  purchase panel when customers buy repeatedly, else assumed;
+  purchase panel when customers buy repeatedly, else assumed. Churn from ``aware``,
+  ``active`` and ``loyal`` is invisible to the rules (a churned customer just goes quiet): with
+  a panel it is fitted by the likelihood of the purchase histories under the twin's own hidden
+  Markov model (:mod:`nba.calibration.filtering`);
 * organic purchase rate per persona x stage (factorised as the twin's base rate x stage
   multiplier by iterative proportional fitting, i.e. the Poisson log-linear fit): from the
   randomized control group in the response window when there is one, else from the panel;
@@ -31,7 +34,8 @@ import numpy as np
 import pandas as pd
 
 from nba.calibration.bootstrap import Bootstrap, interval, safe_ratio
-from nba.calibration.events import EventLog, EventLogError
+from nba.calibration.events import EventLog, EventLogError, utc_time
+from nba.calibration.filtering import filter_states
 from nba.calibration.personas import PersonaModel
 from nba.calibration.snapshot import Snapshot, contact_counts, take_snapshot
 from nba.calibration.stages import (
@@ -63,6 +67,9 @@ PRIOR_STAGE_MULTIPLIER = {"aware": 0.1, "active": 1.0, "loyal": 1.4, "lapsed": 0
 PRIOR_AFFINITY = 0.2
 PRIOR_LIFT = 0.02
 PRIOR_CHANNEL = {"cost": 0.05, "pressure": 1, "unsubscribe_risk": 0.005}
+#: Daily churn that recency rules cannot observe: fitted by likelihood where there are histories.
+UNSEEN_CHURN = (("aware", "churned"), ("active", "churned"), ("loyal", "churned"))
+CHURN_SCALES = np.concatenate([[0.0], np.geomspace(0.05, 8.0, 12)])
 MIN_GROUP = 30  # customers per cell below which a rate is not trusted
 MIN_ATTENTION = 0.01  # below this, lift per noticed message is not identifiable
 
@@ -142,7 +149,7 @@ def calibrate(
     _check_settings(window_days, k_range, n_bootstrap, margin_rate)
     rng = np.random.default_rng(seed)
     if holdout_after is not None:
-        log = log.between(None, _utc(holdout_after))
+        log = log.between(None, utc_time(holdout_after, "holdout_after"))
     if log.events.empty:
         raise EventLogError("events: nothing left before holdout_after")
     reference = _reference_time(log, reference_time, holdout_after, window_days)
@@ -278,7 +285,7 @@ def calibrate(
     unsubscribe = _unsubscribe(table, boot, persona, channels, response["affinity"], out)
     notice_drop = _fatigue(log, out, rng)
 
-    scenario = _assemble(
+    assembly = dict(
         name=name,
         data_label=data_label,
         reference=reference,
@@ -300,9 +307,12 @@ def calibrate(
         unsubscribe=unsubscribe,
         notice_drop=notice_drop,
         rules=rules,
-        parameters=out.frame(),
         customers=len(table),
     )
+    scenario = _assemble(**assembly, parameters=out.frame())
+    if panel is not None:  # histories to weigh: churn the rules cannot see, by likelihood
+        daily = _unseen_churn(scenario, log, reference, table.index, boot, daily, out)
+        scenario = _assemble(**assembly | {"daily": daily}, parameters=out.frame())
     return CalibrationResult(
         scenario=scenario,
         parameters=out.frame(),
@@ -334,13 +344,13 @@ def _reference_time(
 ) -> pd.Timestamp:
     """Explicit; else the first contact decision; else the holdout cutoff; else the log's end."""
     if reference_time is not None:
-        return _utc(reference_time)
+        return utc_time(reference_time, "reference_time")
     contacts = log.events[log.events["event"].isin(["sent", "held_out"])]
     randomized = contacts["propensity"].notna()
     if randomized.any():
         return contacts.loc[randomized, "timestamp"].min()
     if holdout_after is not None:
-        return _utc(holdout_after)
+        return utc_time(holdout_after, "holdout_after")
     return log.events["timestamp"].max().floor("D") + pd.Timedelta(days=1)
 
 
@@ -610,6 +620,57 @@ def _transitions(
     return daily, on_purchase
 
 
+def _unseen_churn(
+    scenario: Scenario,
+    log: EventLog,
+    reference: pd.Timestamp,
+    ids: pd.Index,
+    boot: Bootstrap,
+    daily: dict[tuple[str, str], float],
+    out: _Table,
+) -> dict[tuple[str, str], float]:
+    """Daily churn of the stages whose churn recency rules cannot see, by likelihood.
+
+    A customer who churns from ``active`` simply goes quiet, so the rule-based panel never
+    shows the move. The twin as a hidden Markov model does weigh it: a long silence is likelier
+    if customers churn. One scale on the priors' ratios is chosen by the summed log-likelihood
+    of every purchase history under the twin (:func:`filter_states`), per bootstrap replicate.
+    """
+    lls = np.empty((len(ids), len(CHURN_SCALES)))
+    for g, scale in enumerate(CHURN_SCALES):
+        trial = _with_daily(scenario, {key: PRIOR_DAILY[key] * scale for key in UNSEEN_CHURN})
+        lls[:, g] = filter_states(trial, log, reference, ids).log_likelihood
+    fit = boot.weights.astype(float) @ lls  # (B + 1, scales)
+    scale = CHURN_SCALES[np.argmax(fit, axis=1)]
+    out.rows = [row for row in out.rows if _key(row["name"]) not in UNSEEN_CHURN]
+    fitted = dict(daily)
+    for key in UNSEEN_CHURN:
+        fitted[key] = out.add(
+            f"stages[{key[0]}].daily.{key[1]}",
+            PRIOR_DAILY[key] * scale,
+            f"maximum likelihood of {len(ids)} purchase histories under the twin (forward "
+            f"filter): one scale, {scale[0]:.2g}, on the prior",
+        )
+    return fitted
+
+
+def _with_daily(scenario: Scenario, values: dict[tuple[str, str], float]) -> Scenario:
+    stages = []
+    for stage in scenario.stages:
+        moves = dict(stage.daily)
+        moves.update({dst: v for (src, dst), v in values.items() if src == stage.name})
+        stages.append(stage.model_copy(update={"daily": moves}))
+    return scenario.model_copy(update={"stages": stages})
+
+
+def _key(name: str) -> tuple[str, str] | None:
+    """``("active", "churned")`` from ``stages[active].daily.churned``; None otherwise."""
+    if not name.startswith("stages[") or ".daily." not in name:
+        return None
+    src = name[len("stages[") : name.index("]")]
+    return src, name.rsplit(".", 1)[1]
+
+
 def _unsubscribe(
     table: pd.DataFrame,
     boot: Bootstrap,
@@ -814,8 +875,3 @@ def _assemble(**kw: Any) -> Scenario:
         },
     }
     return Scenario.from_dict(data)
-
-
-def _utc(moment: pd.Timestamp | str) -> pd.Timestamp:
-    stamp = pd.Timestamp(moment)
-    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")

@@ -1,11 +1,16 @@
 """Forecast audit: the calibrated twin's per-customer purchase counts in a later window.
 
-Every customer of the log is placed in the twin at ``holdout_start`` (persona by the scenario's
-stored persona model, stage by its stage rules, from the history before ``holdout_start``) and
-simulated day by day through ``[holdout_start, holdout_end)``, ``replicates`` times. Actions are
-the sends logged inside the window where their campaign is one of the scenario's actions (a
-campaign first seen in the window is unknown to the twin and counts as no action; the audit
-reports how many sends were mapped). The forecast of a customer is the mean count over replicates.
+Every customer of the log is placed in the twin at ``holdout_start`` and simulated day by day
+through ``[holdout_start, holdout_end)``, ``replicates`` times. Placement is ``filtered`` by
+default: each replicate starts from a draw of the customer's posterior persona and stage given
+their own history before ``holdout_start`` under the twin's dynamics
+(:mod:`nba.calibration.filtering`), so a customer's forecast reflects their own purchase record
+and not only their segment's. ``rules`` places everyone by the stored persona model and the
+recency/frequency stage rules instead (one state per customer, as the per-arm audit does).
+Actions are the sends logged inside the window where their campaign is one of the scenario's
+actions (a campaign first seen in the window is unknown to the twin and counts as no action;
+the audit reports how many sends were mapped). The forecast of a customer is the mean count
+over replicates.
 
 A BG/NBD model (:mod:`nba.calibration.bgnbd`) fitted on the same history is the baseline; both
 are scored by mean absolute error (and RMSE) on the customers BG/NBD can score (a purchase
@@ -39,13 +44,16 @@ import pandas as pd
 
 from nba.calibration.bgnbd import BGNBD, rfm_summary
 from nba.calibration.bootstrap import Bootstrap, interval
-from nba.calibration.events import EventLog, EventLogError
-from nba.calibration.population import ObservedCustomers, observe
+from nba.calibration.events import EventLog, EventLogError, utc_time
+from nba.calibration.filtering import daily_actions, filter_states
+from nba.calibration.population import observe
 from nba.scenario import Scenario
+from nba.state import CustomerState
 from nba.twin import CustomerTwin
 from nba.types import FloatArray, IntArray
 
 DAY = pd.Timedelta(days=1)
+PLACEMENTS = ("filtered", "rules")
 
 
 @dataclass(frozen=True)
@@ -126,10 +134,11 @@ def forecast_audit(
     holdout_start: pd.Timestamp | str,
     holdout_end: pd.Timestamp | str,
     *,
-    replicates: int = 20,
+    replicates: int = 200,
     n_bootstrap: int = 400,
     count_bins: int | None = None,
     actions: str = "logged",
+    placement: str = "filtered",
     seed: int = 0,
 ) -> ForecastAudit:
     """Forecast every customer's purchases in ``[holdout_start, holdout_end)``; compare.
@@ -139,8 +148,11 @@ def forecast_audit(
         percentile of the counts.
     :param actions: ``"logged"`` (sends in the window whose campaign the scenario knows) or
         ``"none"``.
+    :param placement: ``"filtered"`` (each replicate starts from a draw of the customer's
+        posterior persona and stage given their history, :mod:`nba.calibration.filtering`) or
+        ``"rules"`` (the persona model and the recency/frequency stage rules).
     """
-    start, end = _utc(holdout_start, "holdout_start"), _utc(holdout_end, "holdout_end")
+    start, end = utc_time(holdout_start, "holdout_start"), utc_time(holdout_end, "holdout_end")
     days = int((end - start) / DAY)
     if days < 1 or start + days * DAY != end:
         raise EventLogError(
@@ -150,6 +162,8 @@ def forecast_audit(
         raise EventLogError(f"replicates: {replicates} must be at least 2")
     if actions not in ("logged", "none"):
         raise EventLogError(f"actions: {actions!r} is neither 'logged' nor 'none'")
+    if placement not in PLACEMENTS:
+        raise EventLogError(f"placement: {placement!r} is not one of {list(PLACEMENTS)}")
     history = log.between(None, start)
     bought_before = history.events[history.events["event"] == "purchased"]
     if bought_before.empty:
@@ -165,9 +179,18 @@ def forecast_audit(
     observed = np.bincount(row, minlength=len(ids)).astype(float)
 
     plan, mapped, unmapped = _action_plan(scenario, window, ids, start, days, actions)
-    seeds = np.random.SeedSequence(seed).spawn(3)
+    seeds = np.random.SeedSequence(seed).spawn(4)
+    start_state = people.initial_state(scenario, copies=replicates)
+    persona, stage, churned = people.persona, people.stage, np.full(len(ids), np.nan)
+    if placement == "filtered":
+        belief = filter_states(scenario, history, start, ids)
+        start_state.persona, start_state.stage = belief.sample(
+            replicates, np.random.default_rng(seeds[3])
+        )
+        persona, stage = belief.most_likely()
+        churned = belief.churned
     extra = _extra_baskets(bought_before)
-    sim = _simulate(scenario, people, plan, replicates, extra, seeds[0], seeds[1])
+    sim = _simulate(scenario, start_state, plan, extra, seeds[0], seeds[1])
     forecast = sim.counts.mean(axis=0)
 
     rfm = rfm_summary(history.events, start)
@@ -187,8 +210,9 @@ def forecast_audit(
     rows.append(_lapse_check(row, day, len(ids), days, sim.first_day, boot))
     customers = pd.DataFrame(
         {
-            "persona": np.asarray(scenario.persona_names)[people.persona],
-            "stage": np.asarray(scenario.stage_names)[people.stage],
+            "persona": np.asarray(scenario.persona_names)[persona],
+            "stage": np.asarray(scenario.stage_names)[stage],
+            "p_churned": churned,
             "observed": observed,
             "twin": forecast,
             "twin_sd": sim.counts.std(axis=0, ddof=1),
@@ -206,7 +230,7 @@ def _at(scenario: Scenario, start: pd.Timestamp) -> Scenario:
     calibration = scenario.calibration
     if calibration is None:
         raise EventLogError("scenario: has no calibration block; run `nba calibrate` first")
-    if _utc(calibration.reference_time, "reference_time") == start:
+    if utc_time(calibration.reference_time, "reference_time") == start:
         return scenario
     moved = calibration.model_dump(mode="json") | {"reference_time": start.isoformat()}
     return scenario.updated({"calibration": moved})
@@ -222,19 +246,12 @@ def _action_plan(
 ) -> tuple[IntArray, int, int]:
     """(days, N) twin action per customer and day: logged sends the scenario knows, else 0."""
     plan = np.zeros((days, len(ids)), dtype=np.int64)
-    sent = window[window["event"] == "sent"]
-    if sent.empty:
-        return plan, 0, 0
-    if mode == "none":
-        return plan, 0, len(sent)
-    names = {name: i for i, name in enumerate(scenario.action_names)}
-    labels = sent["channel"].astype("string") + "_" + sent["action"].fillna("message")
-    index = labels.map(names).to_numpy(dtype=float, na_value=np.nan)
-    row = ids.get_indexer(sent["customer_id"])
-    day = ((sent["timestamp"] - start) // DAY).to_numpy().astype(np.int64)
-    ok = ~np.isnan(index) & (row >= 0)
-    plan[day[ok], row[ok]] = index[ok].astype(np.int64)  # a second send that day: the last
-    return plan, int(ok.sum()), int((~ok).sum())
+    sent = int((window["event"] == "sent").sum())
+    if sent == 0 or mode == "none":
+        return plan, 0, sent
+    row, day, action = daily_actions(scenario, window, ids, start, days)
+    plan[day, row] = action  # a second send that day: the last
+    return plan, len(action), sent - len(action)
 
 
 def _extra_baskets(bought: pd.DataFrame) -> FloatArray:
@@ -246,17 +263,17 @@ def _extra_baskets(bought: pd.DataFrame) -> FloatArray:
 
 def _simulate(
     scenario: Scenario,
-    people: ObservedCustomers,
+    start_state: CustomerState,
     plan: IntArray,
-    replicates: int,
     extra: FloatArray,
     twin_seed: np.random.SeedSequence,
     basket_seed: np.random.SeedSequence,
 ) -> _Simulated:
     """Step the customers x replicates through the window; baskets per customer and gaps."""
     days, n = plan.shape
+    replicates = len(start_state) // n
     twin = CustomerTwin(scenario, seed=np.random.default_rng(twin_seed))
-    twin.set_state(people.initial_state(scenario, copies=replicates))
+    twin.set_state(start_state)
     last = np.full(n * replicates, -1, dtype=np.int64)
     first = np.full(n * replicates, days, dtype=np.int64)
     gaps = np.zeros(days)
@@ -448,11 +465,3 @@ def _row(
         "method": "",
         "passed": passed,
     }
-
-
-def _utc(moment: pd.Timestamp | str, field: str) -> pd.Timestamp:
-    try:
-        stamp = pd.Timestamp(moment)
-    except (TypeError, ValueError):
-        raise EventLogError(f"{field}: cannot read {moment!r} as a time") from None
-    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")

@@ -14,6 +14,7 @@ from nba.calibration import EventLog, EventLogError, calibrate, save_events
 from nba.calibration.adapters import complete_journey
 from nba.calibration.forecast import ForecastAudit, forecast_audit
 from nba.cli import app
+from nba.scenario import Scenario
 
 CUTOFF, END = "2017-10-01", "2018-01-01"
 CHECKS = ("count_distribution", "inter_purchase_days", "lapse_curve")
@@ -135,10 +136,15 @@ def test_cli_audit_runs_the_forecast_audit(
 
 # ------------------------------------------------------------------ Complete Journey
 @pytest.fixture(scope="module")
-def journey(shared_data: Path) -> ForecastAudit:
+def journey_twin(shared_data: Path) -> tuple[Scenario, EventLog]:
     log = complete_journey(shared_data / "completejourney")
-    result = calibrate(log, holdout_after=CUTOFF, n_bootstrap=50, seed=0)
-    return forecast_audit(result.scenario, log, CUTOFF, END, replicates=100, seed=0)
+    return calibrate(log, holdout_after=CUTOFF, n_bootstrap=50, seed=0).scenario, log
+
+
+@pytest.fixture(scope="module")
+def journey(journey_twin: tuple[Scenario, EventLog]) -> ForecastAudit:
+    scenario, log = journey_twin
+    return forecast_audit(scenario, log, CUTOFF, END, replicates=200, seed=0)
 
 
 def test_complete_journey_forecast_audit_reports_everything(journey: ForecastAudit) -> None:
@@ -155,9 +161,33 @@ def test_complete_journey_forecast_audit_reports_everything(journey: ForecastAud
         assert 0.0 < summary[f"{check}_noise"] < summary[f"{check}_distance"] + 1.0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="target missed: twin MAE 2.49 vs BG/NBD 2.26 on the 2017-10-01 split (issue 6)",
-)
 def test_complete_journey_twin_mae_no_worse_than_bgnbd(journey: ForecastAudit) -> None:
+    # the issue's target; measured 2.249 vs 2.256 (a tie within the paired interval). Placed by
+    # the recency rules instead of the filter, the same twin scores 2.50.
     assert journey.value("mae") <= journey.value("mae", "bgnbd")
+
+
+def test_complete_journey_filtered_placement_beats_rules(
+    journey_twin: tuple[Scenario, EventLog], journey: ForecastAudit
+) -> None:
+    scenario, log = journey_twin
+    rules = forecast_audit(
+        scenario, log, CUTOFF, END, replicates=50, n_bootstrap=50, placement="rules", seed=0
+    )
+    # the same twin, each household placed by its own history: measured 2.25 against 2.50
+    assert journey.value("mae") < rules.value("mae") - 0.15
+    assert rules.customers["p_churned"].isna().all()
+    assert journey.customers["p_churned"].between(0.0, 1.0).all()
+
+
+def test_churn_the_rules_cannot_see_is_fitted_by_likelihood(
+    synthetic: tuple[EventLog, np.ndarray],
+) -> None:
+    log, _ = synthetic  # nobody ever churns in this log
+    cutoff = START + pd.Timedelta(days=HISTORY)
+    parameters = calibrate(log, holdout_after=cutoff, n_bootstrap=30, seed=0).parameters
+    rows = parameters.set_index("name")
+    for stage in ("aware", "active", "loyal"):
+        row = rows.loc[f"stages[{stage}].daily.churned"]
+        assert row["source"] == "fitted" and "forward filter" in row["method"]
+        assert row["estimate"] == 0.0 and row["high"] < 1e-4  # the priors are 3e-4 and more

@@ -1,0 +1,241 @@
+"""Where each customer stands in the twin, inferred from their own history by the twin itself.
+
+Rules place a customer by thresholds on recency and frequency: every customer of a persona and
+stage then gets the same forecast. But persona and stage are the twin's latent state, and the
+twin is a hidden Markov model of them: it says how likely each day's purchase (or none) is in
+each state under the day's action, and how the stage moves. :func:`filter_states` runs the
+forward algorithm of that model over each customer's daily history, so the belief at the cutoff
+is the exact posterior ``P(persona, stage | history)`` under the twin's own numbers. A heavy
+buyer is placed among the high-rate personas, a long silence moves weight to ``churned``; the
+same arithmetic as BG/NBD's "probability alive", with the twin's stages instead of a formula.
+
+What the filter conditions on: purchase days and the logged sends the scenario knows (other
+sends count as no action). Contact pressure, discount habit and opt-outs are held at their
+rested values, as in :meth:`ObservedCustomers.initial_state`. The prior on day one of the
+history is the scenario's persona shares and starting stages.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from nba.calibration.events import EventLog, EventLogError, utc_time
+from nba.dynamics import outcome_model
+from nba.parameters import ScenarioArrays
+from nba.scenario import Scenario
+from nba.state import CustomerState
+from nba.types import BoolArray, FloatArray, IntArray
+
+DAY = pd.Timedelta(days=1)
+DEFAULT_LOOKBACK_DAYS = 365
+
+
+@dataclass(frozen=True)
+class StateBelief:
+    """Posterior over (persona, stage) per customer at the cutoff.
+
+    ``probs`` is (N, P, K) and sums to one per customer; ``log_likelihood`` (N,) is the log
+    probability the twin gives each customer's history (higher: the twin explains them better).
+    """
+
+    customer_ids: pd.Index
+    probs: FloatArray
+    log_likelihood: FloatArray
+    start: pd.Timestamp
+    days: int
+    churn_stage: int
+
+    @property
+    def churned(self) -> FloatArray:
+        """(N,) posterior probability of having churned unseen."""
+        return self.probs[:, :, self.churn_stage].sum(axis=1)
+
+    @property
+    def persona(self) -> FloatArray:
+        """(N, P) posterior over personas."""
+        return self.probs.sum(axis=2)
+
+    @property
+    def stage(self) -> FloatArray:
+        """(N, K) posterior over stages."""
+        return self.probs.sum(axis=1)
+
+    def most_likely(self) -> tuple[IntArray, IntArray]:
+        """(N,) persona and stage of each customer's most probable joint state."""
+        n, _, k = self.probs.shape
+        best = self.probs.reshape(n, -1).argmax(axis=1)
+        return best // k, best % k
+
+    def sample(self, copies: int, rng: np.random.Generator) -> tuple[IntArray, IntArray]:
+        """(copies * N,) persona and stage draws, copy-major (row ``c * N + i`` is customer i).
+
+        Systematic sampling per customer: the ``copies`` draws of one customer sit at evenly
+        spaced points of its CDF with one random offset, so each state gets its share of the
+        copies to within one and a forecast averaged over copies carries no placement noise
+        beyond that rounding.
+        """
+        if copies < 1:
+            raise EventLogError(f"copies: {copies} must be at least 1")
+        n, _, k = self.probs.shape
+        cdf = np.cumsum(self.probs.reshape(n, -1), axis=1)
+        cdf[:, -1] = 1.0
+        points = (np.arange(copies)[:, None] + rng.random(n)[None, :]) / copies  # (copies, N)
+        flat = np.empty((copies, n), dtype=np.int64)
+        for c in range(copies):  # a handful of copies, each one vectorised over customers
+            flat[c] = (cdf < points[c][:, None]).sum(axis=1)
+        flat = flat.ravel()
+        return flat // k, flat % k
+
+
+def filter_states(
+    scenario: Scenario,
+    log: EventLog,
+    cutoff: pd.Timestamp | str,
+    customer_ids: pd.Index | None = None,
+    *,
+    lookback_days: int = DEFAULT_LOOKBACK_DAYS,
+    chunk: int = 20_000,
+) -> StateBelief:
+    """Posterior (persona, stage) of each customer at ``cutoff`` from their history before it.
+
+    :param customer_ids: whom to place (default: every customer of ``log``); a customer without
+        events before the cutoff is placed by the twin's odds of a silent history.
+    :param lookback_days: days of history read, from the log's first purchase at the earliest
+        (before it the log does not record purchases, so quiet days there are no evidence).
+    """
+    end = utc_time(cutoff, "cutoff")
+    if not isinstance(lookback_days, int) or lookback_days < 1:
+        raise EventLogError(f"lookback_days: expected a positive whole number, got {lookback_days}")
+    history = log.events[log.events["timestamp"] < end]
+    if history.empty:
+        raise EventLogError(f"events: nothing before the cutoff {end}")
+    recorded = history.loc[history["event"] == "purchased", "timestamp"]
+    if recorded.empty:
+        raise EventLogError(f"events: no 'purchased' event before the cutoff {end}")
+    first = recorded.min().floor("D")  # the purchase record starts here: no evidence before
+    start = max(first, end.floor("D") - lookback_days * DAY)
+    days = int(np.ceil((end - start) / DAY))
+    history = history[history["timestamp"] >= start]
+    ids = (
+        pd.Index(history["customer_id"].astype(str).unique())
+        if customer_ids is None
+        else pd.Index(customer_ids).astype(str)
+    )
+    arrays = ScenarioArrays.from_scenario(scenario)
+    bought_kernel, quiet_kernel = _kernels(arrays)
+
+    bought = history[history["event"] == "purchased"]
+    buy_row = ids.get_indexer(bought["customer_id"].astype(str))
+    buy_day = _day_index(bought["timestamp"], start)
+    plan_rows, plan_days, plan_actions = daily_actions(scenario, history, ids, start, days)
+
+    n, n_personas, n_stages = len(ids), arrays.n_personas, arrays.n_stages
+    prior = arrays.persona_share[:, None] * arrays.persona_initial_stage
+    probs = np.empty((n, n_personas, n_stages))
+    log_likelihood = np.zeros(n)
+    for lo in range(0, n, chunk):
+        hi = min(n, lo + chunk)
+        purchase = np.zeros((hi - lo, days), dtype=bool)
+        mine = (buy_row >= lo) & (buy_row < hi)
+        purchase[buy_row[mine] - lo, buy_day[mine]] = True
+        action = np.zeros((hi - lo, days), dtype=np.int64)
+        mine = (plan_rows >= lo) & (plan_rows < hi)
+        action[plan_rows[mine] - lo, plan_days[mine]] = plan_actions[mine]
+        probs[lo:hi], log_likelihood[lo:hi] = _forward(
+            prior, purchase, action, bought_kernel, quiet_kernel
+        )
+    return StateBelief(ids, probs, log_likelihood, start, days, arrays.churn_stage)
+
+
+def daily_actions(
+    scenario: Scenario, events: pd.DataFrame, ids: pd.Index, start: pd.Timestamp, days: int
+) -> tuple[IntArray, IntArray, IntArray]:
+    """Customer row, day and twin action index of each logged send the scenario knows.
+
+    Sends of customers outside ``ids``, outside ``[start, start + days)`` or of a campaign the
+    scenario does not have are left out (the twin sees no action that day).
+    """
+    sent = events[events["event"] == "sent"]
+    names = {name: i for i, name in enumerate(scenario.action_names)}
+    labels = (
+        sent["channel"].astype("string") + "_" + sent["action"].astype("string").fillna("message")
+    )
+    action = labels.map(names).to_numpy(dtype=float, na_value=np.nan)
+    row = ids.get_indexer(sent["customer_id"].astype(str))
+    day = _day_index(sent["timestamp"], start)
+    ok = ~np.isnan(action) & (row >= 0) & (day >= 0) & (day < days)
+    return row[ok], day[ok], action[ok].astype(np.int64)
+
+
+# ------------------------------------------------------------------------------ internals
+def _kernels(arrays: ScenarioArrays) -> tuple[FloatArray, FloatArray]:
+    """(A, P, K, K) joint probabilities of (purchase today, next stage) from each (persona,
+    stage) under each action; one array for a purchase day, one for a quiet day."""
+    n_personas, n_stages, n_actions = arrays.n_personas, arrays.n_stages, arrays.n_actions
+    pairs = n_personas * n_stages
+    windows = arrays.rules.cap_windows
+    size = pairs * n_actions
+    state = CustomerState(
+        persona=np.tile(np.repeat(np.arange(n_personas), n_stages), n_actions),
+        stage=np.tile(np.arange(n_stages), n_personas * n_actions),
+        pressure=np.zeros(size, dtype=np.int64),
+        days_since=np.broadcast_to(windows, (size, windows.shape[0])).copy(),
+        habit=np.zeros(size, dtype=bool),
+        opted_out=np.zeros(size, dtype=bool),
+    )
+    outcomes = outcome_model(arrays, state, np.repeat(np.arange(n_actions), pairs))
+    cases, moves = outcomes.case_probs, outcomes.next_stage  # (size, 4), (size, 4, K)
+    shape = (n_actions, n_personas, n_stages, n_stages)
+    bought = cases[:, 1, None] * moves[:, 1] + cases[:, 3, None] * moves[:, 3]
+    quiet = cases[:, 0, None] * moves[:, 0] + cases[:, 2, None] * moves[:, 2]
+    return bought.reshape(shape), quiet.reshape(shape)
+
+
+def _forward(
+    prior: FloatArray,
+    purchase: BoolArray,
+    action: IntArray,
+    bought_kernel: FloatArray,
+    quiet_kernel: FloatArray,
+) -> tuple[FloatArray, FloatArray]:
+    """Normalised forward recursion; returns the (n, P, K) belief and (n,) log-likelihood.
+
+    The belief is kept persona-major, (P, n, K), so each day is one stacked matrix product per
+    persona (persona never changes; stage moves by the persona's K x K kernel).
+    """
+    n, days = purchase.shape
+    belief = np.broadcast_to(prior[:, None, :], (prior.shape[0], n, prior.shape[1])).copy()
+    log_likelihood = np.zeros(n)
+    for d in range(days):  # days of history, each step vectorised over customers
+        today = purchase[:, d]
+        nxt = np.where(
+            today[None, :, None],
+            np.matmul(belief, bought_kernel[0]),
+            np.matmul(belief, quiet_kernel[0]),
+        )
+        contacted = np.flatnonzero(action[:, d])
+        if contacted.size:
+            chosen = action[contacted, d]
+            kernel = np.where(
+                today[contacted, None, None, None],
+                bought_kernel[chosen],
+                quiet_kernel[chosen],
+            )  # (m, P, K, K)
+            nxt[:, contacted] = np.einsum("pmk,mpkj->pmj", belief[:, contacted], kernel)
+        total = nxt.sum(axis=(0, 2))
+        if (total <= 0).any():
+            who = int(np.flatnonzero(total <= 0)[0])
+            raise EventLogError(
+                f"events: the twin gives customer row {who}'s history on day {d} probability "
+                "zero (a purchase in a state that cannot buy); check the scenario"
+            )
+        belief = nxt / total[None, :, None]
+        log_likelihood += np.log(total)
+    return np.ascontiguousarray(belief.transpose(1, 0, 2)), log_likelihood
+
+
+def _day_index(stamps: pd.Series, start: pd.Timestamp) -> IntArray:
+    return ((stamps - start).dt.total_seconds() // 86_400).to_numpy().astype(np.int64)
