@@ -84,7 +84,7 @@ class StateBelief:
         cdf[:, -1] = 1.0
         points = (np.arange(copies)[:, None] + rng.random(n)[None, :]) / copies  # (copies, N)
         flat = np.empty((copies, n), dtype=np.int64)
-        for c in range(copies):  # a handful of copies, each one vectorised over customers
+        for c in range(copies):  # one pass per copy, each vectorised over customers
             flat[c] = (cdf < points[c][:, None]).sum(axis=1)
         flat = flat.ravel()
         return flat // k, flat % k

@@ -70,6 +70,7 @@ PRIOR_CHANNEL = {"cost": 0.05, "pressure": 1, "unsubscribe_risk": 0.005}
 #: Daily churn that recency rules cannot observe: fitted by likelihood where there are histories.
 UNSEEN_CHURN = (("aware", "churned"), ("active", "churned"), ("loyal", "churned"))
 CHURN_SCALES = np.concatenate([[0.0], np.geomspace(0.05, 8.0, 12)])
+CHURN_FIT_CUSTOMERS = 20_000
 MIN_GROUP = 30  # customers per cell below which a rate is not trusted
 MIN_ATTENTION = 0.01  # below this, lift per noticed message is not identifiable
 
@@ -311,7 +312,7 @@ def calibrate(
     )
     scenario = _assemble(**assembly, parameters=out.frame())
     if panel is not None:  # histories to weigh: churn the rules cannot see, by likelihood
-        daily = _unseen_churn(scenario, log, reference, table.index, boot, daily, out)
+        daily = _unseen_churn(scenario, log, reference, table.index, boot, daily, out, rng)
         scenario = _assemble(**assembly | {"daily": daily}, parameters=out.frame())
     return CalibrationResult(
         scenario=scenario,
@@ -628,6 +629,7 @@ def _unseen_churn(
     boot: Bootstrap,
     daily: dict[tuple[str, str], float],
     out: _Table,
+    rng: np.random.Generator,
 ) -> dict[tuple[str, str], float]:
     """Daily churn of the stages whose churn recency rules cannot see, by likelihood.
 
@@ -635,12 +637,17 @@ def _unseen_churn(
     shows the move. The twin as a hidden Markov model does weigh it: a long silence is likelier
     if customers churn. One scale on the priors' ratios is chosen by the summed log-likelihood
     of every purchase history under the twin (:func:`filter_states`), per bootstrap replicate.
+    Above ``CHURN_FIT_CUSTOMERS`` customers a seeded random subset is weighed: one number needs
+    no more, and each grid point is a filter pass over every history.
     """
-    lls = np.empty((len(ids), len(CHURN_SCALES)))
+    rows = np.arange(len(ids))
+    if len(ids) > CHURN_FIT_CUSTOMERS:
+        rows = np.sort(rng.choice(len(ids), size=CHURN_FIT_CUSTOMERS, replace=False))
+    lls = np.empty((len(rows), len(CHURN_SCALES)))
     for g, scale in enumerate(CHURN_SCALES):
         trial = _with_daily(scenario, {key: PRIOR_DAILY[key] * scale for key in UNSEEN_CHURN})
-        lls[:, g] = filter_states(trial, log, reference, ids).log_likelihood
-    fit = boot.weights.astype(float) @ lls  # (B + 1, scales)
+        lls[:, g] = filter_states(trial, log, reference, ids[rows]).log_likelihood
+    fit = boot.weights[:, rows].astype(float) @ lls  # (B + 1, scales)
     scale = CHURN_SCALES[np.argmax(fit, axis=1)]
     out.rows = [row for row in out.rows if _key(row["name"]) not in UNSEEN_CHURN]
     fitted = dict(daily)
@@ -648,7 +655,7 @@ def _unseen_churn(
         fitted[key] = out.add(
             f"stages[{key[0]}].daily.{key[1]}",
             PRIOR_DAILY[key] * scale,
-            f"maximum likelihood of {len(ids)} purchase histories under the twin (forward "
+            f"maximum likelihood of {len(rows)} purchase histories under the twin (forward "
             f"filter): one scale, {scale[0]:.2g}, on the prior",
         )
     return fitted

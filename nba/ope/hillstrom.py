@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from nba.calibration.adapters.hillstrom import OUTCOMES, PROPENSITY, read_hillstrom
 from nba.errors import NBAValidationError
 from nba.ope.data import LoggedBandit
 from nba.ope.report import evaluate_bandit, reward_predictions
@@ -23,9 +24,8 @@ from nba.ope.reward_model import RidgeRewardModel
 from nba.policies import one_hot
 from nba.types import FloatArray, IntArray
 
-ARMS = ("No E-Mail", "Mens E-Mail", "Womens E-Mail")
-REWARDS = ("visit", "conversion", "spend")
-PROPENSITY = 1.0 / 3.0
+ARMS = ("No E-Mail", "Mens E-Mail", "Womens E-Mail")  # arm index order of the bandit
+REWARDS = OUTCOMES
 
 
 @dataclass(frozen=True)
@@ -49,13 +49,7 @@ class Hillstrom:
 
 def load_hillstrom(path: str | Path) -> Hillstrom:
     """Read ``hillstrom.csv`` and encode its features (recency, log history, flags, one-hots)."""
-    file = Path(path)
-    if not file.is_file():
-        raise NBAValidationError(f"hillstrom: no such file {str(file)!r}")
-    frame = pd.read_csv(file)
-    unknown = set(frame["segment"]) - set(ARMS)
-    if unknown:
-        raise NBAValidationError(f"segment: unknown arms {sorted(unknown)}")
+    frame = read_hillstrom(path)
     numeric = pd.DataFrame(
         {
             "recency": frame["recency"] / 12.0,

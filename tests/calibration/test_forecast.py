@@ -132,6 +132,13 @@ def test_cli_audit_runs_the_forecast_audit(
     assert {"mae_twin", "mae_bgnbd", "lapse_curve_distance"} <= payload["summary"].keys()
     half = CliRunner().invoke(app, [*args[:-2], "--json"])
     assert half.exit_code != 0
+    ruled = CliRunner().invoke(app, [*args, "--replicates", "5", "--placement", "rules", "--json"])
+    assert ruled.exit_code == 0, ruled.output
+    assert json.loads(ruled.output)["summary"]["mae_twin"] != payload["summary"]["mae_twin"]
+    unknown = CliRunner().invoke(app, [*args, "--placement", "psychic"])
+    assert isinstance(unknown.exception, EventLogError) and "placement" in str(unknown.exception)
+    per_arm = CliRunner().invoke(app, [*args[:5], "--placement", "rules"])
+    assert "--placement" in str(per_arm.exception)
 
 
 # ------------------------------------------------------------------ Complete Journey

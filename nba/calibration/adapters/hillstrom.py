@@ -22,19 +22,42 @@ SEND_TIME = pd.Timestamp("2008-03-03T09:00:00Z")
 RESPONSE_WINDOW_DAYS = 14
 ARMS = {"Mens E-Mail": "mens", "Womens E-Mail": "womens", "No E-Mail": None}
 PROPENSITY = 1.0 / 3.0
-_COLUMNS = ("recency", "history", "mens", "womens", "zip_code", "newbie", "channel", "segment")
+OUTCOMES = ("visit", "conversion", "spend")
+INPUT_COLUMNS = (  # attributes and the arm: everything but the outcomes
+    "recency",
+    "history",
+    "mens",
+    "womens",
+    "zip_code",
+    "newbie",
+    "channel",
+    "segment",
+)
 
 
-def hillstrom(path: str | Path) -> EventLog:
-    """Read ``hillstrom.csv`` into events and a customer table (ids are the row numbers)."""
-    raw = pd.read_csv(path)
-    missing = [c for c in (*_COLUMNS, "visit", "conversion", "spend") if c not in raw.columns]
+def read_hillstrom(path: str | Path) -> pd.DataFrame:
+    """``hillstrom.csv`` as published, checked: every column present, every arm known.
+
+    The one reader of the file: the event-log adapter below and the OPE validation
+    (:mod:`nba.ope.hillstrom`) both start here.
+    """
+    file = Path(path)
+    if not file.is_file():
+        raise EventLogError(f"hillstrom: no such file {str(file)!r}")
+    raw = pd.read_csv(file)
+    missing = [c for c in (*INPUT_COLUMNS, *OUTCOMES) if c not in raw.columns]
     if missing:
         raise EventLogError(f"hillstrom: missing column(s) {missing}")
     unknown = ~raw["segment"].isin(list(ARMS))
     if unknown.any():
         row = int(np.flatnonzero(unknown.to_numpy())[0])
         raise EventLogError(f"hillstrom row {row}, segment: unknown arm {raw.at[row, 'segment']!r}")
+    return raw
+
+
+def hillstrom(path: str | Path) -> EventLog:
+    """Read ``hillstrom.csv`` into events and a customer table (ids are the row numbers)."""
+    raw = read_hillstrom(path)
     ids = raw.index.astype(str)
     after = SEND_TIME + pd.Timedelta(days=1)
     arm = raw["segment"].map(ARMS)

@@ -1,10 +1,20 @@
 from __future__ import annotations
 
-import pandas as pd
+from pathlib import Path
 
-from nba.calibration.adapters.hillstrom import RESPONSE_WINDOW_DAYS, SEND_TIME
-from nba.calibration.events import EventLog
+import pandas as pd
+import pytest
+
+from nba.calibration.adapters.hillstrom import (
+    INPUT_COLUMNS,
+    OUTCOMES,
+    RESPONSE_WINDOW_DAYS,
+    SEND_TIME,
+    read_hillstrom,
+)
+from nba.calibration.events import EventLog, EventLogError
 from nba.calibration.snapshot import take_snapshot
+from nba.ope.hillstrom import load_hillstrom
 
 
 def test_arms_outcomes_and_history_match_the_published_figures(hillstrom_log: EventLog) -> None:
@@ -27,3 +37,19 @@ def test_arms_outcomes_and_history_match_the_published_figures(hillstrom_log: Ev
     pd.testing.assert_series_equal(
         months.round().astype(int), table["recency_months"].reindex(months.index), check_names=False
     )
+
+
+def test_the_one_reader_names_the_file_the_column_and_the_row(tmp_path: Path) -> None:
+    with pytest.raises(EventLogError, match="no such file"):
+        read_hillstrom(tmp_path / "absent.csv")
+    good = {c: [0] for c in (*INPUT_COLUMNS, *OUTCOMES)} | {"segment": ["Mens E-Mail"]}
+    pd.DataFrame(good).drop(columns=["spend"]).to_csv(tmp_path / "short.csv", index=False)
+    with pytest.raises(EventLogError, match=r"missing column\(s\) \['spend'\]"):
+        read_hillstrom(tmp_path / "short.csv")
+    rows = pd.DataFrame(good | {"segment": ["Mens E-Mail"]})
+    rows = pd.concat([rows, rows.assign(segment="Kids E-Mail")], ignore_index=True)
+    rows.to_csv(tmp_path / "odd.csv", index=False)
+    with pytest.raises(EventLogError, match="row 1, segment: unknown arm 'Kids E-Mail'"):
+        read_hillstrom(tmp_path / "odd.csv")
+    with pytest.raises(EventLogError, match="unknown arm"):  # the OPE loader reads through it
+        load_hillstrom(tmp_path / "odd.csv")
