@@ -1,11 +1,12 @@
 """Complete Journey: the calibrated twin's per-household purchase forecasts against BG/NBD.
 
 For each split (fit on the history before the cutoff, forecast the next 92 days), the twin is
-calibrated and audited twice on the same scenario: households placed by the forward filter
-(each one's posterior persona and stage given their own history, the default) and by the
-recency/frequency rules. Both are scored by MAE against a BG/NBD model fitted on the same
-history (target: twin MAE no worse than BG/NBD), with the paired 95% interval of the
-difference, plus the distribution checks (count distribution, gaps, lapse curve).
+calibrated (rate tiers and unseen churn included) and audited twice on the same scenario:
+households placed by the forward filter (each one's posterior persona and stage given their
+own history, the default) and by the recency/frequency rules. Both are scored by MAE (and
+RMSE) against a BG/NBD model fitted on the same history (target: twin MAE no worse than
+BG/NBD), with the paired 95% interval of the difference, plus the distribution checks (count
+distribution, gaps, lapse curve).
 
 Run: ``python benchmarks/forecast_audit.py [--data ../shared/data]``. Last line: JSON.
 """
@@ -53,6 +54,8 @@ def main() -> None:
                     "difference": s["mae_difference"],
                     "low": s["mae_difference_low"],
                     "high": s["mae_difference_high"],
+                    "rmse_twin": s["rmse_twin"],
+                    "rmse_bgnbd": s["rmse_bgnbd"],
                     "count_tv": s["count_distribution_distance"],
                     "count_noise": s["count_distribution_noise"],
                     "gaps_ks": s["inter_purchase_days_distance"],

@@ -22,6 +22,7 @@ from nba.errors import ScenarioError
 
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]
 NonNegative = Annotated[float, Field(ge=0.0)]
+PositiveInt = Annotated[int, Field(ge=1)]
 Barrier = Literal["price", "trust", "awareness", "convenience"]
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 
@@ -165,6 +166,11 @@ class Calibration(_Config):
     response_window_days: int = Field(ge=1)
     persona_model: dict[str, Any] = Field(
         description="How a customer's attributes map to a persona (scaler and centroids)."
+    )
+    persona_tiers: list[PositiveInt] = Field(
+        default_factory=list,
+        description="Scenario personas per persona-model cluster, in cluster order: a cluster "
+        "whose customers' rates spread widely is split into latent rate tiers. Empty: one each.",
     )
     stage_rules: dict[str, Any] = Field(description="Recency/frequency thresholds of stages.")
     observables: dict[str, Any] = Field(
@@ -321,6 +327,12 @@ class Scenario(_Config):
         mapped = [step.stage for step in self.journey_map]
         if len(set(mapped)) != len(mapped):
             problems.append("journey_map: each stage may appear at most once")
+        tiers = self.calibration.persona_tiers if self.calibration else []
+        if tiers and sum(tiers) != len(self.personas):
+            problems.append(
+                f"calibration.persona_tiers: {tiers} add up to {sum(tiers)} personas, "
+                f"the scenario has {len(self.personas)}"
+            )
         if problems:
             raise ValueError("; ".join(problems))
         return self

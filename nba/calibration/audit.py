@@ -66,7 +66,7 @@ def audit(
     """
     people = observe(scenario, log)
     calibration = people.calibration
-    table, persona, actions = people.table, people.persona, people.actions
+    table, cluster, actions = people.table, people.cluster, people.actions
     personas = people.personas
     groups = _groups(table, actions, scenario, segments or {})
     simulated = _simulate(scenario, people, replicates, seed)
@@ -85,8 +85,8 @@ def audit(
             if name in scenario.action_names:
                 clicks[scenario.action_names.index(name)] = rates
         shape = simulated["noticed"].shape
-        organic_visit = rng.random(shape) < organic[persona][None, :]
-        clicked = simulated["noticed"] & (rng.random(shape) < clicks[actions, persona][None, :])
+        organic_visit = rng.random(shape) < organic[cluster][None, :]
+        clicked = simulated["noticed"] & (rng.random(shape) < clicks[actions, cluster][None, :])
         simulated["visit"] = (organic_visit | clicked).astype(float)
         kpis = KPIS
     else:

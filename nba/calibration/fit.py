@@ -12,6 +12,9 @@ What the data identifies is fitted; the rest is taken from a prior and marked ``
 * organic purchase rate per persona x stage (factorised as the twin's base rate x stage
   multiplier by iterative proportional fitting, i.e. the Poisson log-linear fit): from the
   randomized control group in the response window when there is one, else from the panel;
+* rate heterogeneity: with a panel, the gamma variance of each persona's customer rate
+  multipliers (:mod:`nba.calibration.heterogeneity`); a persona whose interval excludes zero
+  becomes three latent rate tiers in the scenario (``persona_3_low``, ``_mid``, ``_high``);
 * basket value per persona: window purchases, else last year's history;
 * channel response: attention (``channel_affinity``) from opens, or from the visit uplift of a
   randomized send over its control; purchase lift per offer and persona from the conversion
@@ -36,6 +39,7 @@ import pandas as pd
 from nba.calibration.bootstrap import Bootstrap, interval, safe_ratio
 from nba.calibration.events import EventLog, EventLogError, utc_time
 from nba.calibration.filtering import filter_states
+from nba.calibration.heterogeneity import RATE_TIERS, overdispersion, tier_multipliers
 from nba.calibration.personas import PersonaModel
 from nba.calibration.snapshot import Snapshot, contact_counts, take_snapshot
 from nba.calibration.stages import (
@@ -71,6 +75,7 @@ PRIOR_CHANNEL = {"cost": 0.05, "pressure": 1, "unsubscribe_risk": 0.005}
 UNSEEN_CHURN = (("aware", "churned"), ("active", "churned"), ("loyal", "churned"))
 CHURN_SCALES = np.concatenate([[0.0], np.geomspace(0.05, 8.0, 12)])
 CHURN_FIT_CUSTOMERS = 20_000
+TIER_NAMES = ("low", "mid", "high")  # one per RATE_TIERS
 MIN_GROUP = 30  # customers per cell below which a rate is not trusted
 MIN_ATTENTION = 0.01  # below this, lift per noticed message is not identifiable
 
@@ -220,6 +225,11 @@ def calibrate(
     base, multiplier, identified = _factorise(numerator, denominator)
     for p in range(n_personas):
         out.add(f"personas[{p}].base_purchase_rate", base[:, p], f"per day; {source}")
+    tiers = [np.ones(1)] * n_personas
+    if panel is not None:  # a year per customer: enough to see rates differ within a persona
+        purchases = panel.stage_purchases.sum(axis=1)
+        expected = base[0, persona] * (exposure[:, :CHURNED] @ multiplier[0])
+        tiers = _rate_tiers(purchases, expected, persona, n_personas, boot, out)
     stage_multiplier: dict[str, float] = {}
     for k, stage_name in enumerate(STAGES[:CHURNED]):
         if identified[k] and k != ACTIVE:
@@ -299,6 +309,7 @@ def calibrate(
         initial=initial[0],
         base=base[0],
         baskets=baskets,
+        tiers=tiers,
         stage_multiplier=stage_multiplier,
         daily=daily,
         on_purchase=on_purchase,
@@ -621,6 +632,50 @@ def _transitions(
     return daily, on_purchase
 
 
+def _tiered(persona: dict[str, Any], multipliers: FloatArray) -> list[dict[str, Any]]:
+    """The persona, or its equal-share rate tiers (``persona_3_low``, ``_mid``, ``_high``)."""
+    if len(multipliers) == 1:
+        return [persona]
+    return [
+        persona
+        | {
+            "name": f"{persona['name']}_{name}",
+            "description": f"{persona['description']} (rate tier {name}: x{m:.2f})",
+            "share": persona["share"] / len(multipliers),
+            "base_purchase_rate": min(persona["base_purchase_rate"] * float(m), 1.0),
+        }
+        for name, m in zip(TIER_NAMES, multipliers, strict=True)
+    ]
+
+
+def _rate_tiers(
+    purchases: FloatArray,
+    expected: FloatArray,
+    persona: IntArray,
+    n_personas: int,
+    boot: Bootstrap,
+    out: _Table,
+) -> list[FloatArray]:
+    """Rate multipliers per persona: tiers where its customers' rates spread significantly.
+
+    The spread is the gamma variance of the rate multiplier (:mod:`heterogeneity`), fitted on
+    the panel's purchase counts with a bootstrap interval; a persona gets tiers only when the
+    interval excludes zero (Poisson noise alone explains the rest).
+    """
+    phi = overdispersion(purchases, expected, persona, n_personas, boot)
+    tiers = []
+    for p in range(n_personas):
+        value = out.add(
+            f"personas[{p}].rate_heterogeneity",
+            phi[:, p],
+            "variance of the customers' rate multiplier (gamma), moments of the panel's "
+            f"purchase counts; > 0 significantly: {RATE_TIERS} latent rate tiers",
+        )
+        low = float(np.percentile(phi[1:, p], 2.5)) if phi.shape[0] > 1 else value
+        tiers.append(tier_multipliers(value) if low > 0.0 else np.ones(1))
+    return tiers
+
+
 def _unseen_churn(
     scenario: Scenario,
     log: EventLog,
@@ -813,23 +868,22 @@ def _assemble(**kw: Any) -> Scenario:
             pooled = response["pooled_lift"][a]
             if response["lift_source"][p, a] == "fitted" and pooled > 0:
                 offer_response[action] = round(float(lifts[a] / pooled), 6)
-        personas.append(
-            {
-                "name": f"persona_{p}",
-                "description": kw["describe"][p],
-                "share": float(kw["shares"][p]),
-                "price_sensitivity": 0.5,
-                "base_purchase_rate": float(kw["base"][p]),
-                "basket_value": max(float(kw["baskets"][p]), 0.01),
-                "channel_affinity": {
-                    name: float(kw["response"]["affinity"][p, c])
-                    for c, name in enumerate(kw["channels"])
-                },
-                "consent": list(kw["channels"]),
-                "initial_stages": start,
-                "offer_response": offer_response,
-            }
-        )
+        persona = {
+            "name": f"persona_{p}",
+            "description": kw["describe"][p],
+            "share": float(kw["shares"][p]),
+            "price_sensitivity": 0.5,
+            "base_purchase_rate": float(kw["base"][p]),
+            "basket_value": max(float(kw["baskets"][p]), 0.01),
+            "channel_affinity": {
+                name: float(kw["response"]["affinity"][p, c])
+                for c, name in enumerate(kw["channels"])
+            },
+            "consent": list(kw["channels"]),
+            "initial_stages": start,
+            "offer_response": offer_response,
+        }
+        personas.extend(_tiered(persona, kw["tiers"][p]))
     shares = np.array([p["share"] for p in personas])
     for p, share in zip(personas, shares / shares.sum(), strict=True):
         p["share"] = float(share)
@@ -866,6 +920,7 @@ def _assemble(**kw: Any) -> Scenario:
             "reference_time": kw["reference"].isoformat(),
             "response_window_days": int(kw["window_days"]),
             "persona_model": kw["personas"].to_dict(),
+            "persona_tiers": [len(m) for m in kw["tiers"]],
             "stage_rules": kw["rules"].to_dict(),
             "observables": {
                 "calibration_customers": int(kw["customers"]),

@@ -25,7 +25,8 @@ class ObservedCustomers:
     """Snapshot rows with the twin's persona and stage and the logged action of each."""
 
     table: pd.DataFrame
-    persona: IntArray
+    persona: IntArray  # scenario persona (the middle rate tier of a tiered cluster)
+    cluster: IntArray  # persona-model cluster: what per-cluster observables are indexed by
     stage: IntArray
     actions: IntArray  # twin action index (0: held out or not contacted)
     personas: PersonaModel
@@ -66,11 +67,31 @@ def observe(scenario: Scenario, log: EventLog) -> ObservedCustomers:
         raise EventLogError(
             f"customers: the log lacks attribute(s) {missing} the personas were fitted on"
         )
-    persona = personas.assign(table[wanted].reset_index(drop=True))
+    cluster = personas.assign(table[wanted].reset_index(drop=True))
     stage = rules.assign(table["recency_days"].to_numpy(), table["frequency"].to_numpy())
     return ObservedCustomers(
-        table, persona, stage, logged_actions(scenario, table), personas, window, calibration
+        table,
+        persona_index(calibration, cluster),
+        cluster,
+        stage,
+        logged_actions(scenario, table),
+        personas,
+        window,
+        calibration,
     )
+
+
+def persona_index(calibration: Calibration, cluster: IntArray) -> IntArray:
+    """Scenario persona of each persona-model cluster: the middle rate tier where a cluster has
+    tiers (which tier a customer is in is latent; the forward filter infers it)."""
+    tiers = np.asarray(calibration.persona_tiers or [1] * (int(cluster.max()) + 1))
+    first = np.concatenate([[0], np.cumsum(tiers)[:-1]])
+    if cluster.size and cluster.max() >= len(tiers):
+        raise EventLogError(
+            f"calibration.persona_tiers: lists {len(tiers)} clusters, the persona model "
+            f"assigned cluster {int(cluster.max())}"
+        )
+    return (first + tiers // 2)[cluster]
 
 
 def logged_actions(scenario: Scenario, table: pd.DataFrame) -> IntArray:

@@ -19,6 +19,8 @@ import pandas as pd
 from nba.calibration.audit import AuditResult
 from nba.calibration.fit import CalibrationResult
 from nba.io import write_text_atomic
+from nba.scenario import Scenario
+from nba.types import IntArray
 
 
 def write_report(result: CalibrationResult, folder: Path, audit: AuditResult | None = None) -> Path:
@@ -34,7 +36,7 @@ def write_report(result: CalibrationResult, folder: Path, audit: AuditResult | N
         {
             "persona": [p.name for p in scenario.personas],
             "share": [p.share for p in scenario.personas],
-            "customers": np.bincount(table["persona"], minlength=len(scenario.personas)),
+            "cluster customers": _cluster_customers(table["persona"].to_numpy(), scenario),
             "base rate / day": [p.base_purchase_rate for p in scenario.personas],
             "basket": [p.basket_value for p in scenario.personas],
             "profile": [p.description for p in scenario.personas],
@@ -175,3 +177,11 @@ def _markdown(frame: pd.DataFrame) -> str:
     rule = "| " + " | ".join("---" for _ in shown.columns) + " |"
     body = ["| " + " | ".join(str(v) for v in row) + " |" for row in shown.itertuples(index=False)]
     return "\n".join([header, rule, *body])
+
+
+def _cluster_customers(cluster: IntArray, scenario: Scenario) -> IntArray:
+    """Customers of each scenario persona's persona-model cluster (rate tiers share theirs)."""
+    tiers = scenario.calibration.persona_tiers if scenario.calibration else []
+    tiers = tiers or [1] * len(scenario.personas)
+    counts = np.bincount(cluster, minlength=len(tiers))
+    return np.repeat(counts, tiers)
