@@ -15,6 +15,7 @@ from nba.calibration.adapters import complete_journey
 from nba.calibration.forecast import ForecastAudit, forecast_audit
 from nba.cli import app
 from nba.scenario import Scenario
+from tests.calibration.conftest import purchase_log
 
 CUTOFF, END = "2017-10-01", "2018-01-01"
 CHECKS = ("count_distribution", "inter_purchase_days", "lapse_curve")
@@ -34,28 +35,10 @@ def synthetic() -> tuple[EventLog, np.ndarray]:
     rate = np.where(rng.random(n) < 0.5, RATES[0], RATES[1])
     days = HISTORY + HOLDOUT
     bought = rng.random((n, days)) < rate[:, None]
-    who, day = np.nonzero(bought)
-    hour = rng.uniform(8, 20, size=len(who))
-    stamps = START + pd.to_timedelta(day, unit="D") + pd.to_timedelta(hour, unit="h")
-    purchases = pd.DataFrame(
-        {
-            "customer_id": who.astype(str),
-            "timestamp": stamps,
-            "event": "purchased",
-            "value": rng.gamma(4.0, 10.0, size=len(who)),
-        }
-    )
+    hour = rng.uniform(8, 20, size=int(bought.sum()))
+    value = rng.gamma(4.0, 10.0, size=int(bought.sum()))
     mailed = rng.choice(n, size=300, replace=False)
-    sends = pd.DataFrame(
-        {
-            "customer_id": mailed.astype(str),
-            "timestamp": START + pd.Timedelta(days=100),
-            "event": "sent",
-            "channel": "email",
-            "action": "newsletter",
-        }
-    )
-    log = EventLog.from_frames(pd.concat([purchases, sends], ignore_index=True))
+    log = purchase_log(bought, START, hours=hour, values=value, mailed=mailed, send_day=100)
     return log, rate
 
 
@@ -77,8 +60,8 @@ def test_synthetic_twin_forecasts_near_the_truth(
     oracle = float(np.abs(truth.to_numpy() * HOLDOUT - customers["observed"]).mean())
     summary = synthetic_audit.summary()
     # the best possible forecast knows each customer's rate; the twin must come close to it
-    # (measured: 1.65 against 1.54; BG/NBD 1.73)
-    assert summary["mae_twin_all"] <= 1.10 * oracle
+    # (measured: 1.58 against 1.54; BG/NBD 1.73; placed by rules instead of the filter, 1.65)
+    assert summary["mae_twin_all"] <= 1.05 * oracle
     assert summary["mae_twin"] <= summary["mae_bgnbd"]
     assert abs(customers["twin"].mean() - customers["observed"].mean()) < 0.1 * oracle
 

@@ -15,6 +15,7 @@ from nba.calibration.population import observe, persona_index
 from nba.calibration.report import write_report
 from nba.errors import ScenarioError
 from nba.scenario import Scenario
+from tests.calibration.conftest import purchase_log
 
 START = pd.Timestamp("2022-01-01", tz="UTC")
 HISTORY = 300
@@ -56,22 +57,8 @@ def spread_log() -> EventLog:
     n = 3000
     rate = np.clip(rng.gamma(1.5, 0.04, size=n), 0.0, 0.6)
     bought = rng.random((n, HISTORY + 60)) < rate[:, None]
-    who, day = np.nonzero(bought)
-    stamps = START + pd.to_timedelta(day, unit="D") + pd.Timedelta(hours=12)
-    purchases = pd.DataFrame(
-        {"customer_id": who.astype(str), "timestamp": stamps, "event": "purchased", "value": 20.0}
-    )
     mailed = rng.choice(n, size=400, replace=False)
-    sends = pd.DataFrame(
-        {
-            "customer_id": mailed.astype(str),
-            "timestamp": START + pd.Timedelta(days=150),
-            "event": "sent",
-            "channel": "email",
-            "action": "newsletter",
-        }
-    )
-    return EventLog.from_frames(pd.concat([purchases, sends], ignore_index=True))
+    return purchase_log(bought, START, hours=12.0, values=20.0, mailed=mailed, send_day=150)
 
 
 @pytest.fixture(scope="module")
