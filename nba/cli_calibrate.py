@@ -162,12 +162,12 @@ def audit(
         ),
     ] = None,
     placement: Annotated[
-        str,
+        str | None,
         typer.Option(
             "--placement",
             help="Forecast audit: 'filtered' (posterior from each history) or 'rules'.",
         ),
-    ] = "filtered",
+    ] = None,
     seed: Annotated[int, typer.Option("--seed")] = 0,
     strict: Annotated[bool, typer.Option(help="Exit with status 1 when a KPI fails.")] = False,
     as_json: JsonOption = False,
@@ -195,12 +195,12 @@ def audit(
             holdout_start,
             holdout_end,
             replicates=replicates or FORECAST_REPLICATES,
-            placement=placement,
+            placement=placement or "filtered",
             seed=seed,
         )
         title = "Twin purchase-count forecast vs held-out reality and BG/NBD"
     else:
-        if placement != "filtered":
+        if placement is not None:
             raise NBAValidationError("--placement: only used by the forecast audit")
         segments = {}
         for item in segment or []:

@@ -172,6 +172,11 @@ class Calibration(_Config):
         description="Scenario personas per persona-model cluster, in cluster order: a cluster "
         "whose customers' rates spread widely is split into latent rate tiers. Empty: one each.",
     )
+    persona_tier_cuts: list[list[float]] = Field(
+        default_factory=list,
+        description="Per cluster, the yearly purchase counts that separate its tiers when a "
+        "customer is placed by rules (tiers - 1 ascending values; empty for one tier).",
+    )
     stage_rules: dict[str, Any] = Field(description="Recency/frequency thresholds of stages.")
     observables: dict[str, Any] = Field(
         default_factory=dict, description="Rates that are measured but do not drive dynamics."
@@ -332,6 +337,11 @@ class Scenario(_Config):
             problems.append(
                 f"calibration.persona_tiers: {tiers} add up to {sum(tiers)} personas, "
                 f"the scenario has {len(self.personas)}"
+            )
+        cuts = self.calibration.persona_tier_cuts if self.calibration else []
+        if cuts and [len(c) + 1 for c in cuts] != tiers:
+            problems.append(
+                f"calibration.persona_tier_cuts: expected tiers - 1 cuts per cluster {tiers}"
             )
         if problems:
             raise ValueError("; ".join(problems))

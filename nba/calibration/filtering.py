@@ -101,29 +101,39 @@ def filter_states(
 ) -> StateBelief:
     """Posterior (persona, stage) of each customer at ``cutoff`` from their history before it.
 
-    :param customer_ids: whom to place (default: every customer of ``log``); a customer without
-        events before the cutoff is placed by the twin's odds of a silent history.
+    Days are the 24-hour periods ending at ``cutoff``, so the belief hands over to a twin run
+    that starts at the cutoff whatever its time of day. Every customer is read over the same
+    days: the log is taken as a panel that records everyone from its first purchase on (right
+    for Complete Journey; a log where customers arrive later counts their days before arrival
+    as quiet ones, which places them lower).
+
+    :param customer_ids: whom to place (default: every customer with an event in the days
+        read); a customer without events there is placed by the twin's odds of a silent history.
     :param lookback_days: days of history read, from the log's first purchase at the earliest
         (before it the log does not record purchases, so quiet days there are no evidence).
+    :param chunk: customers per block of the recursion (bounds memory: chunk x days booleans).
     """
     end = utc_time(cutoff, "cutoff")
-    if not isinstance(lookback_days, int) or lookback_days < 1:
-        raise EventLogError(f"lookback_days: expected a positive whole number, got {lookback_days}")
+    for name, value in (("lookback_days", lookback_days), ("chunk", chunk)):
+        if not isinstance(value, int) or value < 1:
+            raise EventLogError(f"{name}: expected a positive whole number, got {value!r}")
     history = log.events[log.events["timestamp"] < end]
     if history.empty:
         raise EventLogError(f"events: nothing before the cutoff {end}")
     recorded = history.loc[history["event"] == "purchased", "timestamp"]
     if recorded.empty:
         raise EventLogError(f"events: no 'purchased' event before the cutoff {end}")
-    first = recorded.min().floor("D")  # the purchase record starts here: no evidence before
-    start = max(first, end.floor("D") - lookback_days * DAY)
-    days = int(np.ceil((end - start) / DAY))
+    # the purchase record starts at its first purchase: no evidence before
+    days = min(int(np.ceil((end - recorded.min()) / DAY)), lookback_days)
+    start = end - days * DAY
     history = history[history["timestamp"] >= start]
     ids = (
         pd.Index(history["customer_id"].astype(str).unique())
         if customer_ids is None
         else pd.Index(customer_ids).astype(str)
     )
+    if not ids.is_unique:
+        raise EventLogError(f"customer_ids: {ids[ids.duplicated()][0]!r} is listed twice")
     arrays = ScenarioArrays.from_scenario(scenario)
     bought_kernel, quiet_kernel = _kernels(arrays)
 
@@ -145,7 +155,7 @@ def filter_states(
         mine = (plan_rows >= lo) & (plan_rows < hi)
         action[plan_rows[mine] - lo, plan_days[mine]] = plan_actions[mine]
         probs[lo:hi], log_likelihood[lo:hi] = _forward(
-            prior, purchase, action, bought_kernel, quiet_kernel
+            prior, purchase, action, bought_kernel, quiet_kernel, ids[lo:hi]
         )
     return StateBelief(ids, probs, log_likelihood, start, days, arrays.churn_stage)
 
@@ -200,6 +210,7 @@ def _forward(
     action: IntArray,
     bought_kernel: FloatArray,
     quiet_kernel: FloatArray,
+    names: pd.Index,
 ) -> tuple[FloatArray, FloatArray]:
     """Normalised forward recursion; returns the (n, P, K) belief and (n,) log-likelihood.
 
@@ -227,9 +238,9 @@ def _forward(
             nxt[:, contacted] = np.einsum("pmk,mpkj->pmj", belief[:, contacted], kernel)
         total = nxt.sum(axis=(0, 2))
         if (total <= 0).any():
-            who = int(np.flatnonzero(total <= 0)[0])
+            who = names[int(np.flatnonzero(total <= 0)[0])]
             raise EventLogError(
-                f"events: the twin gives customer row {who}'s history on day {d} probability "
+                f"events: the twin gives customer {who!r}'s history on day {d} probability "
                 "zero (a purchase in a state that cannot buy); check the scenario"
             )
         belief = nxt / total[None, :, None]

@@ -76,6 +76,7 @@ UNSEEN_CHURN = (("aware", "churned"), ("active", "churned"), ("loyal", "churned"
 CHURN_SCALES = np.concatenate([[0.0], np.geomspace(0.05, 8.0, 12)])
 CHURN_FIT_CUSTOMERS = 20_000
 TIER_NAMES = ("low", "mid", "high")  # one per RATE_TIERS
+THIRDS = np.linspace(0.0, 1.0, RATE_TIERS + 1)[1:-1]  # cut points of equal-share tiers
 MIN_GROUP = 30  # customers per cell below which a rate is not trusted
 MIN_ATTENTION = 0.01  # below this, lift per noticed message is not identifiable
 
@@ -230,6 +231,12 @@ def calibrate(
         purchases = panel.stage_purchases.sum(axis=1)
         expected = base[0, persona] * (exposure[:, :CHURNED] @ multiplier[0])
         tiers = _rate_tiers(purchases, expected, persona, n_personas, boot, out)
+    tier_cuts = [
+        np.quantile(table["frequency"].to_numpy()[persona == p], THIRDS).tolist()
+        if len(tiers[p]) == RATE_TIERS
+        else []
+        for p in range(n_personas)
+    ]
     stage_multiplier: dict[str, float] = {}
     for k, stage_name in enumerate(STAGES[:CHURNED]):
         if identified[k] and k != ACTIVE:
@@ -310,6 +317,7 @@ def calibrate(
         base=base[0],
         baskets=baskets,
         tiers=tiers,
+        tier_cuts=tier_cuts,
         stage_multiplier=stage_multiplier,
         daily=daily,
         on_purchase=on_purchase,
@@ -703,7 +711,9 @@ def _unseen_churn(
         trial = _with_daily(scenario, {key: PRIOR_DAILY[key] * scale for key in UNSEEN_CHURN})
         lls[:, g] = filter_states(trial, log, reference, ids[rows]).log_likelihood
     fit = boot.weights[:, rows].astype(float) @ lls  # (B + 1, scales)
-    scale = CHURN_SCALES[np.argmax(fit, axis=1)]
+    best = np.argmax(fit, axis=1)
+    scale = CHURN_SCALES[best]
+    edge = " (the grid's largest: churn may be higher)" if best[0] == len(CHURN_SCALES) - 1 else ""
     out.rows = [row for row in out.rows if _key(row["name"]) not in UNSEEN_CHURN]
     fitted = dict(daily)
     for key in UNSEEN_CHURN:
@@ -711,7 +721,7 @@ def _unseen_churn(
             f"stages[{key[0]}].daily.{key[1]}",
             PRIOR_DAILY[key] * scale,
             f"maximum likelihood of {len(rows)} purchase histories under the twin (forward "
-            f"filter): one scale, {scale[0]:.2g}, on the prior",
+            f"filter): one scale, {scale[0]:.2g}, on the prior{edge}",
         )
     return fitted
 
@@ -921,6 +931,7 @@ def _assemble(**kw: Any) -> Scenario:
             "response_window_days": int(kw["window_days"]),
             "persona_model": kw["personas"].to_dict(),
             "persona_tiers": [len(m) for m in kw["tiers"]],
+            "persona_tier_cuts": kw["tier_cuts"],
             "stage_rules": kw["rules"].to_dict(),
             "observables": {
                 "calibration_customers": int(kw["customers"]),

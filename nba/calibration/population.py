@@ -17,7 +17,7 @@ from nba.calibration.snapshot import take_snapshot
 from nba.calibration.stages import StageRules
 from nba.scenario import Calibration, Scenario
 from nba.state import CustomerState
-from nba.types import IntArray
+from nba.types import FloatArray, IntArray
 
 
 @dataclass(frozen=True)
@@ -71,7 +71,7 @@ def observe(scenario: Scenario, log: EventLog) -> ObservedCustomers:
     stage = rules.assign(table["recency_days"].to_numpy(), table["frequency"].to_numpy())
     return ObservedCustomers(
         table,
-        persona_index(calibration, cluster),
+        persona_index(calibration, cluster, table["frequency"].to_numpy()),
         cluster,
         stage,
         logged_actions(scenario, table),
@@ -81,17 +81,33 @@ def observe(scenario: Scenario, log: EventLog) -> ObservedCustomers:
     )
 
 
-def persona_index(calibration: Calibration, cluster: IntArray) -> IntArray:
-    """Scenario persona of each persona-model cluster: the middle rate tier where a cluster has
-    tiers (which tier a customer is in is latent; the forward filter infers it)."""
-    tiers = np.asarray(calibration.persona_tiers or [1] * (int(cluster.max()) + 1))
-    first = np.concatenate([[0], np.cumsum(tiers)[:-1]])
+def persona_index(
+    calibration: Calibration, cluster: IntArray, frequency: FloatArray | None = None
+) -> IntArray:
+    """Scenario persona of each customer from its persona-model cluster.
+
+    A cluster with rate tiers places a customer by their yearly purchases against the cuts
+    fitted on the calibration customers (the same thirds the tiers are); without
+    ``frequency``, in the middle tier. Which tier a customer is in is latent: the forward
+    filter (:mod:`nba.calibration.filtering`) infers it from the whole history instead.
+    """
+    if not calibration.persona_tiers:  # one scenario persona per cluster
+        return cluster
+    tiers = np.asarray(calibration.persona_tiers)
     if cluster.size and cluster.max() >= len(tiers):
         raise EventLogError(
             f"calibration.persona_tiers: lists {len(tiers)} clusters, the persona model "
             f"assigned cluster {int(cluster.max())}"
         )
-    return (first + tiers // 2)[cluster]
+    first = np.concatenate([[0], np.cumsum(tiers)[:-1]])
+    tier = (tiers // 2)[cluster]
+    cuts = calibration.persona_tier_cuts
+    if frequency is not None and cuts:
+        counts = np.nan_to_num(np.asarray(frequency, dtype=float), nan=0.0)
+        for c in np.flatnonzero(tiers > 1):
+            mine = cluster == c
+            tier[mine] = np.searchsorted(cuts[c], counts[mine], side="right")
+    return first[cluster] + tier
 
 
 def logged_actions(scenario: Scenario, table: pd.DataFrame) -> IntArray:

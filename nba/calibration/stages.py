@@ -2,10 +2,11 @@
 
 Rules (thresholds are fitted and reported): no purchase yet -> ``aware``; last purchase at most
 ``active_days`` ago -> ``active``, or ``loyal`` with at least ``loyal_purchases`` purchases in the
-past year; older -> ``lapsed``. ``churned`` (gone for good) is never observed directly: its
-rates are fitted from how returns decay (lapsed) and from the histories' likelihood (the
-rest). ``active_days`` is the 90th percentile of the gaps between a customer's purchases (a
-customer quieter than nine in ten of their usual gaps has lapsed); ``loyal_purchases`` the 75th
+past year; older -> ``lapsed``. ``churned`` (gone for good) is never observed directly: with a
+purchase panel its rates are fitted from how returns decay (lapsed) and from the histories'
+likelihood (the rest, :mod:`nba.calibration.fit`); otherwise they are priors.
+``active_days`` is the 90th percentile of the gaps between a customer's purchases (a customer
+quieter than nine in ten of their usual gaps has lapsed); ``loyal_purchases`` the 75th
 percentile of yearly purchases among active customers.
 """
 

@@ -17,6 +17,7 @@ import pandas as pd
 
 from nba import optimal
 from nba.calibration.events import EventLog
+from nba.calibration.population import persona_index
 from nba.calibration.stages import DEFAULT_ACTIVE_DAYS
 from nba.errors import NBAValidationError
 from nba.kernel import build_kernel
@@ -261,9 +262,10 @@ def optimum_in_truth(
 ) -> tuple[float, float]:
     """(true optimum, value in the true twin of the recovered twin's optimal policy).
 
-    Each true state is read in the recovered twin (persona through ``personas``, stages and
-    actions by name), the recovered optimum's action is taken there, and the resulting policy
-    is evaluated exactly in the true twin.
+    Each true state is read in the recovered twin (persona through ``personas``, the recovered
+    persona-model cluster of each true persona, in its middle rate tier if it has tiers;
+    stages and actions by name), the recovered optimum's action is taken there, and the
+    resulting policy is evaluated exactly in the true twin.
     """
     true_twin, recovered_twin = CustomerTwin(truth), CustomerTwin(recovered)
     true_kernel = build_kernel(true_twin)
@@ -274,6 +276,8 @@ def optimum_in_truth(
     missing = [s for s in truth.stage_names if s not in stage_index]
     if missing:
         raise NBAValidationError(f"recovered scenario: lacks stages {missing}")
+    if recovered.calibration is not None:
+        personas = persona_index(recovered.calibration, personas)
     seen = CustomerState(
         persona=personas[states.persona],
         stage=np.array([stage_index[s] for s in truth.stage_names])[states.stage],

@@ -184,3 +184,21 @@ def test_filter_errors_name_the_field() -> None:
         filter_states(scenario, log, START + pd.Timedelta(days=5), lookback_days=0)
     with pytest.raises(EventLogError, match="nothing before"):
         filter_states(scenario, log, START - pd.Timedelta(days=5))
+
+
+def test_blocks_duplicates_and_cutoff_times() -> None:
+    scenario = _scenario()
+    log = _log({"a": [0, 2], "b": [1], "c": [0, 3, 4]}, {"b": [2]})
+    cutoff = START + pd.Timedelta(days=5)
+    whole = filter_states(scenario, log, cutoff)
+    blocks = filter_states(scenario, log, cutoff, chunk=1)  # same sums, other BLAS blocking
+    np.testing.assert_allclose(blocks.probs, whole.probs, rtol=1e-12)
+    # days are the 24 hours ending at the cutoff: moving the cutoff and every event by 16
+    # hours (purchases now land on the next calendar day) changes nothing
+    later = log.events.assign(timestamp=log.events["timestamp"] + pd.Timedelta(hours=16))
+    moved = filter_states(scenario, EventLog.from_frames(later), cutoff + pd.Timedelta(hours=16))
+    np.testing.assert_allclose(moved.probs, whole.probs, rtol=1e-12)
+    with pytest.raises(EventLogError, match="chunk"):
+        filter_states(scenario, log, cutoff, chunk=0)
+    with pytest.raises(EventLogError, match="customer_ids: 'a' is listed twice"):
+        filter_states(scenario, log, cutoff, customer_ids=pd.Index(["a", "b", "a"]))

@@ -89,11 +89,19 @@ def test_calibrated_twin_splits_spread_personas_into_rate_tiers(
         else:
             assert members[0].name == f"persona_{cluster}"
     assert sum(p.share for p in scenario.personas) == pytest.approx(1.0)
-    # rules placement puts a tiered cluster's customers in its middle tier
-    people = observe(scenario, spread_log.between(None, CUTOFF))
+    # without a purchase count a tiered cluster's customer goes to the middle tier ...
     middle = persona_index(scenario.calibration, np.arange(len(tiers)))
     np.testing.assert_array_equal(middle, first + np.asarray(tiers) // 2)
-    assert set(np.unique(people.persona)) <= set(middle.tolist())
+    # ... with one, rules place by the cluster's thirds of yearly purchases
+    people = observe(scenario, spread_log.between(None, CUTOFF))
+    frequency = people.table["frequency"].to_numpy()
+    tiered = int(np.argmax(tiers))
+    mine = people.cluster == tiered
+    tier = people.persona[mine] - first[tiered]
+    shares = np.bincount(tier, minlength=3) / mine.sum()
+    assert np.all(shares > 0.2)  # roughly thirds (counts tie at the cuts)
+    means = [frequency[mine][tier == k].mean() for k in range(3)]
+    assert means[0] < means[1] < means[2]
 
 
 def test_scenario_rejects_tiers_that_do_not_add_up(spread_result: CalibrationResult) -> None:
