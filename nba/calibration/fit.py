@@ -226,17 +226,15 @@ def calibrate(
     base, multiplier, identified = _factorise(numerator, denominator)
     for p in range(n_personas):
         out.add(f"personas[{p}].base_purchase_rate", base[:, p], f"per day; {source}")
-    tiers = [np.ones(1)] * n_personas
+    tiers: list[FloatArray] = [np.ones(1)] * n_personas
+    tier_cuts: list[list[float]] = [[] for _ in range(n_personas)]
     if panel is not None:  # a year per customer: enough to see rates differ within a persona
         purchases = panel.stage_purchases.sum(axis=1)
         expected = base[0, persona] * (exposure[:, :CHURNED] @ multiplier[0])
-        tiers = _rate_tiers(purchases, expected, persona, n_personas, boot, out)
-    tier_cuts = [
-        np.quantile(table["frequency"].to_numpy()[persona == p], THIRDS).tolist()
-        if len(tiers[p]) == RATE_TIERS
-        else []
-        for p in range(n_personas)
-    ]
+        frequency = table["frequency"].to_numpy()
+        tiers, tier_cuts = _rate_tiers(
+            purchases, expected, frequency, persona, n_personas, boot, out
+        )
     stage_multiplier: dict[str, float] = {}
     for k, stage_name in enumerate(STAGES[:CHURNED]):
         if identified[k] and k != ACTIVE:
@@ -659,19 +657,21 @@ def _tiered(persona: dict[str, Any], multipliers: FloatArray) -> list[dict[str, 
 def _rate_tiers(
     purchases: FloatArray,
     expected: FloatArray,
+    frequency: FloatArray,
     persona: IntArray,
     n_personas: int,
     boot: Bootstrap,
     out: _Table,
-) -> list[FloatArray]:
-    """Rate multipliers per persona: tiers where its customers' rates spread significantly.
+) -> tuple[list[FloatArray], list[list[float]]]:
+    """Rate multipliers per persona, and the yearly purchase counts that cut its tiers.
 
     The spread is the gamma variance of the rate multiplier (:mod:`heterogeneity`), fitted on
     the panel's purchase counts with a bootstrap interval; a persona gets tiers only when the
-    interval excludes zero (Poisson noise alone explains the rest).
+    interval excludes zero (Poisson noise alone explains the rest). The cuts, its customers'
+    thirds of ``frequency``, let rules place a customer in a tier.
     """
     phi = overdispersion(purchases, expected, persona, n_personas, boot)
-    tiers = []
+    tiers, cuts = [], []
     for p in range(n_personas):
         value = out.add(
             f"personas[{p}].rate_heterogeneity",
@@ -680,8 +680,10 @@ def _rate_tiers(
             f"purchase counts; > 0 significantly: {RATE_TIERS} latent rate tiers",
         )
         low = float(np.percentile(phi[1:, p], 2.5)) if phi.shape[0] > 1 else value
-        tiers.append(tier_multipliers(value) if low > 0.0 else np.ones(1))
-    return tiers
+        split = low > 0.0
+        tiers.append(tier_multipliers(value) if split else np.ones(1))
+        cuts.append(np.quantile(frequency[persona == p], THIRDS).tolist() if split else [])
+    return tiers, cuts
 
 
 def _unseen_churn(
@@ -714,7 +716,8 @@ def _unseen_churn(
     best = np.argmax(fit, axis=1)
     scale = CHURN_SCALES[best]
     edge = " (the grid's largest: churn may be higher)" if best[0] == len(CHURN_SCALES) - 1 else ""
-    out.rows = [row for row in out.rows if _key(row["name"]) not in UNSEEN_CHURN]
+    names = {f"stages[{src}].daily.{dst}" for src, dst in UNSEEN_CHURN}
+    out.rows = [row for row in out.rows if row["name"] not in names]  # the priors: replaced
     fitted = dict(daily)
     for key in UNSEEN_CHURN:
         fitted[key] = out.add(
@@ -733,14 +736,6 @@ def _with_daily(scenario: Scenario, values: dict[tuple[str, str], float]) -> Sce
         moves.update({dst: v for (src, dst), v in values.items() if src == stage.name})
         stages.append(stage.model_copy(update={"daily": moves}))
     return scenario.model_copy(update={"stages": stages})
-
-
-def _key(name: str) -> tuple[str, str] | None:
-    """``("active", "churned")`` from ``stages[active].daily.churned``; None otherwise."""
-    if not name.startswith("stages[") or ".daily." not in name:
-        return None
-    src = name[len("stages[") : name.index("]")]
-    return src, name.rsplit(".", 1)[1]
 
 
 def _unsubscribe(

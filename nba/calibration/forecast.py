@@ -6,7 +6,8 @@ default: each replicate starts from a draw of the customer's posterior persona a
 their own history before ``holdout_start`` under the twin's dynamics
 (:mod:`nba.calibration.filtering`), so a customer's forecast reflects their own purchase record
 and not only their segment's. ``rules`` places everyone by the stored persona model and the
-recency/frequency stage rules instead (one state per customer, as the per-arm audit does).
+recency/frequency stage rules instead (one state per customer, a rate tier by yearly
+purchases, as the per-arm audit does).
 Actions are the sends logged inside the window where their campaign is one of the scenario's
 actions (a campaign first seen in the window is unknown to the twin and counts as no action;
 the audit reports how many sends were mapped). The forecast of a customer is the mean count
