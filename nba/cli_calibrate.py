@@ -168,6 +168,14 @@ def audit(
             help="Forecast audit: 'filtered' (posterior from each history) or 'rules'.",
         ),
     ] = None,
+    history_start: Annotated[
+        str | None,
+        typer.Option(
+            "--history-start",
+            help="Forecast audit, filtered: read each customer from the log's first purchase "
+            "('log', a panel, the default) or from their own first event ('first_event').",
+        ),
+    ] = None,
     seed: Annotated[int, typer.Option("--seed")] = 0,
     strict: Annotated[bool, typer.Option(help="Exit with status 1 when a KPI fails.")] = False,
     as_json: JsonOption = False,
@@ -196,12 +204,14 @@ def audit(
             holdout_end,
             replicates=replicates or FORECAST_REPLICATES,
             placement=placement or "filtered",
+            history_start=history_start or "log",
             seed=seed,
         )
         title = "Twin purchase-count forecast vs held-out reality and BG/NBD"
     else:
-        if placement is not None:
-            raise NBAValidationError("--placement: only used by the forecast audit")
+        for option, value in (("--placement", placement), ("--history-start", history_start)):
+            if value is not None:
+                raise NBAValidationError(f"{option}: only used by the forecast audit")
         segments = {}
         for item in segment or []:
             key, sep, query = item.partition("=")

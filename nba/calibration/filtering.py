@@ -11,8 +11,9 @@ same arithmetic as BG/NBD's "probability alive", with the twin's stages instead 
 
 What the filter conditions on: purchase days and the logged sends the scenario knows (other
 sends count as no action). Contact pressure, discount habit and opt-outs are held at their
-rested values, as in :meth:`ObservedCustomers.initial_state`. The prior on day one of the
-history is the scenario's persona shares and starting stages.
+rested values, as in :meth:`ObservedCustomers.initial_state`. The prior on the first day read
+(the log's, or with ``history_start="first_event"`` each customer's own) is the scenario's
+persona shares and starting stages.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from nba.types import BoolArray, FloatArray, IntArray
 
 DAY = pd.Timedelta(days=1)
 DEFAULT_LOOKBACK_DAYS = 365
+HISTORY_STARTS = ("log", "first_event")
 
 
 @dataclass(frozen=True)
@@ -97,26 +99,32 @@ def filter_states(
     customer_ids: pd.Index | None = None,
     *,
     lookback_days: int = DEFAULT_LOOKBACK_DAYS,
+    history_start: str = "log",
     chunk: int = 20_000,
 ) -> StateBelief:
     """Posterior (persona, stage) of each customer at ``cutoff`` from their history before it.
 
     Days are the 24-hour periods ending at ``cutoff``, so the belief hands over to a twin run
-    that starts at the cutoff whatever its time of day. Every customer is read over the same
-    days: the log is taken as a panel that records everyone from its first purchase on (right
-    for Complete Journey; a log where customers arrive later counts their days before arrival
-    as quiet ones, which places them lower).
+    that starts at the cutoff whatever its time of day.
 
     :param customer_ids: whom to place (default: every customer with an event in the days
         read); a customer without events there is placed by the twin's odds of a silent history.
     :param lookback_days: days of history read, from the log's first purchase at the earliest
         (before it the log does not record purchases, so quiet days there are no evidence).
+    :param history_start: ``"log"``: a panel that records everyone from the log's first
+        purchase on (Complete Journey); ``"first_event"``: each customer is observed from
+        their own first event (a sign-up, a first purchase), so a customer who arrived later
+        is not read as quiet before arriving; until then their belief is the prior.
     :param chunk: customers per block of the recursion (bounds memory: chunk x days booleans).
     """
     end = utc_time(cutoff, "cutoff")
     for name, value in (("lookback_days", lookback_days), ("chunk", chunk)):
         if not isinstance(value, int) or value < 1:
             raise EventLogError(f"{name}: expected a positive whole number, got {value!r}")
+    if history_start not in HISTORY_STARTS:
+        raise EventLogError(
+            f"history_start: {history_start!r} is not one of {list(HISTORY_STARTS)}"
+        )
     history = log.events[log.events["timestamp"] < end]
     if history.empty:
         raise EventLogError(f"events: nothing before the cutoff {end}")
@@ -126,6 +134,7 @@ def filter_states(
     # the purchase record starts at its first purchase: no evidence before
     days = min(int(np.ceil((end - recorded.min()) / DAY)), lookback_days)
     start = end - days * DAY
+    arrival = history.groupby(history["customer_id"].astype(str))["timestamp"].min()
     history = history[history["timestamp"] >= start]
     ids = (
         pd.Index(history["customer_id"].astype(str).unique())
@@ -143,6 +152,12 @@ def filter_states(
     plan_rows, plan_days, plan_actions = daily_actions(scenario, history, ids, start, days)
 
     n, n_personas, n_stages = len(ids), arrays.n_personas, arrays.n_stages
+    first_day = np.zeros(n, dtype=np.int64)  # the day each customer is observed from
+    if history_start == "first_event":
+        stamps = arrival.reindex(ids)
+        observed = stamps.notna().to_numpy()
+        first_day[~observed] = days  # no event at all: never observed, the prior stands
+        first_day[observed] = np.maximum(_day_index(stamps[observed], start), 0)
     prior = arrays.persona_share[:, None] * arrays.persona_initial_stage
     probs = np.empty((n, n_personas, n_stages))
     log_likelihood = np.zeros(n)
@@ -155,7 +170,7 @@ def filter_states(
         mine = (plan_rows >= lo) & (plan_rows < hi)
         action[plan_rows[mine] - lo, plan_days[mine]] = plan_actions[mine]
         probs[lo:hi], log_likelihood[lo:hi] = _forward(
-            prior, purchase, action, bought_kernel, quiet_kernel, ids[lo:hi]
+            prior, purchase, action, first_day[lo:hi], bought_kernel, quiet_kernel, ids[lo:hi]
         )
     return StateBelief(ids, probs, log_likelihood, start, days, arrays.churn_stage)
 
@@ -208,6 +223,7 @@ def _forward(
     prior: FloatArray,
     purchase: BoolArray,
     action: IntArray,
+    first_day: IntArray,
     bought_kernel: FloatArray,
     quiet_kernel: FloatArray,
     names: pd.Index,
@@ -236,6 +252,9 @@ def _forward(
                 quiet_kernel[chosen],
             )  # (m, P, K, K)
             nxt[:, contacted] = np.einsum("pmk,mpkj->pmj", belief[:, contacted], kernel)
+        waiting = np.flatnonzero(first_day > d)
+        if waiting.size:  # not observed yet: neither evidence nor time
+            nxt[:, waiting] = belief[:, waiting]
         total = nxt.sum(axis=(0, 2))
         if (total <= 0).any():
             who = names[int(np.flatnonzero(total <= 0)[0])]

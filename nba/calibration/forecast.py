@@ -140,6 +140,7 @@ def forecast_audit(
     count_bins: int | None = None,
     actions: str = "logged",
     placement: str = "filtered",
+    history_start: str = "log",
     seed: int = 0,
 ) -> ForecastAudit:
     """Forecast every customer's purchases in ``[holdout_start, holdout_end)``; compare.
@@ -152,6 +153,9 @@ def forecast_audit(
     :param placement: ``"filtered"`` (each replicate starts from a draw of the customer's
         posterior persona and stage given their history, :mod:`nba.calibration.filtering`) or
         ``"rules"`` (the persona model and the recency/frequency stage rules).
+    :param history_start: where the filter starts reading each customer: ``"log"`` (a panel,
+        everyone from the log's first purchase) or ``"first_event"`` (their own first event);
+        see :func:`filter_states`.
     """
     start, end = utc_time(holdout_start, "holdout_start"), utc_time(holdout_end, "holdout_end")
     days = int((end - start) / DAY)
@@ -184,7 +188,7 @@ def forecast_audit(
     start_state = people.initial_state(scenario, copies=replicates)
     persona, stage, churned = people.persona, people.stage, np.full(len(ids), np.nan)
     if placement == "filtered":
-        belief = filter_states(scenario, history, start, ids)
+        belief = filter_states(scenario, history, start, ids, history_start=history_start)
         start_state.persona, start_state.stage = belief.sample(
             replicates, np.random.default_rng(seeds[3])
         )

@@ -202,3 +202,28 @@ def test_blocks_duplicates_and_cutoff_times() -> None:
         filter_states(scenario, log, cutoff, chunk=0)
     with pytest.raises(EventLogError, match="customer_ids: 'a' is listed twice"):
         filter_states(scenario, log, cutoff, customer_ids=pd.Index(["a", "b", "a"]))
+
+
+def test_first_event_start_reads_a_late_arrival_from_their_arrival() -> None:
+    scenario = _scenario()
+    cutoff = START + pd.Timedelta(days=6)
+    both = _log({"late": [3, 4], "early": [0]}, {})
+    alone = _log({"late": [3, 4]}, {})  # the log itself starts on day 3
+    panel = filter_states(scenario, both, cutoff)
+    arrival = filter_states(scenario, both, cutoff, history_start="first_event")
+    reference = filter_states(scenario, alone, cutoff)
+    late = arrival.customer_ids.get_loc("late")
+    np.testing.assert_allclose(arrival.probs[late], reference.probs[0], rtol=1e-12)
+    # read as a panel, the three quiet days before arrival place the customer lower
+    assert not np.allclose(panel.probs[late], arrival.probs[late])
+    early = arrival.customer_ids.get_loc("early")
+    np.testing.assert_allclose(arrival.probs[early], panel.probs[early], rtol=1e-12)
+    # a listed customer without any event keeps the prior
+    silent = filter_states(
+        scenario, both, cutoff, customer_ids=pd.Index(["ghost"]), history_start="first_event"
+    )
+    arrays = ScenarioArrays.from_scenario(scenario)
+    prior = arrays.persona_share[:, None] * arrays.persona_initial_stage
+    np.testing.assert_allclose(silent.probs[0], prior, rtol=1e-12)
+    with pytest.raises(EventLogError, match="history_start"):
+        filter_states(scenario, both, cutoff, history_start="birth")

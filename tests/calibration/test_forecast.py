@@ -118,6 +118,10 @@ def test_cli_audit_runs_the_forecast_audit(
     ruled = CliRunner().invoke(app, [*args, "--replicates", "5", "--placement", "rules", "--json"])
     assert ruled.exit_code == 0, ruled.output
     assert json.loads(ruled.output)["summary"]["mae_twin"] != payload["summary"]["mae_twin"]
+    arrivals = CliRunner().invoke(
+        app, [*args, "--replicates", "5", "--history-start", "first_event", "--json"]
+    )
+    assert arrivals.exit_code == 0, arrivals.output
     unknown = CliRunner().invoke(app, [*args, "--placement", "psychic"])
     assert isinstance(unknown.exception, EventLogError) and "placement" in str(unknown.exception)
     per_arm = CliRunner().invoke(app, [*args[:5], "--placement", "filtered"])
