@@ -134,8 +134,7 @@ def filter_states(
     # the purchase record starts at its first purchase: no evidence before
     days = min(int(np.ceil((end - recorded.min()) / DAY)), lookback_days)
     start = end - days * DAY
-    arrival = history.groupby(history["customer_id"].astype(str))["timestamp"].min()
-    history = history[history["timestamp"] >= start]
+    before_cutoff, history = history, history[history["timestamp"] >= start]
     ids = (
         pd.Index(history["customer_id"].astype(str).unique())
         if customer_ids is None
@@ -154,7 +153,8 @@ def filter_states(
     n, n_personas, n_stages = len(ids), arrays.n_personas, arrays.n_stages
     first_day = np.zeros(n, dtype=np.int64)  # the day each customer is observed from
     if history_start == "first_event":
-        stamps = arrival.reindex(ids)
+        who = before_cutoff["customer_id"].astype(str)
+        stamps = before_cutoff.groupby(who)["timestamp"].min().reindex(ids)
         observed = stamps.notna().to_numpy()
         first_day[~observed] = days  # no event at all: never observed, the prior stands
         first_day[observed] = np.maximum(_day_index(stamps[observed], start), 0)

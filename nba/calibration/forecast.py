@@ -46,7 +46,7 @@ import pandas as pd
 from nba.calibration.bgnbd import BGNBD, rfm_summary
 from nba.calibration.bootstrap import Bootstrap, interval
 from nba.calibration.events import EventLog, EventLogError, utc_time
-from nba.calibration.filtering import daily_actions, filter_states
+from nba.calibration.filtering import HISTORY_STARTS, daily_actions, filter_states
 from nba.calibration.population import observe
 from nba.scenario import Scenario
 from nba.state import CustomerState
@@ -169,6 +169,10 @@ def forecast_audit(
         raise EventLogError(f"actions: {actions!r} is neither 'logged' nor 'none'")
     if placement not in PLACEMENTS:
         raise EventLogError(f"placement: {placement!r} is not one of {list(PLACEMENTS)}")
+    if history_start not in HISTORY_STARTS:
+        raise EventLogError(
+            f"history_start: {history_start!r} is not one of {list(HISTORY_STARTS)}"
+        )
     history = log.between(None, start)
     bought_before = history.events[history.events["event"] == "purchased"]
     if bought_before.empty:

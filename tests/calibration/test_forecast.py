@@ -96,6 +96,9 @@ def test_forecast_audit_rejects_a_bad_window(synthetic: tuple[EventLog, np.ndarr
         forecast_audit(scenario, log, cutoff, cutoff - pd.Timedelta(days=1))
     with pytest.raises(EventLogError, match="holdout_start"):
         forecast_audit(scenario, log, "not a date", cutoff)
+    end = cutoff + pd.Timedelta(days=5)
+    with pytest.raises(EventLogError, match="history_start"):
+        forecast_audit(scenario, log, cutoff, end, placement="rules", history_start="birth")
 
 
 def test_cli_audit_runs_the_forecast_audit(
