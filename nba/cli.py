@@ -6,7 +6,7 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import pandas as pd
 import typer
@@ -63,9 +63,12 @@ def validate(
     as_json: JsonOption = False,
 ) -> None:
     """Validate a scenario file; print its fingerprint, or the problems field by field."""
+    from nba.cli_inputs import check_input, reading
     from nba.scenarios import load_scenario
 
-    scenario = load_scenario(path)
+    check_input(path, "PATH")
+    with reading("PATH", path):
+        scenario = load_scenario(path)
     _emit([{"scenario": scenario.name, "fingerprint": scenario.fingerprint()}], as_json, "Valid")
 
 
@@ -269,36 +272,52 @@ def score(
         float, typer.Option("--epsilon", min=0.0, max=1.0, help="Epsilon-greedy exploration.")
     ] = 0.0,
     seed: Annotated[int | None, typer.Option("--seed", help="Seed of the exploration.")] = None,
+    tracking_uri: Annotated[
+        str | None,
+        typer.Option("--tracking-uri", help="MLflow store for models:/ and runs:/ URIs."),
+    ] = None,
 ) -> None:
-    """Score customers from a file; write one decision per customer."""
+    """Score customers from a file; write one decision per customer.
+
+    Errors about the input name its data rows from 1 (the first row below the CSV header is
+    row 1). Nothing is written, not even an empty log, unless every customer scores.
+    """
+    from nba.cli_inputs import (
+        TABLE_SUFFIXES,
+        check_decision_log,
+        check_output,
+        load_scorer,
+        read_table,
+        remove_new_log,
+    )
     from nba.io import write_bytes_atomic
     from nba.serving.decision_log import DecisionLog
-    from nba.serving.scorer import Exploration, PolicyScorer
+    from nba.serving.scorer import Exploration
 
-    for path, option in ((input_path, "--input"), (output, "--output")):
-        if path.suffix not in {".csv", ".parquet"}:
-            raise NBAValidationError(
-                f"{option}: expected a .csv or .parquet path, got {str(path)!r}"
-            )
-    if not input_path.is_file():
-        raise NBAValidationError(f"--input: no such file {str(input_path)!r}")
+    check_output(output, "--output", TABLE_SUFFIXES)
     limits = {}
     for item in capacity or []:
         name, _, number = item.partition("=")
         if not number.strip().isdigit():
             raise NBAValidationError(f"--capacity: expected CHANNEL=N, got {item!r}")
         limits[name.strip()] = int(number)
+    new_log = log is not None and not log.exists()
+    if log is not None:
+        check_decision_log(log, "--log", must_exist=False)
+    customers = read_table(input_path, "--input", first_row=1)
     exploration = Exploration(kind="epsilon", epsilon=epsilon, seed=seed) if epsilon else None
-    scorer = PolicyScorer.load(model, exploration=exploration)
-    customers = (
-        pd.read_parquet(input_path) if input_path.suffix == ".parquet" else pd.read_csv(input_path)
-    )
+    scorer = load_scorer(model, tracking_uri, exploration)
     decision_log = DecisionLog(log) if log else None
     try:
         decisions = scorer.score_batch(customers, capacity=limits or None, log=decision_log)
-    finally:
+    except BaseException:
         if decision_log is not None:
             decision_log.close()
+            if new_log and log is not None:
+                remove_new_log(log)
+        raise
+    if decision_log is not None:
+        decision_log.close()
     if output.suffix == ".parquet":
         data = decisions.to_parquet(index=False)
     else:
@@ -409,13 +428,33 @@ register_calibration(app)
 register_ope(app)
 
 
-def main() -> None:
-    """Console entry point: our own errors become one clear line and exit code 2."""
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point: bad input becomes one line on stderr and exit code 2.
+
+    Our own errors carry the option and the problem. A file the operating system or a decoder
+    refuses (permissions, a folder for a file, bytes that are not UTF-8) where a command did not
+    check it first is still bad input, not a crash: one line naming the file.
+    """
     try:
-        app()
+        app(args=argv, prog_name="nba")
     except NBAError as exc:
-        error_console.print(f"[bold red]error:[/] {exc}")
-        sys.exit(2)
+        _fail(str(exc))
+    except UnicodeDecodeError as exc:
+        _fail(f"cannot read a file: not UTF-8 text ({exc.reason} at offset {exc.start})")
+    except OSError as exc:
+        if exc.filename is None:
+            raise
+        _fail(f"{exc.filename}: {exc.strerror or exc}")
+
+
+def _fail(message: str) -> NoReturn:
+    """Print ``error: message`` as exactly one line (no wrapping, no markup) and exit 2."""
+    from rich.markup import escape
+
+    parts = [line.strip() for line in message.splitlines()]
+    text = "; ".join(part for part in parts if part and set(part) != {"^"})
+    error_console.print(f"[bold red]error:[/] {escape(text)}", soft_wrap=True, highlight=False)
+    sys.exit(2)
 
 
 if __name__ == "__main__":

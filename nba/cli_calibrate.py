@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import numpy as np
 import typer
 
 from nba.errors import NBAValidationError
+
+if TYPE_CHECKING:
+    from nba.calibration.events import EventLog
 
 AUDIT_REPLICATES = 20  # per-arm KPIs: many customers per cell, little simulation noise
 FORECAST_REPLICATES = 200  # per-customer forecasts: the mean of few runs adds to the MAE
@@ -39,10 +42,17 @@ def convert(
     from nba.calibration.adapters import ADAPTERS
     from nba.calibration.events import save_events
     from nba.cli import console
+    from nba.cli_inputs import TABLE_SUFFIXES, check_output, reading
 
     if dataset not in ADAPTERS:
-        raise NBAValidationError(f"dataset: unknown {dataset!r}; expected one of {list(ADAPTERS)}")
-    log = ADAPTERS[dataset](source)
+        raise NBAValidationError(f"DATASET: unknown {dataset!r}; expected one of {list(ADAPTERS)}")
+    if not source.exists():
+        raise NBAValidationError(f"SOURCE: no such file or folder {str(source)!r}")
+    check_output(out, "--out", TABLE_SUFFIXES)
+    if customers is not None:
+        check_output(customers, "--customers", TABLE_SUFFIXES)
+    with reading("SOURCE", source):
+        log = ADAPTERS[dataset](source)
     save_events(log, out, customers)
     counts = log.events["event"].value_counts()
     console.print(
@@ -80,15 +90,20 @@ def calibrate(
     as_json: JsonOption = False,
 ) -> None:
     """Fit a scenario from an event log; writes the YAML and a report (also to MLflow)."""
-    from nba.calibration.events import load_events, save_events
+    from nba.calibration.events import save_events
     from nba.calibration.fit import calibrate as fit
     from nba.calibration.report import log_to_mlflow, write_report
     from nba.cli import _emit, console
+    from nba.cli_inputs import check_output
 
-    log = load_events(events, customers, duplicates="drop")
-    if holdout_fraction > 0:
-        if holdout_out is None:
-            raise NBAValidationError("--holdout-out: needed with --holdout-fraction")
+    check_output(out, "--out", (".yaml", ".yml"))
+    if holdout_fraction > 0 and holdout_out is None:
+        raise NBAValidationError("--holdout-out: needed with --holdout-fraction")
+    if holdout_out is not None and holdout_out.exists() and not holdout_out.is_dir():
+        raise NBAValidationError(f"--holdout-out: {str(holdout_out)!r} is not a folder")
+    _check_event_files(events, customers)
+    log = _load_events(events, customers)
+    if holdout_fraction > 0 and holdout_out is not None:
         ids = log.customer_ids
         held = np.random.default_rng(seed).random(len(ids)) < holdout_fraction
         holdout_out.mkdir(parents=True, exist_ok=True)
@@ -186,19 +201,23 @@ def audit(
     forecasts in that window against reality and a BG/NBD baseline instead.
     """
     from nba.calibration.audit import audit as run_audit
-    from nba.calibration.events import load_events
     from nba.calibration.forecast import forecast_audit
     from nba.cli import _emit, console
+    from nba.cli_inputs import check_input, reading
     from nba.scenario import Scenario
 
     if (holdout_start is None) != (holdout_end is None):
         raise NBAValidationError("--holdout-start, --holdout-end: give both or neither")
-    log = load_events(events, customers, duplicates="drop")
+    check_input(scenario, "--scenario")
+    with reading("--scenario", scenario):
+        twin_scenario = Scenario.from_yaml(scenario)
+    _check_event_files(events, customers)
+    log = _load_events(events, customers)
     if holdout_start is not None and holdout_end is not None:
         if segment:
             raise NBAValidationError("--segment: not used by the forecast audit")
         result = forecast_audit(
-            Scenario.from_yaml(scenario),
+            twin_scenario,
             log,
             holdout_start,
             holdout_end,
@@ -219,7 +238,7 @@ def audit(
                 raise NBAValidationError(f"--segment: expected NAME=QUERY, got {item!r}")
             segments[key.strip()] = query.strip()
         result = run_audit(
-            Scenario.from_yaml(scenario),
+            twin_scenario,
             log,
             segments=segments,
             replicates=replicates or AUDIT_REPLICATES,
@@ -235,3 +254,23 @@ def audit(
         console.print(f"{verdict}: {result.summary()}")
     if strict and not result.passed:
         raise typer.Exit(1)
+
+
+def _check_event_files(events: Path, customers: Path | None) -> None:
+    """Refuse unreadable event/customer files before any work (or progress line) starts."""
+    from nba.cli_inputs import sniff_table
+
+    sniff_table(events, "--events")
+    if customers is not None:
+        sniff_table(customers, "--customers")
+
+
+def _load_events(events: Path, customers: Path | None) -> EventLog:
+    """The event log (and customer table), read after :func:`_check_event_files`; a failure
+    further into a file (a ragged row) is still one line naming the option."""
+    from nba.calibration.events import load_events
+    from nba.cli_inputs import reading
+
+    option = "--events" if customers is None else "--events/--customers"
+    with reading(option, events if customers is None else f"{events}', '{customers}"):
+        return load_events(events, customers, duplicates="drop")

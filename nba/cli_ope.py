@@ -39,6 +39,10 @@ TargetOption = Annotated[
 BootOption = Annotated[int, typer.Option("--n-boot", min=2, help="Bootstrap replicates.")]
 SeedOption = Annotated[int, typer.Option("--seed", help="Seed of folds and bootstrap.")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+TrackingOption = Annotated[
+    str | None,
+    typer.Option("--tracking-uri", help="MLflow store [default: MLFLOW_TRACKING_URI, mlflow.db]"),
+]
 
 
 def ope(
@@ -58,21 +62,24 @@ def ope(
     target: TargetOption = "greedy",
     n_boot: BootOption = 1000,
     seed: SeedOption = 0,
+    tracking_uri: TrackingOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Estimate a model's value per decision from logged decisions and their outcomes."""
+    from nba.cli_inputs import load_scorer, reading
     from nba.ope.decision_log import read_decision_log
     from nba.ope.report import diagnostics, evaluate_bandit
     from nba.ope.target import allowed_actions, policy_probabilities
-    from nba.serving.scorer import PolicyScorer
 
     names = [name.strip() for name in estimators.split(",") if name.strip()]
     if not names:
         raise NBAValidationError("--estimators: give at least one name")
-    records = read_decision_log(log, outcomes, since=since, missing=_missing(missing))
+    _check_evidence(log, outcomes)
+    with reading("--outcomes" if outcomes is not None else "--log", outcomes or log):
+        records = read_decision_log(log, outcomes, since=since, missing=_missing(missing))
     if not len(records):
         raise NBAValidationError(f"--log: no decisions in {str(log)!r} for this window")
-    scorer = PolicyScorer.load(model)
+    scorer = load_scorer(model, tracking_uri)
     actions = list(scorer.action_names)
     records.check_catalogue(actions, scorer.features.names)
     allowed = allowed_actions(scorer, records.features, records.probabilities)
@@ -127,7 +134,7 @@ def promote(
     customers: Annotated[
         int, typer.Option("--customers", "-n", min=2, help="Twin cohort size.")
     ] = 20_000,
-    tracking_uri: Annotated[str | None, typer.Option("--tracking-uri")] = None,
+    tracking_uri: TrackingOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Move the 'champion' alias to a version only if its lower 95% bound beats the champion.
@@ -135,9 +142,23 @@ def promote(
     Evidence: OPE on the decision log (with outcomes) or, without logs, the twin scenario;
     with neither it refuses. Exit code 0 when promoted, 1 when refused.
     """
+    from nba.cli_inputs import reading, tracking_store
     from nba.ope.promotion import GateSettings
     from nba.ope.promotion import promote as run_gate
 
+    # everything a user can mistype, before MLflow (and its store) is touched
+    _missing(missing)
+    _target(target)
+    if scenario is not None:
+        from nba.scenarios import load_scenario
+
+        with reading("--scenario", scenario):
+            load_scenario(scenario)
+    if log is not None:
+        _check_evidence(log, outcomes)
+    elif outcomes is not None:
+        raise NBAValidationError("--outcomes: needs --log")
+    tracking_uri = tracking_store(tracking_uri, "--model")
     settings = GateSettings(
         log=log,
         outcomes=outcomes,
@@ -160,6 +181,15 @@ def promote(
             console.print(f"  - {reason}")
     if not decision.promoted:
         raise typer.Exit(code=1)
+
+
+def _check_evidence(log: Path, outcomes: Path | None) -> None:
+    """The decision log (and outcomes file) exist and are what they claim, before any work."""
+    from nba.cli_inputs import TABLE_SUFFIXES, check_decision_log, check_input
+
+    check_decision_log(log, "--log", must_exist=True)
+    if outcomes is not None:
+        check_input(outcomes, "--outcomes", TABLE_SUFFIXES)
 
 
 def _missing(value: str) -> str:

@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from nba.errors import NBAValidationError
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS decisions (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -32,6 +34,24 @@ CREATE TABLE IF NOT EXISTS decisions (
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
+
+
+def check_decision_log(path: str | Path) -> None:
+    """Refuse a file that is not a decision log, without creating or changing anything.
+
+    Opened read-only: the check must not turn a mistyped path into an empty log. SQLite errors
+    (not a database, encrypted, locked) propagate for the caller to name its own option.
+    """
+    uri = f"{Path(path).resolve().as_uri()}?mode=ro"
+    connection = sqlite3.connect(uri, uri=True)
+    try:
+        found = connection.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'decisions'"
+        ).fetchone()
+    finally:
+        connection.close()
+    if found is None:
+        raise NBAValidationError(f"{str(path)!r} is a SQLite file without a decisions table")
 
 
 class DecisionLog:

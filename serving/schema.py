@@ -20,7 +20,10 @@ field                    meaning                                                
 =======================  ===========================================================  =========
 
 Every problem raises :class:`ScoringInputError` naming the row, the field and the problem;
-nothing is filled in silently.
+nothing is filled in silently. The row is the frame's index label (0 for the first row of a
+default index); ``nba score`` numbers a file's data rows from 1, the header excluded. Where a
+file's column turned to text because of one bad cell, the message names that cell, not the first
+row that holds text.
 """
 
 from __future__ import annotations
@@ -412,6 +415,30 @@ def _first(frame: pd.DataFrame, bad: np.ndarray) -> Any:
     return frame.index[int(np.flatnonzero(bad)[0])]
 
 
+def _telling(bad: np.ndarray, values: pd.Series, looks_right: Any) -> np.ndarray:
+    """The bad cells worth naming first: those that do not even spell a valid value.
+
+    A CSV column with one stray cell is read as text throughout, so every row is "bad" as a
+    type; the row the user must fix is the one whose text is wrong, not the first row.
+    """
+    wrong = bad & ~values.map(looks_right).to_numpy(dtype=bool)
+    return wrong if wrong.any() else bad
+
+
+def _whole_number_text(value: Any) -> bool:
+    if not isinstance(value, str):
+        return False
+    try:
+        number = float(value)
+    except ValueError:
+        return False
+    return bool(np.isfinite(number)) and number == round(number)
+
+
+def _boolean_text(value: Any) -> bool:
+    return isinstance(value, str) and value.strip().lower() in {"true", "false", "0", "1"}
+
+
 def _identifiers(frame: pd.DataFrame) -> np.ndarray:
     """Identifiers as given (strings or integers); missing or empty ones are refused."""
     values = frame["customer_id"]
@@ -448,7 +475,7 @@ def _integers(frame: pd.DataFrame, column: str, low: int, high: int | None) -> I
         # numbers only: a string is the wrong type, even "3"
         texts = raw.map(lambda v: isinstance(v, str)).to_numpy()
         if texts.any():
-            row = _first(frame, texts)
+            row = _first(frame, _telling(texts, raw, _whole_number_text))
             raise ScoringInputError(
                 f"row {row!r}, {column}: expected a whole number, got {_shown(raw.loc[row])} "
                 "(not a number)"
@@ -492,7 +519,7 @@ def _booleans(frame: pd.DataFrame, column: str) -> BoolArray:
     mapped = values.map(convert)
     bad = mapped.isna().to_numpy()
     if bad.any():
-        row = _first(frame, bad)
+        row = _first(frame, _telling(bad, values, _boolean_text))
         raise ScoringInputError(
             f"row {row!r}, {column}: expected true or false, got {_shown(values.loc[row])}"
         )
