@@ -5,18 +5,23 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
+import numpy as np
 import pandas as pd
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from nba.cli_calibrate import register as register_calibration
 from nba.cli_ope import register as register_ope
 from nba.errors import NBAError, NBAValidationError
+from nba.progress import LineProgress
 
 app = typer.Typer(
     name="nba",
@@ -25,7 +30,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console()
+console = Console(soft_wrap=True)  # piped output: lines as long as they are, not cut at 80
 error_console = Console(stderr=True)
 
 ScenarioOption = Annotated[
@@ -129,21 +134,49 @@ SeedOption = Annotated[int, typer.Option("--seed", help="Seed of the evaluation 
 
 @app.command()
 def evaluate(
-    scenario: ScenarioOption = "retail",
+    scenario: Annotated[
+        str | None,
+        typer.Option(
+            "--scenario",
+            "-s",
+            help="Built-in scenario name or path to a YAML file (default: retail, or the "
+            "scenario a --model was trained on).",
+        ),
+    ] = None,
     policies: PoliciesOption = "no_action,random,journey_map,myopic,optimal",
     customers: CustomersOption = 20_000,
     seed: SeedOption = 20_261_123,
+    model: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--model",
+            "-m",
+            help="A trained policy to add to the table, as served: models:/NAME@ALIAS, "
+            "models:/NAME/VERSION, runs:/RUN_ID/policy, a run id or an export directory "
+            "(repeat for several). Without --scenario, its own scenario.",
+        ),
+    ] = None,
+    tracking_uri: Annotated[
+        str | None, typer.Option("--tracking-uri", help="MLflow URI (default ./mlflow.db).")
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Evaluate policies on one fixed cohort with common random numbers; print the table."""
     from nba.evaluation import evaluate_policies
 
-    names = _split_names(policies, "--policies")
-    with _progress(not as_json) as progress:
-        task = progress.add_task("evaluating", total=None)
+    named: dict[str, Any] = {name: name for name in _split_names(policies, "--policies")}
+    if model:
+        from nba.cli_inputs import load_scorer
+
+        for source in model:
+            scorer = load_scorer(_model_uri(source), tracking_uri)
+            scenario = _scenario_for_model(scenario, scorer)
+            named[scorer.model_version if len(model) > 1 else "model"] = scorer.as_policy()
+    with _progress(True) as progress:  # on stderr: never mixed into --json
+        task = progress.add_task(f"evaluating policies on {customers:,} customers", total=None)
         report = evaluate_policies(
-            scenario,
-            names,
+            scenario or "retail",
+            named,
             n_customers=customers,
             seed=seed,
             on_day=lambda name, day: progress.update(task, description=f"{name}: day {day + 1}"),
@@ -153,6 +186,32 @@ def evaluate(
         typer.echo(table.to_json(orient="records", indent=2))
         return
     _print_evaluation(table, f"'{report.scenario.name}': {customers:,} customers, seed {seed}")
+
+
+def _model_uri(source: str) -> str:
+    """A bare 32-hex MLflow run id means that run's logged policy."""
+    text = source.strip()
+    if len(text) == 32 and all(ch in "0123456789abcdef" for ch in text):
+        return f"runs:/{text}/policy"
+    return text
+
+
+def _scenario_for_model(scenario: Any, scorer: Any) -> Any:
+    """The scenario to evaluate a model on: its own unless one with the same features is named."""
+    from nba.features import FeatureBuilder
+    from nba.parameters import ScenarioArrays
+    from nba.scenarios import load_scenario
+
+    own = scorer.policy.scenario
+    if scenario is None:
+        return own
+    chosen = load_scenario(scenario)
+    if FeatureBuilder(ScenarioArrays.from_scenario(chosen)).names != scorer.policy.feature_names:
+        raise NBAValidationError(
+            f"--model: trained on scenario {own.name!r}, whose features differ from "
+            f"--scenario {scenario!r}'s"
+        )
+    return chosen
 
 
 @app.command()
@@ -176,7 +235,8 @@ def simulate(
     twin = CustomerTwin(scenario, seed=seed)
     chosen = make_baseline(policy, twin, seed=seed)
     with _progress(True) as progress:
-        task = progress.add_task(f"simulating {policy}", total=twin.scenario.horizon_days)
+        days = twin.scenario.horizon_days
+        task = progress.add_task(f"simulating {policy}", total=days, unit="days")
         result = rollout(twin, chosen, customers, seed, lambda day: progress.advance(task))
     daily = result.daily
     data = daily.to_parquet(index=False) if out.suffix == ".parquet" else daily.to_csv(index=False)
@@ -191,6 +251,7 @@ def simulate(
 
 @app.command()
 def train(
+    ctx: typer.Context,
     scenario: ScenarioOption = "retail",
     algo: Annotated[
         str, typer.Option("--algo", "-a", help="ppo, a2c, dqn or maskable_ppo.")
@@ -214,27 +275,58 @@ def train(
     checkpoint_every: Annotated[
         float, typer.Option("--checkpoint-every", help="Seconds between checkpoints.")
     ] = 30.0,
-    threads: Annotated[int | None, typer.Option("--threads", help="torch threads.")] = None,
+    threads: Annotated[
+        int,
+        typer.Option(
+            "--threads",
+            min=1,
+            help="torch intra-op threads (default 1: faster for these small networks, and far "
+            "faster when the machine has other work).",
+        ),
+    ] = 1,
+    register: Annotated[
+        bool,
+        typer.Option(
+            "--register/--no-register",
+            help="Register the policy in the Model Registry and move the 'candidate' alias to it.",
+        ),
+    ] = False,
     as_json: JsonOption = False,
 ) -> None:
-    """Train a policy, compare it with every baseline and the optimum, record it in MLflow."""
+    """Train a policy, compare it with every baseline and the optimum, record it in MLflow.
+
+    SIGTERM or Ctrl-C saves a checkpoint, marks the run KILLED and prints how to resume it.
+    With --resume, options not given come from the run; --timesteps sets a new total, and an
+    option that would change what the run learns or measures is refused.
+    """
+    from nba.training.trainer import TrainingInterrupted
     from nba.training.trainer import train as run_training
 
-    result = run_training(
+    settings = _given_when_resuming(
+        ctx,
+        resume,
         scenario=scenario,
         algo=algo,
         timesteps=timesteps,
         seed=seed,
         config=config,
-        tracking_uri=tracking_uri,
         experiment=experiment,
-        resume=resume,
         eval_every_steps=eval_every,
         eval_customers=eval_customers,
         checkpoint_every_seconds=checkpoint_every,
         torch_threads=threads,
-        progress_bar=not as_json and error_console.is_terminal,
+        register_model=register,
     )
+    try:
+        with _stdout_to_stderr():  # stdout holds only the table, or only the JSON
+            result = run_training(
+                tracking_uri=tracking_uri,
+                resume=resume,
+                progress_bar=error_console.is_terminal,
+                **settings,
+            )
+    except TrainingInterrupted as stopped:
+        _report_interrupted(stopped, tracking_uri)
     if as_json:
         typer.echo(
             json.dumps(
@@ -249,11 +341,55 @@ def train(
         )
         return
     _print_evaluation(result.table, f"run {result.run_id}")
+    registered = (
+        f"model version {result.model_version} (alias 'candidate')"
+        if result.model_version
+        else "policy not registered (--register registers it as 'candidate')"
+    )
     console.print(
-        f"MLflow run {result.run_id}; model version {result.model_version} (alias 'candidate').\n"
+        f"MLflow run {result.run_id}; {registered}.\n"
         "Open the UI with: nba ui   (then browse experiment "
         f"'{experiment}')"
     )
+
+
+# ``nba train`` parameters whose names differ from the training function's
+_TRAIN_PARAMETERS = {
+    "eval_every_steps": "eval_every",
+    "checkpoint_every_seconds": "checkpoint_every",
+    "torch_threads": "threads",
+    "register_model": "register",
+}
+
+
+def _given_when_resuming(ctx: typer.Context, resume: str | None, **settings: Any) -> dict[str, Any]:
+    """Every setting for a new run; for --resume only those typed, so the run's own fill in."""
+    if not resume:
+        return settings
+    given = {}
+    for key, value in settings.items():
+        # by name: typer vendors its own click, whose ParameterSource is not click's
+        source = ctx.get_parameter_source(_TRAIN_PARAMETERS.get(key, key))
+        if source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP"):
+            given[key] = value
+    return given
+
+
+def _report_interrupted(stopped: Any, tracking_uri: str | None) -> NoReturn:
+    """Say which run stopped and the exact command that resumes it; exit 128 + signal."""
+    import shlex
+
+    from nba.training.tracking import resolve_tracking_uri
+
+    command = f"nba train --resume {stopped.run_id}"
+    if tracking_uri and tracking_uri != resolve_tracking_uri(None):
+        command += f" --tracking-uri {shlex.quote(tracking_uri)}"
+    typer.echo(
+        f"{stopped.signal_name}: run {stopped.run_id} stopped, checkpoint saved, marked KILLED."
+        f"\nResume it with:\n  {command}",
+        err=True,
+    )
+    raise typer.Exit(128 + stopped.signal_number)
 
 
 @app.command()
@@ -334,12 +470,17 @@ def ui(
     host: Annotated[str, typer.Option("--host", help="Bind address.")] = "127.0.0.1",
     tracking_uri: Annotated[str | None, typer.Option("--tracking-uri")] = None,
 ) -> None:
-    """Start the MLflow UI on the local store (127.0.0.1 unless told otherwise)."""
+    """Start the MLflow UI on the local store (127.0.0.1 unless told otherwise).
+
+    The server runs in its own process group; Ctrl-C, SIGTERM or SIGHUP to this command stops
+    the whole group, so no server worker outlives it.
+    """
     import os
     import subprocess
 
     from nba.training.tracking import DEFAULT_ARTIFACTS, resolve_tracking_uri
 
+    _check_port_free(host, port)
     uri = resolve_tracking_uri(tracking_uri)
     console.print(f"MLflow UI for {uri} at http://{host}:{port}  (Ctrl+C to stop)")
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
@@ -359,10 +500,78 @@ def ui(
     ]
     if uri.startswith("sqlite:"):
         command += ["--artifacts-destination", str(Path(DEFAULT_ARTIFACTS).resolve())]
+    server = subprocess.Popen(command, env=env, start_new_session=True)
     try:
-        subprocess.run(command, env=env, check=False)
+        with _signals_as_interrupt():
+            code = server.wait()
     except KeyboardInterrupt:
         console.print("stopped")
+        code = 0
+    finally:
+        _stop_process_group(server)
+    if code:
+        raise typer.Exit(code)
+
+
+def _check_port_free(host: str, port: int) -> None:
+    """Fail at once, naming the port, rather than after the server's own retries."""
+    import errno
+    import socket
+
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except socket.gaierror as exc:
+        raise NBAValidationError(f"--host: cannot resolve {host!r} ({exc.strerror})") from None
+    with socket.socket(family, kind, proto) as probe:
+        # as servers do: a port whose old connections linger in TIME_WAIT is free
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise NBAValidationError(f"--port: {port} is already in use on {host}") from None
+            raise NBAValidationError(
+                f"--port: cannot listen on {host}:{port} ({exc.strerror})"
+            ) from None
+
+
+@contextmanager
+def _signals_as_interrupt() -> Iterator[None]:
+    """SIGTERM and SIGHUP raise KeyboardInterrupt, like Ctrl-C, while the server runs."""
+    import signal
+
+    def interrupt(signal_number: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    names = (signal.SIGTERM, signal.SIGHUP)
+    previous = {name: signal.signal(name, interrupt) for name in names}
+    try:
+        yield
+    finally:
+        for name, before in previous.items():
+            signal.signal(name, before if before is not None else signal.SIG_DFL)
+
+
+def _stop_process_group(process: Any, grace_seconds: float = 10.0) -> None:
+    """SIGTERM the process's group, SIGKILL whatever is left after the grace period."""
+    import os
+    import signal
+    import subprocess
+
+    for name in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(process.pid, name)
+        except ProcessLookupError:
+            break
+        try:
+            process.wait(timeout=grace_seconds)
+        except subprocess.TimeoutExpired:
+            continue
+        try:  # the leader is gone: take any worker it left behind with it
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        break
 
 
 def _split_names(value: str, option: str) -> list[str]:
@@ -372,16 +581,38 @@ def _split_names(value: str, option: str) -> list[str]:
     return names
 
 
-def _progress(enabled: bool) -> Progress:
+def _progress(enabled: bool) -> Progress | LineProgress:
+    """rich's live bar in a terminal; elsewhere (logs, notebooks) a line every 30 s."""
+    if enabled and not error_console.is_terminal:
+        return LineProgress()
     return Progress(
         SpinnerColumn(),
         TextColumn("{task.description}"),
         BarColumn(),
         TimeElapsedColumn(),
         console=error_console,
-        disable=not enabled or not error_console.is_terminal,
+        disable=not enabled,
         transient=True,
     )
+
+
+@contextmanager
+def _stdout_to_stderr() -> Iterator[None]:
+    """What libraries print while we work (MLflow's "View run" links, SB3's bar) goes to
+    stderr: stdout carries only our result, so ``--json`` output always parses."""
+    import os
+    from contextlib import redirect_stdout
+
+    bars = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
+    before = os.environ.get(bars)
+    if not error_console.is_terminal and before is None:  # tqdm bars are noise in a log
+        os.environ[bars] = "false"
+    try:
+        with redirect_stdout(sys.stderr):
+            yield
+    finally:
+        if before is None:
+            os.environ.pop(bars, None)
 
 
 def _print_evaluation(table: pd.DataFrame, title: str) -> None:
@@ -389,39 +620,124 @@ def _print_evaluation(table: pd.DataFrame, title: str) -> None:
     view = Table(title=title, caption="per customer over the horizon; rates are shares")
     columns = [
         ("policy", lambda r: str(r["policy"])),
-        ("value ± 95% CI", lambda r: f"{r['value']:.2f} ± {r['ci95_high'] - r['value']:.2f}"),
-        ("share of optimum", lambda r: f"{r.get('share_of_optimum', float('nan')):.3f}"),
+        ("value ± 95% CI", lambda r: f"{r['value']:,.2f} ± {r['ci95_high'] - r['value']:.2f}"),
+        ("share of optimum", lambda r: _number(r.get("share_of_optimum", float("nan")), 3)),
         *(
-            [("exact share", lambda r: f"{r['exact_share_of_optimum']:.3f}")]
+            [("exact share", lambda r: _number(r["exact_share_of_optimum"], 3))]
             if "exact_share_of_optimum" in table
             else []
         ),
-        ("revenue", lambda r: f"{r['revenue']:.1f}"),
-        ("cost", lambda r: f"{r['cost']:.2f}"),
-        ("contacts", lambda r: f"{r['contacts']:.1f}"),
+        ("revenue", lambda r: f"{r['revenue']:,.1f}"),
+        ("cost", lambda r: f"{r['cost']:,.2f}"),
+        ("contacts", lambda r: f"{r['contacts']:,.1f}"),
         ("conversion", lambda r: f"{r['conversion']:.3f}"),
         ("unsub", lambda r: f"{r['unsubscribe_rate']:.3f}"),
         ("churn", lambda r: f"{r['churn_rate']:.3f}"),
-        ("blocked", lambda r: f"{r['blocked_requests']:.2f}"),
-        ("violations", lambda r: str(r["violations"])),
+        ("blocked", lambda r: f"{r['blocked_requests']:,.2f}"),
+        ("violations", lambda r: f"{int(r['violations']):,}"),
     ]
     for i, (name, _) in enumerate(columns):
-        view.add_column(name, justify="left" if i == 0 else "right")
+        view.add_column(name, justify="left" if i == 0 else "right", no_wrap=True)
     for row in table.to_dict(orient="records"):
-        view.add_row(*(fmt(row) for _, fmt in columns))
-    Console(width=max(console.width, 140)).print(view)
+        view.add_row(*(Text(fmt(row)) for _, fmt in columns))
+    _print_table(view)
 
 
 def _emit(rows: list[dict[str, Any]], as_json: bool, title: str) -> None:
+    """Rows as JSON (strict: NaN becomes null) or as a table readable when piped.
+
+    Numbers are formatted here, a column at a time (thousands separators, 3 decimals, or none
+    for whole numbers); dicts and lists become "key value, ..." text, missing values "-".
+    """
     if as_json:
-        typer.echo(json.dumps(rows, indent=2))
+        typer.echo(json.dumps(_plain(rows), indent=2, default=str))
         return
     table = Table(title=title)
-    for i, column in enumerate(rows[0] if rows else []):
-        table.add_column(str(column), justify="left" if i == 0 else "right")
+    names = list(rows[0]) if rows else []
+    for i, column in enumerate(names):
+        values = [row.get(column) for row in rows]
+        numeric = all(_is_number(v) or v is None for v in values)
+        table.add_column(
+            str(column),
+            justify="right" if numeric and i else "left",
+            no_wrap=numeric,
+            overflow="fold",
+            max_width=None if numeric else 60,
+        )
+    decimals = {column: 0 if _whole([row.get(column) for row in rows]) else 3 for column in names}
     for row in rows:
-        table.add_row(*(f"{v:,.4f}" if isinstance(v, float) else str(v) for v in row.values()))
-    console.print(table)
+        table.add_row(*(Text(_cell(row.get(c), decimals[c])) for c in names))
+    _print_table(table)
+
+
+def _print_table(table: Table) -> None:
+    """In a terminal, fit the terminal; piped or captured, as wide as the table needs, so no
+    cell is cut short to "0.…"."""
+    if console.is_terminal:
+        console.print(table)
+        return
+    from rich.measure import Measurement
+
+    needed = Measurement.get(console, console.options.update_width(10_000), table).maximum
+    Console(width=max(needed, 80), soft_wrap=False).print(table)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float | np.integer | np.floating) and not isinstance(
+        value, bool | np.bool_
+    )
+
+
+def _whole(values: list[Any]) -> bool:
+    numbers = [float(v) for v in values if _is_number(v) and np.isfinite(v)]
+    return bool(numbers) and all(n.is_integer() for n in numbers)
+
+
+def _number(value: Any, decimals: int = 3) -> str:
+    """``12,345.679``; ``-`` for missing; tiny values keep two significant digits."""
+    if value is None or not np.isfinite(value):
+        return "-" if value is None or np.isnan(value) else str(value)
+    value = float(value)
+    if decimals and value != 0 and abs(value) < 0.5 * 10.0**-decimals:
+        return f"{value:.2g}"
+    return f"{value:,.{decimals}f}"
+
+
+def _cell(value: Any, decimals: int = 3) -> str:
+    """One table cell as a person reads it: never a Python repr of a dict or list."""
+    if value is None:
+        return "-"
+    if isinstance(value, bool | np.bool_):
+        return "yes" if value else "no"
+    if isinstance(value, int | np.integer):
+        return f"{int(value):,}"
+    if _is_number(value):
+        return _number(value, decimals)
+    if isinstance(value, dict):
+        return ", ".join(f"{key} {_cell(item)}" for key, item in value.items())
+    if isinstance(value, list | tuple | set):
+        return ", ".join(_cell(item) for item in value)
+    return str(value)
+
+
+def _describe(summary: dict[str, Any]) -> str:
+    """A summary dict as one readable line: ``customers 1,500; mae_twin 1.299; ...``."""
+    return "; ".join(f"{key} {_cell(value)}" for key, value in summary.items())
+
+
+def _plain(value: Any) -> Any:
+    """JSON-ready: NaN and infinities become null (``json.dumps`` would write bare NaN)."""
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(item) for item in value]
+    if isinstance(value, float | np.floating):
+        return float(value) if np.isfinite(value) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.bool_):
+        return bool(value)
+    return value
 
 
 register_calibration(app)

@@ -3,22 +3,23 @@
 Every policy is batched: ``obs`` is (N, F) from :class:`~nba.features.FeatureBuilder`, ``mask``
 is (N, A) from the contact rules, and it returns (N,) actions with (N, A) action probabilities
 (one-hot for deterministic policies; the logging propensities off-policy evaluation needs).
-Policies that need the true state decode it from the observation, which is exact.
+Policies that need the true state decode it from the observation, which is exact. A trained
+model is evaluated as it is served: :func:`nba.serving.export.served_policy` (the policy head).
 """
 
 from __future__ import annotations
 
-import inspect
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
 from nba import optimal
 from nba.errors import UnknownNameError
 from nba.features import FeatureBuilder
+from nba.policy_head import one_hot, sample, uniform
 from nba.twin import CustomerTwin
 from nba.types import BoolArray, FloatArray, IntArray, SeedLike
 
@@ -30,12 +31,6 @@ class Policy(Protocol):
     name: str
 
     def act(self, obs: FloatArray, mask: BoolArray) -> tuple[IntArray, FloatArray]: ...
-
-
-def one_hot(actions: IntArray, n_actions: int) -> FloatArray:
-    probabilities = np.zeros((actions.shape[0], n_actions))
-    probabilities[np.arange(actions.shape[0]), actions] = 1.0
-    return probabilities
 
 
 @dataclass
@@ -61,11 +56,8 @@ class RandomPolicy:
         self.rng = np.random.default_rng(self.seed)
 
     def act(self, obs: FloatArray, mask: BoolArray) -> tuple[IntArray, FloatArray]:
-        probabilities = mask / mask.sum(axis=1, keepdims=True)
-        cumulative = np.cumsum(probabilities, axis=1)
-        uniform = self.rng.random(mask.shape[0])[:, None]
-        actions = np.minimum((uniform >= cumulative).sum(axis=1), mask.shape[1] - 1)
-        return actions.astype(np.int64), probabilities
+        probabilities = uniform(mask)
+        return sample(probabilities, self.rng).astype(np.int64), probabilities
 
 
 class _TabularPolicy(ABC):
@@ -142,26 +134,6 @@ class OptimalPolicy(_TabularPolicy):
 
     def _lookup(self, day: IntArray, index: IntArray, mask: BoolArray) -> IntArray:
         return self.solution.act(day, index)
-
-
-class SB3Policy:
-    """A trained Stable-Baselines3 (or sb3-contrib) model behind the :class:`Policy` protocol.
-
-    Maskable models receive the rule mask; others may request a disallowed action, which the
-    twin then replaces by "no action" (and counts). Actions are deterministic, so the reported
-    probabilities are one-hot: the propensity of what was actually played.
-    """
-
-    def __init__(self, model: Any, name: str = "sb3") -> None:
-        self.model = model
-        self.name = name
-        self._maskable = "action_masks" in inspect.signature(model.predict).parameters
-
-    def act(self, obs: FloatArray, mask: BoolArray) -> tuple[IntArray, FloatArray]:
-        kwargs = {"action_masks": mask} if self._maskable else {}
-        actions, _ = self.model.predict(obs, deterministic=True, **kwargs)
-        actions = np.asarray(actions, dtype=np.int64).reshape(-1)
-        return actions, one_hot(actions, mask.shape[1])
 
 
 BASELINES: dict[str, Callable[[CustomerTwin, SeedLike], Policy]] = {

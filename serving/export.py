@@ -21,7 +21,14 @@ from nba.features import FeatureBuilder
 from nba.io import write_bytes_atomic, write_text_atomic
 from nba.parameters import ScenarioArrays
 from nba.scenario import NO_ACTION, Scenario
-from nba.serving.spec import FORMAT, SPEC_FILE, WEIGHTS_FILE
+from nba.serving.scorer import PolicyScorer, ServedPolicy
+from nba.serving.spec import (
+    FORMAT,
+    SPEC_FILE,
+    WEIGHTS_FILE,
+    ExportedPolicy,
+    policy_from_parts,
+)
 
 
 def export_policy(
@@ -39,6 +46,45 @@ def export_policy(
         normaliser's scale when rewards were normalised during training).
     """
     folder = Path(directory)
+    spec, weights = policy_parts(
+        model, scenario, algo=algo, value_scale=value_scale, metadata=metadata
+    )
+    buffer = io.BytesIO()
+    np.savez(buffer, **weights)
+    write_bytes_atomic(folder / WEIGHTS_FILE, buffer.getvalue())
+    write_text_atomic(folder / SPEC_FILE, json.dumps(spec, indent=2))
+    return folder
+
+
+def exported_in_memory(
+    model: Any, scenario: Scenario, *, algo: str, value_scale: float = 1.0
+) -> ExportedPolicy:
+    """The export of ``model`` without touching disk: what evaluation during training scores.
+
+    The same spec and arrays :func:`export_policy` writes, so the numbers a run reports come
+    from the network and policy head that serve it.
+    """
+    spec, weights = policy_parts(model, scenario, algo=algo, value_scale=value_scale)
+    return policy_from_parts(spec, weights)
+
+
+def served_policy(
+    model: Any, scenario: Scenario, *, algo: str, value_scale: float = 1.0
+) -> ServedPolicy:
+    """A trained model as the scorer serves it, for evaluation on the twin."""
+    exported = exported_in_memory(model, scenario, algo=algo, value_scale=value_scale)
+    return PolicyScorer(exported).as_policy(algo)
+
+
+def policy_parts(
+    model: Any,
+    scenario: Scenario,
+    *,
+    algo: str,
+    value_scale: float = 1.0,
+    metadata: dict[str, Any] | None = None,
+) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """The JSON spec and plain weight arrays of an SB3 model (see :mod:`nba.serving.spec`)."""
     weights: dict[str, np.ndarray] = {}
     policy = model.policy
     if hasattr(policy, "mlp_extractor"):  # actor-critic: PPO, A2C, MaskablePPO
@@ -72,11 +118,7 @@ def export_policy(
         "versions": _versions(),
         "metadata": metadata or {},
     }
-    buffer = io.BytesIO()
-    np.savez(buffer, **weights)
-    write_bytes_atomic(folder / WEIGHTS_FILE, buffer.getvalue())
-    write_text_atomic(folder / SPEC_FILE, json.dumps(spec, indent=2))
-    return folder
+    return spec, weights
 
 
 def _layers(

@@ -14,47 +14,29 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from nba import policy_head
 from nba.contact_rules import RuleChecks, check_rules
 from nba.errors import NBAValidationError
 from nba.features import FeatureBuilder
 from nba.parameters import ScenarioArrays
+from nba.policy_head import Exploration, HeadOutput
 from nba.serving.capacity import allocate
 from nba.serving.schema import ParsedRequest, RequestSchema, ScoringInputError
 from nba.serving.spec import ExportedPolicy, load_exported
 from nba.state import StateSpace
 from nba.types import WEEKDAYS, BoolArray, FloatArray, IntArray
 
-__all__ = ["Decision", "Exploration", "PolicyScorer", "ScoringInputError"]
+__all__ = ["Decision", "Exploration", "PolicyScorer", "ScoringInputError", "ServedPolicy"]
+
+_CHUNK = 262_144  # rows per network call when evaluating many states: bounds the activations
 
 _RULES = ("consent", "cap", "global_cap", "quiet_day")
-
-
-@dataclass(frozen=True)
-class Exploration:
-    """How the scorer departs from the greedy choice, with propensities it can log.
-
-    ``epsilon``: with probability ``epsilon`` a uniformly random allowed action.
-    ``softmax``: sample from the policy's preferences divided by ``temperature``.
-    """
-
-    kind: Literal["greedy", "epsilon", "softmax"] = "greedy"
-    epsilon: float = 0.0
-    temperature: float = 1.0
-    seed: int | None = None
-
-    def __post_init__(self) -> None:
-        if self.kind not in ("greedy", "epsilon", "softmax"):
-            raise NBAValidationError(f"exploration.kind: unknown {self.kind!r}")
-        if not 0.0 <= self.epsilon <= 1.0:
-            raise NBAValidationError(f"exploration.epsilon: {self.epsilon} is outside [0, 1]")
-        if not self.temperature > 0.0:
-            raise NBAValidationError(f"exploration.temperature: {self.temperature} must be > 0")
 
 
 @dataclass
@@ -103,6 +85,7 @@ class PolicyScorer:
         self.action_channel = self.arrays.rules.action_channel  # -1 for no action
         self.action_offer = self.arrays.action_offer
         self._day_tables: dict[int, _DayTable] = {}
+        self._consent_verdicts: dict[tuple[bool, ...], list[bool]] = {}
         # plain lists: indexing pd.Index or arrays costs microseconds on the single path
         self._names = list(self.action_names)
         self._action_channel = self.action_channel.tolist()
@@ -119,18 +102,35 @@ class PolicyScorer:
         model_version: str | None = None,
         exploration: Exploration | None = None,
     ) -> PolicyScorer:
-        """From an export directory, or an MLflow ``models:/...`` or ``runs:/...`` URI."""
+        """From an export directory, or an MLflow ``models:/...`` or ``runs:/...`` URI.
+
+        An alias is resolved once, here: decisions report (and the decision log records) the
+        version it pointed at, e.g. ``"nba-retail/3"``, and the run that trained it
+        (``scorer.run_id``), not the alias, which may move later. Runs report ``"run:<id>"``;
+        an export directory its ``metadata.mlflow_run_id`` when it has one. ``model_version``
+        relabels the text and keeps the resolved name, number and run id.
+        """
+        from nba.serving.provenance import ModelVersion, resolve_model_uri
+
         text = str(source)
         if text.startswith(("models:/", "runs:/")):
             import mlflow.artifacts
 
-            local = Path(mlflow.artifacts.download_artifacts(artifact_uri=text))
+            pinned, resolved = resolve_model_uri(text)
+            local = Path(mlflow.artifacts.download_artifacts(artifact_uri=pinned))
             nested = local / "artifacts" / "policy"
             folder = nested if nested.is_dir() else local
-            version = model_version or text
+            policy = load_exported(folder)
         else:
-            folder, version = Path(text), model_version or "local"
-        return cls(load_exported(folder), version, exploration or Exploration())
+            policy = load_exported(Path(text))
+            run_id = (policy.spec.get("metadata") or {}).get("mlflow_run_id")
+            resolved = ModelVersion(
+                f"run:{run_id}" if run_id else "local", run_id=str(run_id) if run_id else None
+            )
+        version = resolved.relabel(model_version) if model_version else resolved
+        scorer = cls(policy, version, exploration or Exploration())
+        scorer.run_id = version.run_id
+        return scorer
 
     def input_schema(self) -> dict[str, Any]:
         """JSON Schema of one request row."""
@@ -140,19 +140,24 @@ class PolicyScorer:
     def score(self, customer: Mapping[str, Any], as_of: datetime | None = None) -> Decision:
         """The decision for one customer given as a mapping of fields.
 
-        Latency path: validation into plain Python values, then one row of the planning day's
-        decision table (every state and weekday under its persona's consent, computed once by
-        the batch path's own code). Custom consent, timestamps or exploration take the general
-        route below; the tests hold both equal to :meth:`score_batch`.
+        Latency path: validation into plain Python values (timestamps become days since per
+        cap), then one row of the planning day's decision table (every state and weekday under
+        its persona's consent, computed once by the batch path's own code). Custom consent or
+        exploration re-decide that row through the policy head's one-row functions under the
+        customer's own mask (:meth:`_decide_row`). Only timestamps spelled in ways just pandas
+        reads (or bad ones) go through the frame parser. The tests hold every route equal to
+        :meth:`score_batch`.
         """
         one = self.schema.parse_one(customer, as_of=as_of)
-        if one is None or not one.default_consent or self.exploration.kind != "greedy":
+        if one is None:
             return self._score_general(self.schema.parse_mapping(customer, as_of=as_of))
         index = self.space.encode_one(
             one.persona, one.stage, one.pressure, one.habit, one.opted_out, one.days_since
         )
         table = self._day_table(one.day)
         row = one.weekday * self.space.size + index
+        if not one.default_consent or self.exploration.kind != "greedy":
+            return self._decide_row(str(one.customer_id), one.consent, table, row)
         count = table.count[row]
         order = table.order[row, :count].tolist()
         probabilities = table.probability[row, :count].tolist()
@@ -180,37 +185,48 @@ class PolicyScorer:
         )
 
     def _score_general(self, request: ParsedRequest) -> Decision:
-        """One customer with custom consent, timestamps or exploration (arrays, one row)."""
-        state = request.state
-        index = int(self.space.encode(state)[0])
-        weekday, day = int(request.weekday[0]), int(request.day[0])
-        table = self._day_table(day)
-        row = weekday * self.space.size + index
-        preference, value = table.preferences[row], table.value[row]
-        checks = self._checks(request)
-        allowed = checks.allowed[0]
-        masked = np.where(allowed, preference, -np.inf)
-        probabilities = self._policy_probabilities(masked[None, :])[0]
-        greedy = int(np.argmax(masked))
-        chosen, propensities, was_explored = self._explore(
-            masked[None, :], allowed[None, :], np.array([greedy]), probabilities[None, :]
+        """One customer parsed by the frame parser (timestamps only pandas reads)."""
+        index = int(self.space.encode(request.state)[0])
+        table = self._day_table(int(request.day[0]))
+        row = int(request.weekday[0]) * self.space.size + index
+        consent = tuple(request.consent[0].tolist())
+        return self._decide_row(str(request.customer_id[0]), consent, table, row)
+
+    def _decide_row(
+        self, customer_id: str, consent: tuple[bool, ...], table: _DayTable, row: int
+    ) -> Decision:
+        """One customer under their own consent and the scorer's exploration, plain Python.
+
+        The table row holds the network's outputs and the consent-free rule verdicts for the
+        customer's state and weekday; the consent verdicts come from :func:`check_rules` once
+        per consent pattern. The policy head's one-row functions decide and explore.
+        """
+        consent_ok = self._consent_verdict(consent)
+        allowed = [c and r for c, r in zip(consent_ok, table.rest[row].tolist(), strict=True)]
+        head = policy_head.decide_row(
+            table.preferences[row].tolist(), allowed, self.policy.output_kind
         )
-        action, propensity = int(chosen[0]), float(propensities[0])
+        action, propensity, explored = policy_head.explore_row(head, self.exploration, self.rng)
         names = self._names
-        order = np.argsort(-masked, kind="stable")
-        order = order[np.isfinite(masked[order]) & (probabilities[order] > 0)]
+        probabilities = head.probabilities
         alternatives = [
-            {"action": names[a], "probability": p}
-            for a, p in zip(order.tolist(), probabilities[order].tolist(), strict=True)
+            {"action": names[a], "probability": probabilities[a]}
+            for a in policy_head.ranking_row(head.masked)
+            if probabilities[a] > 0
         ]
-        top = int(np.argmax(preference))
+        top = head.top
         suppressed = None
-        if not allowed[top]:
-            code = int(self._rule_reason(checks, np.zeros(1, dtype=np.int64), np.array([top]))[0])
+        if not head.top_allowed:
+            # the first failing rule in _RULES order, as _rule_reason picks it for a batch
+            verdicts = (consent_ok[top], bool(table.caps[row, top]), bool(table.pressure[row, top]))
+            failing = next((k for k, ok in enumerate(verdicts) if not ok), len(verdicts))
+            code = self._reason_code[failing * len(names) + top]
             suppressed = {"action": names[top], "reason": self._reasons[code]}
+        # without a value network the value is the chosen allowed preference, mask-dependent
+        value = table.value[row] if self.policy.value is not None else head.masked[head.greedy]
         channel, offer = self._action_channel[action], self._action_offer[action]
         return Decision(
-            customer_id=str(request.customer_id[0]),
+            customer_id=customer_id,
             action=action,
             action_name=names[action],
             channel=self._channels[channel] if channel >= 0 else None,
@@ -218,10 +234,39 @@ class PolicyScorer:
             propensity=propensity,
             value_estimate=value,
             model_version=self.model_version,
-            explored=bool(was_explored[0]),
+            explored=explored,
             alternatives=alternatives,
             suppressed=suppressed,
         )
+
+    def _consent_verdict(self, consent: tuple[bool, ...]) -> list[bool]:
+        """Per action, whether :func:`check_rules` lets this consent pattern use it (cached)."""
+        verdict = self._consent_verdicts.get(consent)
+        if verdict is None:
+            if len(self._consent_verdicts) >= 4096:  # 2**channels patterns at most
+                self._consent_verdicts.clear()
+            rules = self.arrays.rules
+            checks = check_rules(
+                rules,
+                np.array([consent], dtype=bool),
+                np.zeros(1, dtype=np.int64),
+                rules.cap_windows[None, :].astype(np.int64),
+                np.zeros(1, dtype=np.int64),
+            )
+            verdict = self._consent_verdicts[consent] = checks.consent[0].tolist()
+        return verdict
+
+    def decide_observations(self, obs: FloatArray, allowed: BoolArray) -> HeadOutput:
+        """The served decision for ready-made observations under the given rule masks.
+
+        What evaluation on the twin calls (:class:`ServedPolicy`): the network
+        and the policy head of :meth:`score_batch`, without request parsing.
+        """
+        return _Unique.from_features(self, np.asarray(obs, dtype=np.float32), allowed).head
+
+    def as_policy(self, name: str = "model") -> ServedPolicy:
+        """This scorer as a :class:`nba.policies.Policy`, greedy as served, for the twin."""
+        return ServedPolicy(self, name)
 
     def _checks(self, request: ParsedRequest) -> RuleChecks:
         state = request.state
@@ -294,21 +339,17 @@ class PolicyScorer:
 
         n = len(key)
         rows = np.arange(n)
-        greedy = unique.greedy[inverse]
+        head = unique.head.take(inverse)
         if capacity:
             if self.exploration.kind != "greedy":
                 raise NBAValidationError(
                     "capacity: allocation is deterministic; use greedy exploration with it"
                 )
-            chosen, displaced = self._allocate(unique.masked[inverse], allowed, capacity)
+            chosen, displaced = self._allocate(head.masked, allowed, capacity)
             propensity, explored = np.ones(n), np.zeros(n, dtype=bool)
-        elif self.exploration.kind == "greedy":
-            chosen, propensity, explored = greedy, np.ones(n), np.zeros(n, dtype=bool)
-            displaced = np.zeros(n, dtype=bool)
         else:
-            masked = unique.masked[inverse]
-            chosen, propensity, explored = self._explore(
-                masked, allowed, greedy, unique.probabilities[inverse]
+            chosen, propensity, explored = policy_head.explore(
+                head, allowed, self.exploration, self.rng
             )
             displaced = np.zeros(n, dtype=bool)
 
@@ -318,8 +359,8 @@ class PolicyScorer:
             chosen,
             propensity,
             explored,
-            unique,
-            inverse,
+            head,
+            unique.value[inverse],
             checks,
             displaced,
             top_k,
@@ -336,39 +377,9 @@ class PolicyScorer:
                 propensities=propensity,
                 explored=explored,
                 features=unique.obs[inverse],
-                probabilities=unique.probabilities[inverse],
+                probabilities=head.probabilities,
             )
         return result
-
-    def _policy_probabilities(self, masked: FloatArray) -> FloatArray:
-        """The policy's distribution over allowed actions (softmax of logits; greedy for Q)."""
-        if self.policy.output_kind == "logits":
-            shifted = np.exp(masked - masked.max(axis=1, keepdims=True))
-            return shifted / shifted.sum(axis=1, keepdims=True)
-        greedy = np.argmax(masked, axis=1)
-        probabilities = np.zeros_like(masked)
-        probabilities[np.arange(masked.shape[0]), greedy] = 1.0
-        return probabilities
-
-    def _explore(
-        self, masked: FloatArray, allowed: BoolArray, greedy: IntArray, probabilities: FloatArray
-    ) -> tuple[IntArray, FloatArray, BoolArray]:
-        n = greedy.shape[0]
-        rows = np.arange(n)
-        how = self.exploration
-        if how.kind == "greedy":
-            return greedy, np.ones(n), np.zeros(n, dtype=bool)
-        if how.kind == "epsilon":
-            count = allowed.sum(axis=1)
-            uniform = _sample(allowed / count[:, None], self.rng)
-            explore = self.rng.random(n) < how.epsilon
-            chosen = np.where(explore, uniform, greedy)
-            propensity = how.epsilon / count + (1.0 - how.epsilon) * (chosen == greedy)
-            return chosen, propensity, chosen != greedy
-        tempered = np.exp((masked - masked.max(axis=1, keepdims=True)) / how.temperature)
-        tempered /= tempered.sum(axis=1, keepdims=True)
-        chosen = _sample(tempered, self.rng)
-        return chosen, tempered[rows, chosen], chosen != greedy
 
     def _allocate(
         self, masked: FloatArray, allowed: BoolArray, capacity: Mapping[str, int]
@@ -409,8 +420,8 @@ class PolicyScorer:
         chosen: IntArray,
         propensity: FloatArray,
         explored: BoolArray,
-        unique: _Unique,
-        inverse: IntArray,
+        head: HeadOutput,
+        value: FloatArray,
         checks: RuleChecks,
         displaced: BoolArray,
         top_k: int,
@@ -426,39 +437,54 @@ class PolicyScorer:
             "offer": pd.Categorical.from_codes(self.action_offer[chosen], self.offer_names),
             "propensity": propensity,
             "explored": explored,
-            "value_estimate": unique.value[inverse],
+            "value_estimate": value,
         }
         # the policy's own top choice, when a rule (or capacity) kept it from being chosen
-        top = unique.top[inverse]
-        blocked = ~unique.top_allowed[inverse]
+        top = head.top
+        blocked = ~head.top_allowed
         reason = np.where(blocked, self._rule_reason(checks, rows, top), -1)
         suppressed = np.where(blocked, top, -1)
         # displaced by capacity: report the allowed favourite that went to someone else
-        favourite = unique.greedy[inverse]
+        favourite = head.greedy
         displaced_reason = self._reason_code[len(_RULES) * n_actions + favourite]
         reason = np.where(displaced, displaced_reason, reason)
         suppressed = np.where(displaced, favourite, suppressed)
         columns["suppressed_action"] = pd.Categorical.from_codes(suppressed, names)
         columns["suppressed_reason"] = pd.Categorical.from_codes(reason, self.reason_names)
-        ranked, ranked_probability = unique.ranking(top_k)
+        ranked, ranked_probability = head.ranking(top_k)
         for k in range(ranked.shape[1]):
-            columns[f"rank_{k + 1}_action"] = pd.Categorical.from_codes(ranked[inverse, k], names)
-            columns[f"rank_{k + 1}_probability"] = ranked_probability[inverse, k]
+            columns[f"rank_{k + 1}_action"] = pd.Categorical.from_codes(ranked[:, k], names)
+            columns[f"rank_{k + 1}_probability"] = ranked_probability[:, k]
         columns["model_version"] = self.model_version
         return pd.DataFrame(columns, index=index)
 
 
 @dataclass
+class ServedPolicy:
+    """An exported policy behind :class:`nba.policies.Policy`, greedy as served.
+
+    Decides through :meth:`PolicyScorer.decide_observations` (the scorer's network and policy
+    head), so the twin values exactly what the scorer serves: training's evaluation, the exact
+    share, the promotion gate and ``nba evaluate --model`` all use it.
+    """
+
+    scorer: PolicyScorer
+    name: str = "model"
+
+    def act(self, obs: FloatArray, mask: BoolArray) -> tuple[IntArray, FloatArray]:
+        actions = np.empty(obs.shape[0], dtype=np.int64)
+        for start in range(0, obs.shape[0], _CHUNK):
+            rows = slice(start, start + _CHUNK)
+            actions[rows] = self.scorer.decide_observations(obs[rows], mask[rows]).greedy
+        return actions, policy_head.one_hot(actions, mask.shape[1])
+
+
+@dataclass
 class _Unique:
-    """Network outputs and rankings for each distinct (features, mask) combination."""
+    """Features, the policy head's decision and the value for each distinct combination."""
 
     obs: FloatArray
-    preferences: FloatArray  # network outputs
-    masked: FloatArray  # preferences, -inf where not allowed
-    probabilities: FloatArray
-    greedy: IntArray
-    top: IntArray  # the policy's favourite ignoring the rules
-    top_allowed: BoolArray
+    head: HeadOutput
     value: FloatArray
 
     @classmethod
@@ -474,34 +500,19 @@ class _Unique:
         obs = scorer.features.build(
             state.take(first), request.day[first], weekday=request.weekday[first]
         )
-        allowed_first = allowed[first]
-        preferences = scorer.policy.policy.forward(obs).astype(np.float64)
-        masked = np.where(allowed_first, preferences, -np.inf)
-        greedy = np.argmax(masked, axis=1)
-        top = np.argmax(preferences, axis=1)
+        return cls.from_features(scorer, obs, allowed[first])
+
+    @classmethod
+    def from_features(cls, scorer: PolicyScorer, obs: FloatArray, allowed: BoolArray) -> _Unique:
+        head = policy_head.decide(
+            scorer.policy.policy.forward(obs), allowed, scorer.policy.output_kind
+        )
         if scorer.policy.value is not None:
             value = scorer.policy.value.forward(obs)[:, 0].astype(np.float64)
             value *= scorer.policy.value_scale
         else:
-            value = masked[np.arange(len(greedy)), greedy]
-        return cls(
-            obs=obs,
-            preferences=preferences,
-            masked=masked,
-            probabilities=scorer._policy_probabilities(masked),
-            greedy=greedy,
-            top=top,
-            top_allowed=allowed_first[np.arange(len(top)), top],
-            value=value,
-        )
-
-    def ranking(self, top_k: int) -> tuple[IntArray, FloatArray]:
-        """The ``top_k`` allowed actions by preference (-1 past the allowed ones)."""
-        k = max(0, min(top_k, self.masked.shape[1]))
-        order = np.argsort(-self.masked, axis=1, kind="stable")[:, :k]
-        rows = np.arange(order.shape[0])[:, None]
-        valid = np.isfinite(self.masked[rows, order])
-        return np.where(valid, order, -1), np.where(valid, self.probabilities[rows, order], 0.0)
+            value = head.masked[np.arange(len(head.greedy)), head.greedy]
+        return cls(obs=obs, head=head, value=value)
 
 
 @dataclass
@@ -513,7 +524,10 @@ class _DayTable:
     results are plain lists because indexing them is most of the single-path cost.
     """
 
-    preferences: FloatArray  # (7S, A) network outputs, for the general single path
+    preferences: FloatArray  # (7S, A) network outputs, for custom consent and exploration
+    rest: BoolArray  # (7S, A) every rule but consent allows the action (check_rules' verdicts)
+    caps: BoolArray  # (7S, A) the cap rules allow it (to name the rule that blocks)
+    pressure: BoolArray  # (7S, A) the global cap allows it
     value: list[float]
     greedy: list[int]
     count: list[int]  # allowed actions with positive probability: a prefix of ``order``
@@ -537,28 +551,23 @@ class _DayTable:
         )
         checks = scorer._checks(request)
         unique = _Unique.evaluate(scorer, every, request, checks.allowed, rows)
-        order, probability = unique.ranking(len(scorer._names))
-        blocked = ~unique.top_allowed
+        head = unique.head
+        order, probability = head.ranking(len(scorer._names))
+        blocked = ~head.top_allowed
         return cls(
-            preferences=unique.preferences,
+            preferences=head.preferences,
+            rest=checks.caps & checks.pressure & checks.quiet,
+            caps=checks.caps,
+            pressure=checks.pressure,
             value=unique.value.tolist(),
-            greedy=unique.greedy.tolist(),
+            greedy=head.greedy.tolist(),
             count=((order >= 0) & (probability > 0)).sum(axis=1).tolist(),
             order=np.maximum(order, 0).astype(np.int16),
             probability=probability,
-            suppressed=np.where(blocked, unique.top, -1).tolist(),
-            reason=np.where(blocked, scorer._rule_reason(checks, rows, unique.top), -1).tolist(),
+            suppressed=np.where(blocked, head.top, -1).tolist(),
+            reason=np.where(blocked, scorer._rule_reason(checks, rows, head.top), -1).tolist(),
         )
 
-
-def _sample(probabilities: FloatArray, rng: np.random.Generator) -> IntArray:
-    cumulative = np.cumsum(probabilities, axis=1)
-    draw = rng.random(probabilities.shape[0])[:, None] * cumulative[:, -1:]
-    return np.minimum((draw >= cumulative).sum(axis=1), probabilities.shape[1] - 1)
-
-
-def _missing(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and np.isnan(value))
 
 
 def _reason_table(scenario: Any, arrays: ScenarioArrays) -> pd.Index:

@@ -68,6 +68,11 @@ def load_exported(directory: str | Path) -> ExportedPolicy:
             weights = {name: archive[name] for name in archive.files}
     except (ValueError, OSError) as exc:
         raise PolicyFormatError(f"{WEIGHTS_FILE}: cannot read plain arrays: {exc}") from None
+    return policy_from_parts(spec, weights)
+
+
+def policy_from_parts(spec: dict[str, Any], weights: dict[str, np.ndarray]) -> ExportedPolicy:
+    """An export from its spec and plain arrays (a loaded directory, or a model in memory)."""
     scenario = Scenario.from_dict(spec["scenario"])
     if scenario.fingerprint() != spec.get("scenario_fingerprint"):
         raise PolicyFormatError(f"{SPEC_FILE}.scenario_fingerprint: does not match the scenario")

@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from nba.cli import app
@@ -76,3 +77,30 @@ def test_simulate_writes_per_day_kpis(tmp_path: Path) -> None:
         assert len(frame) == 90 and {"day", "contacts", "revenue", "stage_churned"} <= set(frame)
     bad = runner.invoke(app, ["simulate", "--out", str(tmp_path / "kpis.xlsx")])
     assert bad.exit_code != 0
+
+
+def test_evaluate_puts_a_trained_model_in_the_table_as_served(tmp_path: Path) -> None:
+    from stable_baselines3 import PPO
+
+    from nba.envs import TwinVecEnv
+    from nba.evaluation import evaluate_policies
+    from nba.scenarios import load_scenario
+    from nba.serving.export import export_policy
+    from nba.serving.scorer import PolicyScorer
+
+    scenario = load_scenario("retail")
+    model = PPO("MlpPolicy", TwinVecEnv(scenario, n_envs=4, seed=0), seed=2, device="cpu")
+    export_policy(model, scenario, tmp_path / "policy", algo="ppo")
+    command = ["evaluate", "--model", str(tmp_path / "policy"), "--policies", "no_action"]
+    result = runner.invoke(app, [*command, "--customers", "300", "--json"])
+    assert result.exit_code == 0, result.output
+    rows = {row["policy"]: row for row in json.loads(result.stdout)}
+    assert set(rows) == {"model", "no_action", "optimal"}
+    served = PolicyScorer.load(tmp_path / "policy").as_policy("model")
+    expected = evaluate_policies("retail", [served], n_customers=300, include_references=False)
+    assert rows["model"]["value"] == pytest.approx(expected.table.loc[0, "value"], abs=1e-8)
+    assert (
+        rows["model"]["blocked_requests"] == 0.0
+    )  # the policy head never asks for a forbidden action
+    missing = runner.invoke(app, ["evaluate", "--model", str(tmp_path / "nowhere")])
+    assert "--model: no export directory" in str(missing.exception)  # main() exits 2 with it

@@ -42,6 +42,11 @@ class EnvSettings(_Config):
 class PolicySettings(_Config):
     net_arch: list[int] = Field(default_factory=lambda: [64, 64])
     activation: Literal["tanh", "relu"] = "tanh"
+    mask_actions: bool = Field(
+        True,
+        description="Train with the contact rules' masks, as the policy head serves (ppo, a2c, "
+        "dqn; maskable_ppo always masks through the env).",
+    )
 
 
 class HyperParameters(_Config):
@@ -69,9 +74,17 @@ class TrainConfig(_Config):
         None, gt=0, le=1, description="Stop early once the exact share of optimum reaches it."
     )
     experiment: str = "nba"
-    register_model: bool = True
+    register_model: bool = Field(
+        False, description="Register the policy and point the 'candidate' alias at it."
+    )
     model_name: str | None = None
-    torch_threads: int | None = Field(None, ge=1)
+    torch_threads: int = Field(
+        1,
+        ge=1,
+        description="torch intra-op threads. One by default: the policy MLPs are small, and "
+        "on a machine with other work more threads ran 2.5-16x slower "
+        "(benchmarks/torch_threads.py).",
+    )
     progress_bar: bool = False
 
     def resolved(self) -> TrainConfig:

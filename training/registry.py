@@ -22,15 +22,26 @@ class AlgorithmSpec:
     :param name: registry key (``ppo``).
     :param target: ``module:Class`` of the SB3-compatible algorithm.
     :param maskable: whether ``predict``/``learn`` take action masks from the env.
+    :param policy: SB3 policy alias or ``module:Class``; a class taking ``rule_mask`` reads
+        the contact rules' masks from the observation (:mod:`nba.training.masking`).
     """
 
     name: str
     target: str
     maskable: bool = False
+    policy: str = "MlpPolicy"
 
     def load(self) -> type[BaseAlgorithm]:
-        module, _, attribute = self.target.partition(":")
-        return getattr(importlib.import_module(module), attribute)
+        return _import(self.target)
+
+    @property
+    def masks_from_observation(self) -> bool:
+        """Whether the policy masks forbidden actions itself (it takes ``rule_mask``)."""
+        return ":" in self.policy
+
+    def policy_class(self, masked: bool = True) -> str | type:
+        """The policy to build: the masking class, or plain ``MlpPolicy`` when not ``masked``."""
+        return _import(self.policy) if masked and self.masks_from_observation else "MlpPolicy"
 
     def accepted_parameters(self) -> set[str]:
         """Constructor keywords of the algorithm (for clear errors on unknown config keys)."""
@@ -66,7 +77,17 @@ def get_algorithm(name: str) -> AlgorithmSpec:
     return ALGORITHMS[name]
 
 
-register_algorithm(AlgorithmSpec("ppo", "stable_baselines3:PPO"))
-register_algorithm(AlgorithmSpec("a2c", "stable_baselines3:A2C"))
-register_algorithm(AlgorithmSpec("dqn", "stable_baselines3:DQN"))
+def _import(target: str) -> Any:
+    module, _, attribute = target.partition(":")
+    return getattr(importlib.import_module(module), attribute)
+
+
+_MASKED_ACTOR_CRITIC = "nba.training.masking:MaskedActorCriticPolicy"
+register_algorithm(AlgorithmSpec("ppo", "stable_baselines3:PPO", policy=_MASKED_ACTOR_CRITIC))
+register_algorithm(AlgorithmSpec("a2c", "stable_baselines3:A2C", policy=_MASKED_ACTOR_CRITIC))
+register_algorithm(
+    AlgorithmSpec(
+        "dqn", "nba.training.masking:MaskedDQN", policy="nba.training.masking:MaskedDQNPolicy"
+    )
+)
 register_algorithm(AlgorithmSpec("maskable_ppo", "sb3_contrib:MaskablePPO", maskable=True))

@@ -14,10 +14,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from nba import policy_head
 from nba.errors import NBAValidationError
 from nba.features import FeatureBuilder
 from nba.ope.data import LoggedBandit, LoggedTrajectories
-from nba.policies import Policy, one_hot
+from nba.policies import Policy
 from nba.twin import CustomerTwin
 from nba.types import BoolArray, FloatArray, IntArray, SeedLike
 
@@ -45,19 +46,11 @@ class EpsilonPolicy:
 
     def probabilities(self, obs: FloatArray, mask: BoolArray) -> FloatArray:
         base, _ = self.base.act(obs, mask)
-        uniform = mask / mask.sum(axis=1, keepdims=True)
-        return self.epsilon * uniform + (1.0 - self.epsilon) * one_hot(base, mask.shape[1])
+        return policy_head.epsilon_mix(base, mask, self.epsilon)
 
     def act(self, obs: FloatArray, mask: BoolArray) -> tuple[IntArray, FloatArray]:
         probabilities = self.probabilities(obs, mask)
-        return sample(probabilities, self.rng), probabilities
-
-
-def sample(probabilities: FloatArray, rng: np.random.Generator) -> IntArray:
-    """One draw per row (cumulative sum and a comparison, no loop)."""
-    cumulative = np.cumsum(probabilities, axis=1)
-    draw = rng.random(probabilities.shape[0])[:, None] * cumulative[:, -1:]
-    return np.minimum((draw >= cumulative).sum(axis=1), probabilities.shape[1] - 1)
+        return policy_head.sample(probabilities, self.rng), probabilities
 
 
 @dataclass(frozen=True)

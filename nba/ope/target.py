@@ -14,16 +14,15 @@ consent the features do not carry. "No action" is always allowed.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
 
+from nba import policy_head
 from nba.contact_rules import check_rules
 from nba.errors import NBAValidationError
-from nba.policies import one_hot
-from nba.serving.scorer import PolicyScorer
-from nba.types import BoolArray, FloatArray, IntArray
+from nba.serving.scorer import PolicyScorer, ServedPolicy
+from nba.types import BoolArray, FloatArray
 
 TargetKind = Literal["greedy", "softmax"]
 _CHUNK = 262_144  # rows per network call: bounds the hidden activations' memory
@@ -67,29 +66,16 @@ def policy_probabilities(
     allowed: BoolArray,
     kind: TargetKind = "greedy",
 ) -> FloatArray:
-    """(n, A) evaluation-policy probabilities over the allowed actions."""
-    masked = np.where(allowed, preferences(scorer, features), -np.inf)
-    if kind == "greedy":
-        return one_hot(np.argmax(masked, axis=1), masked.shape[1])
-    if kind != "softmax":
+    """(n, A) evaluation-policy probabilities over the allowed actions (the policy head's)."""
+    if kind not in ("greedy", "softmax"):
         raise NBAValidationError(f"target: unknown kind {kind!r}; expected greedy or softmax")
-    if scorer.policy.output_kind != "logits":
+    if kind == "softmax" and scorer.policy.output_kind != "logits":
         raise NBAValidationError("target: softmax needs a policy with logits, not Q values")
-    shifted = np.exp(masked - masked.max(axis=1, keepdims=True))
-    return shifted / shifted.sum(axis=1, keepdims=True)
+    head = policy_head.decide(preferences(scorer, features), allowed, scorer.policy.output_kind)
+    if kind == "greedy":
+        return policy_head.one_hot(head.greedy, allowed.shape[1])
+    return head.probabilities
 
 
-@dataclass
-class ScorerPolicy:
-    """An exported policy behind :class:`nba.policies.Policy`, greedy as served by default.
-
-    Lets the twin evaluate a registered model (``nba.evaluation``) when there are no logs.
-    """
-
-    scorer: PolicyScorer
-    name: str = "model"
-
-    def act(self, obs: FloatArray, mask: BoolArray) -> tuple[IntArray, FloatArray]:
-        masked = np.where(mask, preferences(self.scorer, obs), -np.inf)
-        actions = np.argmax(masked, axis=1).astype(np.int64)
-        return actions, one_hot(actions, mask.shape[1])
+#: Kept under its first name: an exported policy as a :class:`nba.policies.Policy`.
+ScorerPolicy = ServedPolicy
