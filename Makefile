@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml constraints.txt
 ## The main job: train PPO on the reference scenario, compare with every baseline and the
 ## exact optimum, record and register it in MLflow (./mlflow.db), print the table.
 run: $(STAMP)
-	$(BIN)/nba train --scenario retail --algo ppo --timesteps 30000000 --eval-every 2000000
+	$(BIN)/nba train --scenario retail --algo ppo --timesteps 30000000 --eval-every 2000000 --register
 
 ## The MLflow UI on the local store, bound to 127.0.0.1.
 ui: $(STAMP)

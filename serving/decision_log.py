@@ -30,7 +30,10 @@ CREATE TABLE IF NOT EXISTS decisions (
     propensity REAL NOT NULL CHECK (propensity > 0 AND propensity <= 1),
     explored INTEGER NOT NULL,
     features BLOB NOT NULL,
-    probabilities BLOB NOT NULL
+    probabilities BLOB NOT NULL,
+    model_name TEXT,
+    model_number TEXT,
+    run_id TEXT
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
@@ -65,6 +68,7 @@ class DecisionLog:
         self._connection.execute("PRAGMA journal_mode=WAL")
         self._connection.execute("PRAGMA synchronous=FULL")
         self._connection.executescript(SCHEMA)
+        self._add_provenance_columns()
 
     def close(self) -> None:
         self._connection.close()
@@ -88,7 +92,15 @@ class DecisionLog:
         probabilities: np.ndarray,
         feature_names: list[str] | None = None,
     ) -> int:
-        """Append one batch in transactions of ``chunk_rows``; returns the rows written."""
+        """Append one batch in transactions of ``chunk_rows``; returns the rows written.
+
+        A ``model_version`` that carries provenance (what ``PolicyScorer.load`` makes, a
+        :class:`~nba.serving.provenance.ModelVersion`) also fills ``model_name``,
+        ``model_number`` and ``run_id``: the registry version and run actually used.
+        """
+        provenance = tuple(
+            getattr(model_version, part, None) for part in ("name", "version", "run_id")
+        )
         if isinstance(decided_at, pd.Series):
             stamps = decided_at.dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ").to_numpy()
         else:
@@ -106,21 +118,23 @@ class DecisionLog:
                 (
                     str(customer_id[i]),
                     stamps[i],
-                    model_version,
+                    str(model_version),
                     int(actions[i]),
                     str(action_names[i]),
                     float(propensities[i]),
                     int(bool(explored[i])),
                     features32[i].tobytes(),
                     probabilities32[i].tobytes(),
+                    *provenance,
                 )
                 for i in range(start, stop)
             )
             with self._transaction():
                 self._connection.executemany(
                     "INSERT INTO decisions (customer_id, decided_at, model_version, action, "
-                    "action_name, propensity, explored, features, probabilities) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "action_name, propensity, explored, features, probabilities, "
+                    "model_name, model_number, run_id) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     rows,
                 )
         return n
@@ -135,6 +149,17 @@ class DecisionLog:
 
     def __len__(self) -> int:
         return int(self._connection.execute("SELECT COUNT(*) FROM decisions").fetchone()[0])
+
+    def _add_provenance_columns(self) -> None:
+        """Logs written before provenance columns existed get them (empty for old rows)."""
+        columns = {row[1] for row in self._connection.execute("PRAGMA table_info(decisions)")}
+        for column in ("model_name", "model_number", "run_id"):
+            if column not in columns:
+                try:
+                    self._connection.execute(f"ALTER TABLE decisions ADD COLUMN {column} TEXT")
+                except sqlite3.OperationalError as exc:  # another writer added it first
+                    if "duplicate column" not in str(exc):
+                        raise
 
     def _set_meta(self, key: str, value: str) -> None:
         with self._transaction():

@@ -58,7 +58,8 @@ def test_the_champion_is_not_promoted_over_itself_and_unknown_versions_are_named
 def test_a_model_registered_by_training_is_evaluated_and_gated(
     registry: Callable[[Path], str], tmp_path: Path, decision_log: Path
 ) -> None:
-    result = train(algo="ppo", seed=1, config=tiny_config_for(tmp_path, "ppo"), **TINY_RUN)
+    config = tiny_config_for(tmp_path, "ppo")
+    result = train(algo="ppo", seed=1, config=config, register_model=True, **TINY_RUN)
     uri = f"models:/{MODEL}@candidate"
     runner = CliRunner()
     ope = runner.invoke(

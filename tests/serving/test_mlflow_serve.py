@@ -25,7 +25,7 @@ from tests.training.conftest import TINY_RUN, tiny_config_for
 def test_models_serve_answers_invocations(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    train(algo="ppo", config=tiny_config_for(tmp_path, "ppo"), **TINY_RUN)
+    train(algo="ppo", config=tiny_config_for(tmp_path, "ppo"), register_model=True, **TINY_RUN)
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]

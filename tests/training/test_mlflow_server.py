@@ -82,7 +82,9 @@ def test_tiny_run_against_a_real_server(
     mlflow_server: str, workdir: Path, tiny_config: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
-    result = train(algo="ppo", config=tiny_config, experiment="team", **TINY_RUN)
+    result = train(
+        algo="ppo", config=tiny_config, experiment="team", register_model=True, **TINY_RUN
+    )
     client = MlflowClient(mlflow_server)
     run = client.get_run(result.run_id)
     assert run.info.status == "FINISHED"

@@ -14,7 +14,7 @@ from tests.training.conftest import TINY_RUN, tiny_config_for
 
 
 def test_a_run_leaves_a_complete_mlflow_record(workdir: Path, tiny_config: Path) -> None:
-    result = train(algo="ppo", seed=3, config=tiny_config, **TINY_RUN)
+    result = train(algo="ppo", seed=3, config=tiny_config, register_model=True, **TINY_RUN)
     client = MlflowClient(resolve_tracking_uri())
     run = client.get_run(result.run_id)
     assert run.info.status == "FINISHED"
