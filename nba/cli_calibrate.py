@@ -93,8 +93,9 @@ def calibrate(
     from nba.calibration.events import save_events
     from nba.calibration.fit import calibrate as fit
     from nba.calibration.report import log_to_mlflow, write_report
-    from nba.cli import _emit, console
+    from nba.cli import _cell, _emit, console
     from nba.cli_inputs import check_output
+    from nba.progress import phase
 
     check_output(out, "--out", (".yaml", ".yml"))
     if holdout_fraction > 0 and holdout_out is None:
@@ -102,7 +103,8 @@ def calibrate(
     if holdout_out is not None and holdout_out.exists() and not holdout_out.is_dir():
         raise NBAValidationError(f"--holdout-out: {str(holdout_out)!r} is not a folder")
     _check_event_files(events, customers)
-    log = _load_events(events, customers)
+    with phase(f"calibration: reading {events.name}"):
+        log = _load_events(events, customers)
     if holdout_fraction > 0 and holdout_out is not None:
         ids = log.customer_ids
         held = np.random.default_rng(seed).random(len(ids)) < holdout_fraction
@@ -113,21 +115,29 @@ def calibrate(
             holdout_out / "customers.parquet" if log.customers is not None else None,
         )
         log = log.for_customers(ids[~held])
-    result = fit(
-        log,
-        reference_time=reference_time,
-        window_days=window_days,
-        holdout_after=holdout_after,
-        name=name,
-        k_range=range(2, max_personas + 1),
-        n_bootstrap=bootstrap,
-        seed=seed,
-        data_label=events.name,
-    )
+    with phase(
+        "calibration: fitting personas, stages, rates and responses, "
+        f"{bootstrap} bootstrap replicates"
+    ):
+        result = fit(
+            log,
+            reference_time=reference_time,
+            window_days=window_days,
+            holdout_after=holdout_after,
+            name=name,
+            k_range=range(2, max_personas + 1),
+            n_bootstrap=bootstrap,
+            seed=seed,
+            data_label=events.name,
+        )
     result.scenario.to_yaml(out)
     folder = out.with_suffix("").with_name(out.stem + "_report")
-    report = write_report(result, folder)
-    run_id = log_to_mlflow(result, folder) if mlflow else None
+    with phase("calibration: writing the report"):
+        report = write_report(result, folder)
+    run_id = None
+    if mlflow:
+        with phase("calibration: logging the report to MLflow"):
+            run_id = log_to_mlflow(result, folder)
     summary = {
         "scenario": str(out),
         "report": str(report),
@@ -148,7 +158,7 @@ def calibrate(
         title=f"Calibrated {result.scenario.name}",
     )
     console.print(
-        f"{summary['personas']} personas (silhouette {summary['silhouette']}); "
+        f"{summary['personas']} personas (silhouette by k: {_cell(summary['silhouette'])}); "
         f"{summary['fitted']} fitted, {summary['assumed']} assumed; {summary['seconds']} s. "
         f"Scenario -> {out}; report -> {report}"
     )
@@ -202,8 +212,9 @@ def audit(
     """
     from nba.calibration.audit import audit as run_audit
     from nba.calibration.forecast import forecast_audit
-    from nba.cli import _emit, console
+    from nba.cli import _describe, _emit, console
     from nba.cli_inputs import check_input, reading
+    from nba.progress import phase
     from nba.scenario import Scenario
 
     if (holdout_start is None) != (holdout_end is None):
@@ -216,16 +227,17 @@ def audit(
     if holdout_start is not None and holdout_end is not None:
         if segment:
             raise NBAValidationError("--segment: not used by the forecast audit")
-        result = forecast_audit(
-            twin_scenario,
-            log,
-            holdout_start,
-            holdout_end,
-            replicates=replicates or FORECAST_REPLICATES,
-            placement=placement or "filtered",
-            history_start=history_start or "log",
-            seed=seed,
-        )
+        with phase(f"audit: forecasting {len(log.customer_ids):,} customers' purchases"):
+            result = forecast_audit(
+                twin_scenario,
+                log,
+                holdout_start,
+                holdout_end,
+                replicates=replicates or FORECAST_REPLICATES,
+                placement=placement or "filtered",
+                history_start=history_start or "log",
+                seed=seed,
+            )
         title = "Twin purchase-count forecast vs held-out reality and BG/NBD"
     else:
         for option, value in (("--placement", placement), ("--history-start", history_start)):
@@ -237,13 +249,14 @@ def audit(
             if not sep or not key.strip() or not query.strip():
                 raise NBAValidationError(f"--segment: expected NAME=QUERY, got {item!r}")
             segments[key.strip()] = query.strip()
-        result = run_audit(
-            twin_scenario,
-            log,
-            segments=segments,
-            replicates=replicates or AUDIT_REPLICATES,
-            seed=seed,
-        )
+        with phase(f"audit: simulating the twin for {len(log.customer_ids):,} customers"):
+            result = run_audit(
+                twin_scenario,
+                log,
+                segments=segments,
+                replicates=replicates or AUDIT_REPLICATES,
+                seed=seed,
+            )
         title = "Twin vs held-out reality"
     rows = result.table.round(5).to_dict(orient="records")
     if as_json:
@@ -251,7 +264,7 @@ def audit(
     else:
         _emit(rows, False, title=title)
         verdict = "PASS" if result.passed else "FAIL"
-        console.print(f"{verdict}: {result.summary()}")
+        console.print(f"{verdict}: {_describe(result.summary())}")
     if strict and not result.passed:
         raise typer.Exit(1)
 

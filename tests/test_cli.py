@@ -59,7 +59,7 @@ def test_evaluate_json_has_zero_violations() -> None:
         app, ["evaluate", "--policies", "myopic,journey_map", "--customers", "1000", "--json"]
     )
     assert result.exit_code == 0, result.output
-    rows = {row["policy"]: row for row in json.loads(result.output)}
+    rows = {row["policy"]: row for row in json.loads(result.stdout)}
     assert set(rows) == {"myopic", "journey_map", "no_action", "optimal"}
     assert all(row["violations"] == 0 for row in rows.values())
 

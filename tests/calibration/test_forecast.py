@@ -114,13 +114,13 @@ def test_cli_audit_runs_the_forecast_audit(
     args += ["--holdout-start", cutoff.date().isoformat(), "--holdout-end", end]
     result = CliRunner().invoke(app, [*args, "--replicates", "5", "--json"])
     assert result.exit_code == 0, result.output
-    payload = json.loads(result.output)
+    payload = json.loads(result.stdout)
     assert {"mae_twin", "mae_bgnbd", "lapse_curve_distance"} <= payload["summary"].keys()
     half = CliRunner().invoke(app, [*args[:-2], "--json"])
     assert half.exit_code != 0
     ruled = CliRunner().invoke(app, [*args, "--replicates", "5", "--placement", "rules", "--json"])
     assert ruled.exit_code == 0, ruled.output
-    assert json.loads(ruled.output)["summary"]["mae_twin"] != payload["summary"]["mae_twin"]
+    assert json.loads(ruled.stdout)["summary"]["mae_twin"] != payload["summary"]["mae_twin"]
     arrivals = CliRunner().invoke(
         app, [*args, "--replicates", "5", "--history-start", "first_event", "--json"]
     )

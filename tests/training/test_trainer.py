@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -26,8 +28,29 @@ def test_a_run_leaves_a_complete_mlflow_record(workdir: Path, tiny_config: Path)
     shares = client.get_metric_history(result.run_id, "eval/share_of_optimum")
     assert [m.step for m in shares] == sorted(m.step for m in shares) and len(shares) >= 2
     assert any(key.startswith("train/") for key in run.data.metrics)  # SB3 logger via KVWriter
+    # headline numbers as metrics; every KPI in the table artifact, which the UI shows as a table
     assert run.data.metrics["final/optimal/share_of_optimum"] == 1.0
-    assert run.data.metrics["final/ppo/violations"] == 0.0
+    per_policy = {key.split("/")[2] for key in run.data.metrics if key.count("/") == 2}
+    assert per_policy == {"value", "share_of_optimum", "exact_share_of_optimum"}
+    assert "final/ppo/exact_share_of_optimum" in run.data.metrics
+    logged = client.load_table(
+        run.info.experiment_id, "evaluation/evaluation.json", run_ids=[result.run_id]
+    ).set_index("policy")
+    assert len(logged) == 6 and logged.loc["ppo", "violations"] == 0
+    assert {"type": "table", "path": "evaluation/evaluation.json"} in json.loads(
+        run.data.tags["mlflow.loggedArtifacts"]
+    )
+
+    # what a reviewer sees first: description, source, user; the model-training view
+    tags = run.data.tags
+    assert re.fullmatch(
+        r"ppo on retail, 2\.0k steps: exact share -?\d\.\d{3} of the optimum "
+        r"\(value -?\d+\.\d vs \d+\.\d no action\)",
+        tags["mlflow.note.content"],
+    ), tags["mlflow.note.content"]
+    assert tags["mlflow.user"] and tags["mlflow.source.name"] and tags["mlflow.source.type"]
+    experiment = client.get_experiment(run.info.experiment_id)
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
 
     artifacts = {
         a.path
