@@ -299,6 +299,12 @@ def train(
     With --resume, options not given come from the run; --timesteps sets a new total, and an
     option that would change what the run learns or measures is refused.
     """
+    if not resume:  # a typo fails in a second, before torch loads or any store is created
+        from nba.scenarios import load_scenario
+
+        load_scenario(scenario)
+        if config is not None and not config.is_file():
+            raise NBAValidationError(f"--config: no such file {str(config)!r}")
     from nba.training.trainer import TrainingInterrupted
     from nba.training.trainer import train as run_training
 
