@@ -206,10 +206,10 @@ def decide_row(preferences: Sequence[float], allowed: Sequence[bool], kind: str)
         raise NBAValidationError(
             f"policy head: preferences ({len(preferences)},) and mask ({len(allowed)},) differ"
         )
+    preferences = list(preferences)
     masked = mask_row(preferences, allowed)
-    n = len(masked)
-    greedy = max(range(n), key=masked.__getitem__)  # the first maximum, as np.argmax
-    top = max(range(n), key=preferences.__getitem__)
+    greedy = masked.index(max(masked))  # the first maximum, as np.argmax
+    top = preferences.index(max(preferences))
     return RowDecision(
         masked=masked,
         greedy=greedy,
@@ -221,8 +221,8 @@ def decide_row(preferences: Sequence[float], allowed: Sequence[bool], kind: str)
 
 def mask_row(preferences: Sequence[float], allowed: Sequence[bool]) -> list[float]:
     """:func:`mask` for one row."""
-    masked = [float(p) if ok else -math.inf for p, ok in zip(preferences, allowed, strict=True)]
-    masked[0] = float(preferences[0])
+    masked = [p if ok else -math.inf for p, ok in zip(preferences, allowed, strict=True)]
+    masked[0] = preferences[0]
     return masked
 
 
@@ -231,7 +231,7 @@ def policy_probabilities_row(masked: Sequence[float], kind: str) -> list[float]:
     if kind == "logits":
         return softmax_row(masked)
     if kind == "q_values":
-        greedy = max(range(len(masked)), key=masked.__getitem__)
+        greedy = list(masked).index(max(masked))
         return [1.0 if a == greedy else 0.0 for a in range(len(masked))]
     raise NBAValidationError(f"policy output: unknown kind {kind!r}; expected {OUTPUT_KINDS}")
 
@@ -284,7 +284,8 @@ def sample_row(probabilities: Sequence[float], rng: np.random.Generator) -> int:
 
 def ranking_row(masked: Sequence[float]) -> list[int]:
     """The allowed actions of one row by preference, as :meth:`HeadOutput.ranking` orders them."""
-    order = sorted(range(len(masked)), key=lambda a: -masked[a])  # stable, as argsort "stable"
+    # sorted keeps ties in index order even in reverse, as argsort(-masked, kind="stable")
+    order = sorted(range(len(masked)), key=masked.__getitem__, reverse=True)
     return [a for a in order if math.isfinite(masked[a])]
 
 
@@ -296,9 +297,9 @@ __all__ = [
     "decide_row",
     "epsilon_mix",
     "exploration_probabilities",
+    "exploration_probabilities_row",
     "explore",
     "explore_row",
-    "exploration_probabilities_row",
     "greedy_actions",
     "mask",
     "mask_row",

@@ -28,9 +28,10 @@ row that holds text.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -95,7 +96,15 @@ class RequestSchema:
         self._persona_index = {name: i for i, name in enumerate(sc.persona_names)}
         self._stage_index = {name: i for i, name in enumerate(sc.stage_names)}
         # plain-Python copies for the single-customer path
-        self._plain_fields = frozenset(REQUIRED) | frozenset(self.days_columns) | {"day"}
+        self._plain_fields = (
+            frozenset(REQUIRED)
+            | frozenset(self.days_columns)
+            | frozenset(self.last_contact_columns)
+            | {"day", "as_of"}
+        )
+        self._cap_channels = [tuple(cap.channels) for cap in self.caps]
+        self._last_contact_set = frozenset(self.last_contact_columns)
+        self._days_set = frozenset(self.days_columns)
         self._pressure_capacity = sc.contact_rules.pressure_capacity
         self._last_day = sc.horizon_days - 1
         self._windows = [int(w) for w in arrays.rules.cap_windows]
@@ -213,8 +222,10 @@ class RequestSchema:
 
         Scoring one customer is latency-bound; building a DataFrame (or even one-row arrays)
         would cost more than the whole decision. Messages match :meth:`parse` (the tests hold
-        the two paths together). ``None`` when the row carries timestamps (``as_of``,
-        ``last_contact_*``): rare on the hot path, those go through :meth:`parse`.
+        the two paths together). Timestamps (``as_of``, ``last_contact_*``) are read here when
+        they are plain ISO 8601 text, datetimes or empty; ``None`` for anything else (other
+        spellings pandas reads, odd types, a contact in the future), which :meth:`parse` then
+        reads or words the error for, so both paths accept and refuse the same requests.
         """
         if not isinstance(row, Mapping):
             raise ScoringInputError(f"input: expected a mapping, got {type(row).__name__}")
@@ -224,8 +235,6 @@ class RequestSchema:
         unfamiliar = row.keys() - self._plain_fields
         if unfamiliar:
             self._check_named_columns(unfamiliar)
-            if "as_of" in unfamiliar or not unfamiliar.isdisjoint(self.last_contact_columns):
-                return None
         customer_id = row["customer_id"]
         if customer_id is None or customer_id == "" or _is_nan(customer_id):
             raise ScoringInputError("row 0, customer_id: missing or empty")
@@ -235,14 +244,18 @@ class RequestSchema:
         habit = _one_boolean(row, "discount_habit")
         opted_out = _one_boolean(row, "opted_out")
         day = _one_integer(row, "day", 0, self._last_day) if "day" in row else 0
-        if not all(c in row for c in self.days_columns):
-            raise ScoringInputError(
-                f"input: contact history needs {self.last_contact_columns} or {self.days_columns}"
-            )
-        days = tuple(
-            min(_one_integer(row, column, 1, None), window)
-            for column, window in zip(self.days_columns, self._windows, strict=True)
-        )
+        try:
+            if "as_of" in row:  # the row's own decision time wins, as in :meth:`parse`
+                now = _one_instant(row["as_of"])
+                if now is None:
+                    raise _AskPandas  # pandas words "missing timestamp"
+                when = pd.Timestamp(now, tz="UTC")
+            else:
+                when = _timestamp_or_now(as_of)
+                now = when.value
+            days = self._one_days_since(row, now)
+        except _AskPandas:
+            return None
         consent = self._default_consent[persona][opted_out]
         default_consent = True
         if not unfamiliar.isdisjoint(self.consent_columns):
@@ -255,11 +268,46 @@ class RequestSchema:
             given_consent = self._revoke(given) if opted_out else tuple(given)
             default_consent = given_consent == consent
             consent = given_consent
-        when = _timestamp_or_now(as_of)
         return OneCustomer(
             customer_id, persona, stage, pressure, habit, opted_out, days, consent,
             default_consent, day, when.day_of_week, when,
         )  # fmt: skip
+
+    def _one_days_since(self, row: Mapping[str, Any], now: int) -> tuple[int, ...]:
+        """Days since the last contact per cap for one row, as :meth:`_days_since` computes.
+
+        ``now`` is the decision time in nanoseconds since the epoch (UTC). Whole days elapsed,
+        floored, never contacted = the window, clipped to [1, window]; the timestamp form wins
+        when every ``last_contact_*`` field is present.
+        """
+        if not self.caps:
+            return ()
+        fields = row.keys()
+        if fields >= self._last_contact_set:
+            last: dict[str, int | None] = {}
+            for channel, column in zip(
+                self.capped_channels, self.last_contact_columns, strict=True
+            ):
+                instant = _one_instant(row[column])
+                if instant is not None and instant > now:
+                    raise _AskPandas  # in the future: pandas words the error
+                last[channel] = instant
+            days = []
+            for channels, window in zip(self._cap_channels, self._windows, strict=True):
+                seen = [last[c] for c in channels if last[c] is not None]
+                elapsed = window if not seen else (now - max(seen)) // _DAY_NS
+                days.append(min(max(elapsed, 1), window))
+            return tuple(days)
+        if fields >= self._days_set:
+            return tuple(
+                [
+                    min(_one_integer(row, column, 1, None), window)
+                    for column, window in zip(self.days_columns, self._windows, strict=True)
+                ]
+            )
+        raise ScoringInputError(
+            f"input: contact history needs {self.last_contact_columns} or {self.days_columns}"
+        )
 
     def parse_mapping(self, row: Mapping[str, Any], as_of: datetime | None = None) -> ParsedRequest:
         """One customer given as a mapping, validated into the arrays :meth:`parse` returns."""
@@ -340,6 +388,67 @@ class RequestSchema:
 
 
 _MAX_WHOLE = 10**9  # beyond any count, day or level a request can mean
+
+# ISO 8601 as machines write it: a date, optionally a time (hh:mm, seconds, up to nine
+# decimals) with "Z" or +hh:mm. Read exactly (to the nanosecond) as pandas' ISO8601 parser does.
+_PLAIN_ISO = re.compile(
+    r"([0-9]{4})-([0-9]{2})-([0-9]{2})"
+    r"(?:[T ]([0-9]{2}):([0-9]{2})(?::([0-9]{2})(?:\.([0-9]{1,9}))?)?"
+    r"(Z|[+-][0-9]{2}:[0-9]{2})?)?",
+    re.ASCII,
+)
+_EPOCH_UTC = datetime(1970, 1, 1, tzinfo=UTC)
+_EPOCH_NAIVE = datetime(1970, 1, 1)
+_MICROSECOND = timedelta(microseconds=1)
+_DAY_NS = 86_400 * 10**9
+_NS_YEARS = range(1678, 2262)  # what nanosecond timestamps (pandas' default) can hold
+
+
+class _AskPandas(Exception):
+    """A timestamp only the frame path can read or word the error for (single path only)."""
+
+
+def _one_instant(value: Any) -> int | None:
+    """One timestamp cell as nanoseconds since the epoch (UTC), ``None`` when empty.
+
+    Naive values are UTC, as :func:`_timestamps` reads them. Raises :class:`_AskPandas` for
+    anything else (other spellings, odd types, impossible dates), so that
+    :meth:`RequestSchema.parse` decides and words it exactly as for a batch.
+    """
+    if value is None or value is pd.NaT or (isinstance(value, float) and value != value):
+        return None
+    if isinstance(value, str):
+        return _iso_instant(value)
+    if not isinstance(value, datetime):
+        raise _AskPandas
+    if value.year not in _NS_YEARS:
+        raise _AskPandas
+    if isinstance(value, pd.Timestamp):
+        return int(value.value)
+    epoch = _EPOCH_NAIVE if value.utcoffset() is None else _EPOCH_UTC
+    return (value - epoch) // _MICROSECOND * 1000
+
+
+def _iso_instant(text: str) -> int:
+    """Nanoseconds since the epoch (UTC) of plain ISO 8601 text (naive = UTC)."""
+    match = _PLAIN_ISO.fullmatch(text)
+    if match is None:
+        raise _AskPandas
+    fraction, zone = match.group(7, 8)
+    if zone and zone != "Z" and int(zone[4:6]) > 59:
+        raise _AskPandas
+    nanoseconds = 0
+    if fraction and len(fraction) > 6:  # datetime holds microseconds: keep the rest apart
+        nanoseconds = int(fraction[6:].ljust(3, "0"))
+        text = text[: match.start(7) + 6] + text[match.end(7) :]
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:  # no such date, time or offset: pandas words it
+        raise _AskPandas from None
+    if moment.year not in _NS_YEARS:
+        raise _AskPandas
+    epoch = _EPOCH_NAIVE if moment.tzinfo is None else _EPOCH_UTC
+    return (moment - epoch) // _MICROSECOND * 1000 + nanoseconds
 
 
 def _raise_for_non_scalar(frame: pd.DataFrame) -> None:
