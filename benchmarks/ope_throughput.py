@@ -1,6 +1,6 @@
 """One-step OPE on 1,000,000 logged decisions: end to end, per estimator, bootstrap apart.
 
-The log is synthetic (13 actions, 37 features like the reference scenario's, softmax logging
+The log is synthetic (13 actions, 44 features like the reference scenario's, softmax logging
 with exact propensities). End to end is what ``nba ope`` pays before the bootstrap: validate the
 arrays (:class:`nba.ope.LoggedBandit`), cross-fit the reward model (2 folds, ridge per action,
 as :func:`nba.ope.evaluate_bandit` does) and compute every one-step estimator's point estimate
@@ -18,7 +18,7 @@ import numpy as np
 
 from nba.ope import ESTIMATORS, LoggedBandit, make_estimator, reward_predictions
 
-N, ACTIONS, FEATURES = 1_000_000, 13, 37
+N, ACTIONS, FEATURES = 1_000_000, 13, 44
 
 
 def synthetic_arrays(seed: int = 0) -> dict[str, np.ndarray]:

@@ -206,7 +206,8 @@ def _scenario_for_model(scenario: Any, scorer: Any) -> Any:
     if scenario is None:
         return own
     chosen = load_scenario(scenario)
-    if FeatureBuilder(ScenarioArrays.from_scenario(chosen)).names != scorer.policy.feature_names:
+    names = FeatureBuilder(ScenarioArrays.from_scenario(chosen)).names
+    if names[: scorer.features.size] != scorer.features.names:
         raise NBAValidationError(
             f"--model: trained on scenario {own.name!r}, whose features differ from "
             f"--scenario {scenario!r}'s"

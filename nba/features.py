@@ -15,11 +15,20 @@ block                     meaning                                               
 ``opted_out``             1 if the customer opted out of marketing                   1
 ``time_left``             share of the horizon still ahead, 1 at day 0, 1/T last day 1
 ``weekday=<day>``         one-hot weekday (quiet-day rules follow the calendar)      7
+``days_left=<k>``         one-hot days left in the horizon, for the last ``k`` <= 7  7
+                          days (all zero before)
 ========================  =========================================================  ============
 
 One-hot blocks beat ordinal scalars for these small categorical states (a prototype closed
 0.953 of the optimality gap with one-hot features against 0.895 with scalars at equal time).
-Every value lies in [0, 1].
+The ``days_left`` block exists because the horizon's last days call for different decisions
+(nothing later can pay back a contact's cost): from ``time_left`` alone, PPO policies lost
+about a quarter of their remaining gap to the optimum on the final day (0.205 of 0.864 per
+customer); with the block, 0.024. Live requests plan on day 0 by default, so it is all zero
+there. Every value lies in [0, 1].
+
+Exports made before the block existed are read with ``final_days=0``
+(:meth:`FeatureBuilder.for_names`), so their networks see the features they were trained on.
 """
 
 from __future__ import annotations
@@ -34,12 +43,28 @@ from nba.parameters import ScenarioArrays
 from nba.state import CustomerState
 from nba.types import WEEKDAYS, FloatArray, IntArray
 
+#: Days at the end of the horizon with a one-hot ``days_left`` feature.
+FINAL_DAYS = 7
+
 
 @dataclass(frozen=True)
 class FeatureBuilder:
     """Builds (N, F) float32 observations for a scenario; :meth:`decode` inverts them."""
 
     arrays: ScenarioArrays
+    final_days: int = FINAL_DAYS
+
+    @classmethod
+    def for_names(cls, arrays: ScenarioArrays, names: list[str]) -> FeatureBuilder:
+        """The builder whose features are ``names`` (an export's, possibly from before a block).
+
+        :raises NBAValidationError: when no layout of this scenario has those features.
+        """
+        for final_days in (FINAL_DAYS, 0):
+            builder = cls(arrays, final_days)
+            if builder.names == list(names):
+                return builder
+        raise NBAValidationError("features: do not match any feature layout of the scenario")
 
     @cached_property
     def blocks(self) -> list[tuple[str, list[str]]]:
@@ -60,6 +85,8 @@ class FeatureBuilder:
             ("time_left", ["time_left"]),
             ("weekday", [f"weekday={d}" for d in WEEKDAYS]),
         ]
+        if self.final_days:
+            blocks.append(("days_left", [f"days_left={k}" for k in range(1, self.final_days + 1)]))
         return blocks
 
     @cached_property
@@ -111,6 +138,10 @@ class FeatureBuilder:
         if weekday is None:
             weekday = (self.arrays.weekday_of_start + day) % 7
         obs[rows, o["weekday"] + weekday] = 1.0
+        if self.final_days:
+            left = self.horizon - np.broadcast_to(np.asarray(day, dtype=np.int64), (n,))
+            final = np.flatnonzero(left <= self.final_days)
+            obs[final, o["days_left"] + left[final] - 1] = 1.0
         return obs
 
     def decode(self, obs: FloatArray) -> tuple[CustomerState, IntArray]:

@@ -97,11 +97,13 @@ def policy_parts(
     else:
         raise NBAValidationError(f"model: cannot export policy of type {type(policy).__name__}")
 
-    features = FeatureBuilder(ScenarioArrays.from_scenario(scenario))
-    if actor and weights[actor[0]["weight"]].shape[1] != features.size:
+    arrays = ScenarioArrays.from_scenario(scenario)
+    inputs = weights[actor[0]["weight"]].shape[1] if actor else None
+    layouts = [FeatureBuilder(arrays), FeatureBuilder(arrays, final_days=0)]
+    features = next((f for f in layouts if f.size == inputs), layouts[0])
+    if inputs is not None and inputs != features.size:
         raise NBAValidationError(
-            f"model: expects {weights[actor[0]['weight']].shape[1]} features, the scenario "
-            f"builds {features.size}"
+            f"model: expects {inputs} features, the scenario builds {features.size}"
         )
     spec = {
         "format": FORMAT,

@@ -71,9 +71,12 @@ class PolicyScorer:
 
     def __post_init__(self) -> None:
         self.arrays = ScenarioArrays.from_scenario(self.policy.scenario)
-        self.features = FeatureBuilder(self.arrays)
-        if self.features.names != self.policy.feature_names:
-            raise NBAValidationError("policy.json features: do not match the scenario's features")
+        try:
+            self.features = FeatureBuilder.for_names(self.arrays, self.policy.feature_names)
+        except NBAValidationError:
+            raise NBAValidationError(
+                "policy.json features: do not match the scenario's features"
+            ) from None
         self.schema = RequestSchema(self.arrays)
         self.rng = np.random.default_rng(self.exploration.seed)
         scenario = self.policy.scenario
@@ -472,6 +475,8 @@ class ServedPolicy:
     name: str = "model"
 
     def act(self, obs: FloatArray, mask: BoolArray) -> tuple[IntArray, FloatArray]:
+        # an export from before a trailing feature block reads the prefix it was trained on
+        obs = obs[:, : self.scorer.features.size]
         actions = np.empty(obs.shape[0], dtype=np.int64)
         for start in range(0, obs.shape[0], _CHUNK):
             rows = slice(start, start + _CHUNK)
@@ -567,7 +572,6 @@ class _DayTable:
             suppressed=np.where(blocked, head.top, -1).tolist(),
             reason=np.where(blocked, scorer._rule_reason(checks, rows, head.top), -1).tolist(),
         )
-
 
 
 def _reason_table(scenario: Any, arrays: ScenarioArrays) -> pd.Index:

@@ -33,7 +33,7 @@ from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_RUN_NOTE
 from pydantic import ValidationError
 from stable_baselines3.common.logger import Logger
-from stable_baselines3.common.utils import get_linear_fn
+from stable_baselines3.common.utils import LinearSchedule
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
 import nba
@@ -344,7 +344,7 @@ def _algo_kwargs(cfg: TrainConfig, hp: HyperParameters, scenario: Scenario) -> d
             raise NBAValidationError(
                 "learning_rate: a schedule needs exactly 'initial' and 'final'"
             )
-        kwargs["learning_rate"] = get_linear_fn(float(rate["initial"]), float(rate["final"]), 1.0)
+        kwargs["learning_rate"] = LinearSchedule(float(rate["initial"]), float(rate["final"]), 1.0)
     activation = {"tanh": torch.nn.Tanh, "relu": torch.nn.ReLU}[hp.policy.activation]
     kwargs["policy_kwargs"] = {"net_arch": list(hp.policy.net_arch), "activation_fn": activation}
     if hp.policy.mask_actions and get_algorithm(cfg.algo).masks_from_observation:

@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -44,11 +42,9 @@ def test_base_rates_reproduce_the_control_group(hillstrom_split: HillstromSplit)
     assert predicted == pytest.approx(control["purchases"].sum(), rel=0.15)
 
 
-def test_full_hillstrom_calibrates_well_within_a_minute(hillstrom_log: EventLog) -> None:
-    started = time.perf_counter()
+def test_full_hillstrom_calibrates_every_customer(hillstrom_log: EventLog) -> None:
+    # the time target (60 s) lives in benchmarks/calibration_audit.py, not in a timed test
     result = calibrate(hillstrom_log, n_bootstrap=200, seed=0)
-    elapsed = time.perf_counter() - started
-    assert elapsed < 60.0, f"calibration took {elapsed:.1f} s"
     assert len(result.snapshot.customers) == 64_000
 
 

@@ -38,7 +38,7 @@ import sys, time
 import numpy as np, pandas as pd
 from nba.serving.decision_log import DecisionLog
 log = DecisionLog(sys.argv[1], chunk_rows=500)
-n, features, probabilities = 2000, np.ones((2000, 37)), np.full((2000, 13), 1 / 13)
+n, features, probabilities = 2000, np.ones((2000, 44)), np.full((2000, 13), 1 / 13)
 batch = 0
 while True:
     log.append(
@@ -73,6 +73,6 @@ def test_killed_writer_leaves_only_whole_committed_chunks(tmp_path: Path) -> Non
     assert len(logged) >= batches_done * 2000  # every reported batch is there
     assert len(logged) % 500 == 0  # whole transactions only, never a partial one
     assert logged["id"].tolist() == list(range(1, len(logged) + 1))
-    assert all(f.shape == (37,) for f in logged["features"])
+    assert all(f.shape == (44,) for f in logged["features"])
     assert all(p.shape == (13,) for p in logged["probabilities"])
     assert logged["customer_id"].is_unique
