@@ -171,7 +171,10 @@ def evaluate(
         for source in model:
             scorer = load_scorer(_model_uri(source), tracking_uri)
             scenario = _scenario_for_model(scenario, scorer)
-            named[scorer.model_version if len(model) > 1 else "model"] = scorer.as_policy()
+            label = str(scorer.model_version) if len(model) > 1 else "model"
+            if label in named:  # two exports of one run, or two local folders
+                label = source
+            named[label] = scorer.as_policy(label)
     with _progress(True) as progress:  # on stderr: never mixed into --json
         task = progress.add_task(f"evaluating policies on {customers:,} customers", total=None)
         report = evaluate_policies(

@@ -69,7 +69,7 @@ def ope(
     from nba.cli_inputs import load_scorer, reading
     from nba.ope.decision_log import read_decision_log
     from nba.ope.report import diagnostics, evaluate_bandit
-    from nba.ope.target import allowed_actions, policy_probabilities
+    from nba.ope.target import allowed_actions, model_features, policy_probabilities
 
     names = [name.strip() for name in estimators.split(",") if name.strip()]
     if not names:
@@ -81,9 +81,10 @@ def ope(
         raise NBAValidationError(f"--log: no decisions in {str(log)!r} for this window")
     scorer = load_scorer(model, tracking_uri)
     actions = list(scorer.action_names)
-    records.check_catalogue(actions, scorer.features.names)
-    allowed = allowed_actions(scorer, records.features, records.probabilities)
-    probabilities = policy_probabilities(scorer, records.features, allowed, _target(target))
+    records.check_catalogue(actions)
+    features = model_features(scorer, records.features, records.feature_names)
+    allowed = allowed_actions(scorer, features, records.probabilities)
+    probabilities = policy_probabilities(scorer, features, allowed, _target(target))
     data = records.bandit(probabilities, actions)
     intervals = evaluate_bandit(data, names, n_boot=n_boot, seed=seed)
     overlap = diagnostics(data)

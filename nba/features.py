@@ -140,7 +140,7 @@ class FeatureBuilder:
         obs[rows, o["weekday"] + weekday] = 1.0
         if self.final_days:
             left = self.horizon - np.broadcast_to(np.asarray(day, dtype=np.int64), (n,))
-            final = np.flatnonzero(left <= self.final_days)
+            final = np.flatnonzero((left >= 1) & (left <= self.final_days))  # 0: episode end
             obs[final, o["days_left"] + left[final] - 1] = 1.0
         return obs
 

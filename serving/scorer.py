@@ -333,11 +333,17 @@ class PolicyScorer:
         key = (self.space.encode(state) * self.policy.scenario.horizon_days + request.day) * 7
         key += request.weekday
         bits = np.packbits(allowed, axis=1, bitorder="little")
-        mask_code = np.zeros(len(key), dtype=np.int64)
-        for byte in range(bits.shape[1]):
-            mask_code |= bits[:, byte].astype(np.int64) << (8 * byte)
-        combination = (key << allowed.shape[1]) | mask_code
-        _, first, inverse = np.unique(combination, return_index=True, return_inverse=True)
+        key_bits = int(self.space.size * self.policy.scenario.horizon_days * 7).bit_length()
+        if key_bits + allowed.shape[1] <= 62:  # one int64 per row: the fast path
+            mask_code = np.zeros(len(key), dtype=np.int64)
+            for byte in range(bits.shape[1]):
+                mask_code |= bits[:, byte].astype(np.int64) << (8 * byte)
+            combination = (key << allowed.shape[1]) | mask_code
+            _, first, inverse = np.unique(combination, return_index=True, return_inverse=True)
+        else:  # a large catalogue: rows of (key, mask bytes), never a merged overflow
+            rows_of = np.column_stack([key, bits.astype(np.int64)])
+            _, first, inverse = np.unique(rows_of, axis=0, return_index=True, return_inverse=True)
+            inverse = inverse.reshape(-1)
         unique = _Unique.evaluate(self, state, request, allowed, first)
 
         n = len(key)

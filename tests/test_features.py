@@ -65,3 +65,14 @@ def test_days_left_marks_only_the_final_days() -> None:
         features.build(state, days)[:, : legacy.size], legacy.build(state, days)
     )
     assert FeatureBuilder.for_names(twin.arrays, legacy.names) == legacy
+
+
+def test_days_left_leaves_the_weekday_alone_at_the_episode_end() -> None:
+    twin = CustomerTwin(load_scenario("retail"))
+    features = FeatureBuilder(twin.arrays)
+    state = twin.reset(2)
+    horizon = twin.scenario.horizon_days
+    obs = features.build(state, np.array([horizon, horizon - 1]))
+    start = features.offsets["weekday"]
+    np.testing.assert_array_equal(obs[:, start : start + 7].sum(axis=1), 1.0)
+    assert obs[0, features.offsets["days_left"] :].sum() == 0.0

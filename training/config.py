@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from nba.errors import NBAValidationError, UnknownNameError
 from nba.evaluation import DEFAULT_CUSTOMERS, DEFAULT_SEED
@@ -86,6 +86,12 @@ class TrainConfig(_Config):
         "(benchmarks/torch_threads.py).",
     )
     progress_bar: bool = False
+
+    @field_validator("torch_threads", mode="before")
+    @classmethod
+    def _threads_of_older_runs(cls, value: Any) -> Any:
+        """Runs recorded before the default became 1 stored ``null`` (torch's default)."""
+        return 1 if value is None else value
 
     def resolved(self) -> TrainConfig:
         """This config with hyper-parameters filled in from the packaged defaults."""

@@ -63,16 +63,17 @@ def rule_mask_spec(scenario: Scenario) -> dict[str, Any]:
     )
     offsets = features.offsets
     caps = scenario.contact_rules.caps
-    # (first column, width, stride) per rule input; width 1 means a 0/1 column
+    # (first column, width, stride, flag) per rule input: a one-hot block is read by argmax
+    # (a one-persona scenario has a one-column one), a flag column by > 0.5
     blocks = [
-        (offsets["persona"], arrays.n_personas, int(strides[0])),
-        (offsets["opted_out"], 1, int(strides[1])),
-        (offsets["pressure"], rules.pressure_capacity + 1, int(strides[2])),
+        (offsets["persona"], arrays.n_personas, int(strides[0]), 0),
+        (offsets["opted_out"], 1, int(strides[1]), 1),
+        (offsets["pressure"], rules.pressure_capacity + 1, int(strides[2]), 0),
         *[
-            (offsets[f"{cap.name}_days"], windows[g], int(strides[3 + g]))
+            (offsets[f"{cap.name}_days"], windows[g], int(strides[3 + g]), 0)
             for g, cap in enumerate(caps)
         ],
-        (offsets["weekday"], 7, int(strides[-1])),
+        (offsets["weekday"], 7, int(strides[-1]), 0),
     ]
     return {"table": table, "blocks": blocks, "n_features": features.size}
 
@@ -86,8 +87,8 @@ class RuleMask:
 
     def key(self, obs: FloatArray) -> IntArray:
         key = np.zeros(obs.shape[0], dtype=np.int64)
-        for start, width, stride in self.blocks:
-            if width == 1:
+        for start, width, stride, flag in self.blocks:
+            if flag:
                 digit = (obs[:, start] > 0.5).astype(np.int64)
             else:
                 digit = np.argmax(obs[:, start : start + width], axis=1)
@@ -110,8 +111,8 @@ class TorchRuleMask(torch.nn.Module):
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         key = torch.zeros(obs.shape[0], dtype=torch.int64, device=obs.device)
-        for start, width, stride in self.blocks:
-            if width == 1:
+        for start, width, stride, flag in self.blocks:
+            if flag:
                 digit = (obs[:, start] > 0.5).long()
             else:
                 digit = torch.argmax(obs[:, start : start + width], dim=1)

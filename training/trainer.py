@@ -230,7 +230,7 @@ def _train_in_run(
         history: list[dict[str, float]] = []
         elapsed_before = 0.0
     else:
-        model = spec.load().load(checkpoint_dir / "model.zip", env=env, device="cpu")
+        model = _load_checkpoint_model(spec, checkpoint_dir, env)
         if isinstance(env, VecNormalize) and "reward_normalizer" in state:
             stats = state["reward_normalizer"]
             env.ret_rms.mean, env.ret_rms.var, env.ret_rms.count = (
@@ -319,6 +319,20 @@ def _train_in_run(
         model_version=version,
         reached_target=evaluation.reached_at,
     )
+
+
+def _load_checkpoint_model(spec: Any, checkpoint_dir: Path, env: VecEnv) -> Any:
+    """The checkpointed model, or a clear refusal when this version observes customers
+    differently (e.g. a run started before the ``days_left`` feature block)."""
+    try:
+        return spec.load().load(checkpoint_dir / "model.zip", env=env, device="cpu")
+    except ValueError as exc:
+        if "spaces do not match" not in str(exc):
+            raise
+        raise NBAValidationError(
+            f"--resume: the checkpoint was trained on other features than this version builds "
+            f"({exc}); start a new run"
+        ) from None
 
 
 def _make_env(scenario: Scenario, cfg: TrainConfig, hp: HyperParameters) -> VecEnv:

@@ -65,8 +65,14 @@ class DecisionRecords:
     def n_actions(self) -> int:
         return int(self.probabilities.shape[1])
 
-    def check_catalogue(self, action_names: Sequence[str], feature_names: Sequence[str]) -> None:
-        """The evaluation policy must share the log's actions (index and name) and features."""
+    def check_catalogue(
+        self, action_names: Sequence[str], feature_names: Sequence[str] | None = None
+    ) -> None:
+        """The evaluation policy must share the log's actions (index and name) and features.
+
+        ``feature_names=None`` checks the actions only (the features were already brought into
+        the policy's layout by :func:`nba.ope.target.model_features`).
+        """
         if self.n_actions != len(action_names):
             check_catalogue(
                 [f"#{i}" for i in range(self.n_actions)],
@@ -80,6 +86,8 @@ class DecisionRecords:
                 f"action catalogue: logged action {int(self.action[row])} is "
                 f"{self.action_name[row]!r} in the log but {names[row]!r} in the evaluation policy"
             )
+        if feature_names is None:
+            return
         if self.feature_names is not None and list(self.feature_names) != list(feature_names):
             raise OPEInputError(
                 "features: the log's feature names differ from the evaluation policy's"

@@ -32,7 +32,13 @@ from nba.errors import NBAValidationError
 from nba.ope.decision_log import DecisionRecords, Missing, read_decision_log
 from nba.ope.estimators import make_estimator
 from nba.ope.report import diagnostics, reward_predictions
-from nba.ope.target import ScorerPolicy, TargetKind, allowed_actions, policy_probabilities
+from nba.ope.target import (
+    ScorerPolicy,
+    TargetKind,
+    allowed_actions,
+    model_features,
+    policy_probabilities,
+)
 from nba.policies import one_hot
 from nba.serving.scorer import PolicyScorer
 
@@ -173,15 +179,16 @@ def _evaluate_logs(
     incumbent: PolicyScorer | None,
 ) -> None:
     names = list(challenger.action_names)
-    records.check_catalogue(names, challenger.features.names)
-    features = records.features
+    records.check_catalogue(names)
+    features = model_features(challenger, records.features, records.feature_names)
     allowed = allowed_actions(challenger, features, records.probabilities)
     data = records.bandit(
         policy_probabilities(challenger, features, allowed, settings.target), names
     )
     if incumbent is not None:
-        records.check_catalogue(list(incumbent.action_names), incumbent.features.names)
-        baseline = policy_probabilities(incumbent, features, allowed, settings.target)
+        records.check_catalogue(list(incumbent.action_names))
+        theirs = model_features(incumbent, records.features, records.feature_names)
+        baseline = policy_probabilities(incumbent, theirs, allowed, settings.target)
     else:
         baseline = one_hot(np.zeros(len(records), dtype=np.int64), len(names))
     estimator = make_estimator(settings.estimator)

@@ -14,6 +14,7 @@ consent the features do not carry. "No action" is always allowed.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Literal
 
 import numpy as np
@@ -21,11 +22,41 @@ import numpy as np
 from nba import policy_head
 from nba.contact_rules import check_rules
 from nba.errors import NBAValidationError
+from nba.features import FeatureBuilder
+from nba.ope.data import OPEInputError
 from nba.serving.scorer import PolicyScorer, ServedPolicy
 from nba.types import BoolArray, FloatArray
 
 TargetKind = Literal["greedy", "softmax"]
 _CHUNK = 262_144  # rows per network call: bounds the hidden activations' memory
+
+
+def model_features(
+    scorer: PolicyScorer, features: np.ndarray, names: Sequence[str] | None
+) -> np.ndarray:
+    """Logged features in the evaluation model's layout.
+
+    A log and a model from either side of a trailing feature block (``days_left``) still meet:
+    a model that predates it reads the prefix; for a log that predates it, the state, day and
+    weekday are decoded from the logged features and built again with the model's builder.
+    """
+    wanted = scorer.features.names
+    logged = list(names) if names is not None else wanted
+    if features.shape[1] != len(logged):
+        raise OPEInputError(
+            f"features: the log has {features.shape[1]}, its feature names {len(logged)}"
+        )
+    if logged == wanted:
+        return features
+    if logged[: len(wanted)] == wanted:
+        return features[:, : len(wanted)]
+    if wanted[: len(logged)] == logged:
+        legacy = FeatureBuilder.for_names(scorer.arrays, logged)
+        state, day = legacy.decode(features)
+        start = legacy.offsets["weekday"]
+        weekday = np.argmax(features[:, start : start + 7], axis=1).astype(np.int64)
+        return scorer.features.build(state, day, weekday=weekday)
+    raise OPEInputError("features: the log's feature names differ from the evaluation policy's")
 
 
 def allowed_actions(

@@ -50,3 +50,27 @@ def test_scorer_policy_acts_within_the_mask(good_export: Path) -> None:
     assert probabilities.sum() == pytest.approx(2.0)
     with pytest.raises(NBAValidationError, match="target: unknown kind"):
         policy_probabilities(policy.scorer, obs, mask, kind="mystery")  # type: ignore[arg-type]
+
+
+def test_logs_and_models_meet_across_the_days_left_block(
+    decision_log: Path, good_export: Path, tmp_path: Path
+) -> None:
+    from nba.features import FeatureBuilder
+    from nba.ope.target import model_features
+    from tests.serving.test_legacy_export import _legacy_copy
+
+    records = read_decision_log(decision_log)
+    current = PolicyScorer(load_exported(good_export))
+    legacy = PolicyScorer.load(_legacy_copy(good_export, tmp_path / "legacy"))
+    # a model from before the block reads the prefix of a current log
+    np.testing.assert_array_equal(
+        model_features(legacy, records.features, records.feature_names),
+        records.features[:, : legacy.features.size],
+    )
+    # a current model rebuilds its features from a log written before the block
+    old_names = FeatureBuilder(current.arrays, final_days=0).names
+    old_log = records.features[:, : len(old_names)]
+    rebuilt = model_features(current, old_log, old_names)
+    np.testing.assert_array_equal(rebuilt, records.features)
+    with pytest.raises(NBAValidationError, match="feature names differ"):
+        model_features(current, old_log[:, ::-1], old_names[::-1])

@@ -133,3 +133,15 @@ def test_score_command_writes_decisions_and_log(export_dir: Path, tmp_path: Path
         assert len(opened) == 300
     bad = CliRunner().invoke(app, [*command, "--capacity", "email"])
     assert bad.exit_code != 0
+
+
+def test_distinct_combinations_never_merge_for_large_catalogues(
+    export_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    scorer = PolicyScorer.load(export_dir)
+    customers = random_customers(3_000, seed=9)
+    fast = scorer.score_batch(customers)
+    # pretend the state space is so large that key and mask bits no longer fit in one int64
+    monkeypatch.setattr(scorer.space, "size", 2**55)
+    rows = scorer.score_batch(customers)
+    pd.testing.assert_frame_equal(rows, fast)

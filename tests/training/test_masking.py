@@ -109,3 +109,20 @@ def test_dqn_explores_and_acts_within_the_rules(spec: dict) -> None:
         -1, obs.shape[1]
     )
     assert RuleMask(spec)(replay_obs)[np.arange(len(replay)), replay].all()
+
+
+def test_rule_mask_of_a_one_persona_scenario() -> None:
+    from nba.scenario import Scenario
+
+    data = load_scenario("retail").to_dict()
+    data["personas"] = [{**data["personas"][1], "share": 1.0}]  # a one-column persona block
+    scenario = Scenario.from_dict(data)
+    twin = CustomerTwin(scenario)
+    features = FeatureBuilder(twin.arrays)
+    states = twin.space.all_states()
+    rule_mask = RuleMask(rule_mask_spec(scenario))
+    for weekday in (0, 6):
+        obs = features.build(
+            states, np.zeros(len(states), dtype=np.int64), weekday=np.full(len(states), weekday)
+        )
+        np.testing.assert_array_equal(rule_mask(obs), twin.tables.masks[weekday])
