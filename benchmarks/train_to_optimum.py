@@ -70,24 +70,18 @@ def throughput(env: VecEnv, cfg: TrainConfig, seconds: float) -> float:
 
 def one_seed(args: argparse.Namespace, seed: int) -> dict[str, Any]:
     """Train one seed through the product path; its time to target and final shares."""
-    with tempfile.TemporaryDirectory() as tmp:
-        previous = Path.cwd()
-        os.chdir(tmp)
-        try:
-            started = time.perf_counter()
-            result = train(
-                scenario=args.scenario,
-                algo=args.algo,
-                seed=seed,
-                timesteps=args.timesteps,
-                eval_every_steps=args.eval_every,
-                callbacks=[_StopAfter(args.budget_seconds)],
-                register_model=False,
-                torch_threads=args.threads,
-            )
-            total_seconds = time.perf_counter() - started
-        finally:
-            os.chdir(previous)
+    started = time.perf_counter()
+    result = train(
+        scenario=args.scenario,
+        algo=args.algo,
+        seed=seed,
+        timesteps=args.timesteps,
+        eval_every_steps=args.eval_every,
+        callbacks=[_StopAfter(args.budget_seconds)],
+        register_model=False,
+        torch_threads=args.threads,
+    )
+    total_seconds = time.perf_counter() - started
     reached = next((p for p in result.history if p["share_of_optimum"] >= args.target), None)
     final = result.table.set_index("policy").loc[args.algo]
     return {
@@ -120,7 +114,13 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
 
-    runs = [one_seed(args, seed) for seed in seeds]
+    with tempfile.TemporaryDirectory() as tmp:  # one throw-away MLflow store for every seed
+        previous = Path.cwd()
+        os.chdir(tmp)
+        try:
+            runs = [one_seed(args, seed) for seed in seeds]
+        finally:
+            os.chdir(previous)
     cfg = TrainConfig(algo=args.algo, scenario=args.scenario, timesteps=10**9).resolved()
     assert cfg.hyperparameters is not None
     n_envs = cfg.hyperparameters.env.n_envs

@@ -78,25 +78,34 @@ def rule_mask_spec(scenario: Scenario) -> dict[str, Any]:
     return {"table": table, "blocks": blocks, "n_features": features.size}
 
 
+def key_weights(spec: dict[str, Any]) -> FloatArray:
+    """(F,) weights whose dot product with an observation is its row in the mask table.
+
+    Observations are one-hot blocks and 0/1 flags, so ``sum_j block[j] * j * stride`` is the
+    block's digit times its stride: one matrix-vector product replaces an argmax per block,
+    which kept the masked policy's forward pass about as fast as the plain one.
+    """
+    weights = np.zeros(int(spec["n_features"]), dtype=np.float32)
+    for start, width, stride, flag in spec["blocks"]:
+        digits = np.array([1.0]) if flag else np.arange(width, dtype=np.float64)
+        weights[start : start + len(digits)] = digits * stride
+    if len(spec["table"]) >= 2**24:  # float32 holds every integer key exactly below 2**24
+        raise ValueError("rule mask: too many rule-input combinations for a float32 key")
+    return weights
+
+
 class RuleMask:
     """(N, A) allowed actions from (N, F) observations, by table lookup (numpy)."""
 
     def __init__(self, spec: dict[str, Any]) -> None:
         self.table = np.asarray(spec["table"], dtype=bool)
-        self.blocks = [tuple(int(v) for v in block) for block in spec["blocks"]]
+        self.weights = key_weights(spec)
 
     def key(self, obs: FloatArray) -> IntArray:
-        key = np.zeros(obs.shape[0], dtype=np.int64)
-        for start, width, stride, flag in self.blocks:
-            if flag:
-                digit = (obs[:, start] > 0.5).astype(np.int64)
-            else:
-                digit = np.argmax(obs[:, start : start + width], axis=1)
-            key += digit * stride
-        return key
+        return np.rint(np.asarray(obs, dtype=np.float32) @ self.weights).astype(np.int64)
 
     def __call__(self, obs: FloatArray) -> BoolArray:
-        return self.table[self.key(np.asarray(obs))]
+        return self.table[self.key(obs)]
 
 
 class TorchRuleMask(torch.nn.Module):
@@ -104,20 +113,13 @@ class TorchRuleMask(torch.nn.Module):
 
     def __init__(self, spec: dict[str, Any]) -> None:
         super().__init__()
-        self.blocks = [tuple(int(v) for v in block) for block in spec["blocks"]]
         self.register_buffer(
             "table", torch.as_tensor(np.asarray(spec["table"], dtype=bool)), persistent=False
         )
+        self.register_buffer("weights", torch.as_tensor(key_weights(spec)), persistent=False)
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        key = torch.zeros(obs.shape[0], dtype=torch.int64, device=obs.device)
-        for start, width, stride, flag in self.blocks:
-            if flag:
-                digit = (obs[:, start] > 0.5).long()
-            else:
-                digit = torch.argmax(obs[:, start : start + width], dim=1)
-            key = key + digit * stride
-        return self.table[key]
+        return self.table[torch.round(obs @ self.weights).long()]
 
 
 class MaskedActorCriticPolicy(ActorCriticPolicy):
@@ -233,5 +235,6 @@ __all__ = [
     "MaskedQNetwork",
     "RuleMask",
     "TorchRuleMask",
+    "key_weights",
     "rule_mask_spec",
 ]
