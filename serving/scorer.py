@@ -348,19 +348,23 @@ class PolicyScorer:
 
         n = len(key)
         rows = np.arange(n)
-        head = unique.head.take(inverse)
+        # the head decided each distinct combination once; rows take its results by ``inverse``
+        # (spreading whole (n, A) arrays, or ranking every row, cost more than the network)
+        head = unique.head
+        displaced = np.zeros(n, dtype=bool)
         if capacity:
             if self.exploration.kind != "greedy":
                 raise NBAValidationError(
                     "capacity: allocation is deterministic; use greedy exploration with it"
                 )
-            chosen, displaced = self._allocate(head.masked, allowed, capacity)
+            chosen, displaced = self._allocate(head.masked[inverse], allowed, capacity)
             propensity, explored = np.ones(n), np.zeros(n, dtype=bool)
+        elif self.exploration.kind == "greedy":
+            chosen, propensity, explored = head.greedy[inverse], np.ones(n), np.zeros(n, bool)
         else:
             chosen, propensity, explored = policy_head.explore(
-                head, allowed, self.exploration, self.rng
+                head.take(inverse), allowed, self.exploration, self.rng
             )
-            displaced = np.zeros(n, dtype=bool)
 
         result = self._frame(
             frame.index,
@@ -369,6 +373,7 @@ class PolicyScorer:
             propensity,
             explored,
             head,
+            inverse,
             unique.value[inverse],
             checks,
             displaced,
@@ -386,7 +391,7 @@ class PolicyScorer:
                 propensities=propensity,
                 explored=explored,
                 features=unique.obs[inverse],
-                probabilities=head.probabilities,
+                probabilities=head.probabilities[inverse],
             )
         return result
 
@@ -430,6 +435,7 @@ class PolicyScorer:
         propensity: FloatArray,
         explored: BoolArray,
         head: HeadOutput,
+        inverse: IntArray,
         value: FloatArray,
         checks: RuleChecks,
         displaced: BoolArray,
@@ -449,12 +455,12 @@ class PolicyScorer:
             "value_estimate": value,
         }
         # the policy's own top choice, when a rule (or capacity) kept it from being chosen
-        top = head.top
-        blocked = ~head.top_allowed
+        top = head.top[inverse]
+        blocked = ~head.top_allowed[inverse]
         reason = np.where(blocked, self._rule_reason(checks, rows, top), -1)
         suppressed = np.where(blocked, top, -1)
         # displaced by capacity: report the allowed favourite that went to someone else
-        favourite = head.greedy
+        favourite = head.greedy[inverse]
         displaced_reason = self._reason_code[len(_RULES) * n_actions + favourite]
         reason = np.where(displaced, displaced_reason, reason)
         suppressed = np.where(displaced, favourite, suppressed)
@@ -462,8 +468,8 @@ class PolicyScorer:
         columns["suppressed_reason"] = pd.Categorical.from_codes(reason, self.reason_names)
         ranked, ranked_probability = head.ranking(top_k)
         for k in range(ranked.shape[1]):
-            columns[f"rank_{k + 1}_action"] = pd.Categorical.from_codes(ranked[:, k], names)
-            columns[f"rank_{k + 1}_probability"] = ranked_probability[:, k]
+            columns[f"rank_{k + 1}_action"] = pd.Categorical.from_codes(ranked[inverse, k], names)
+            columns[f"rank_{k + 1}_probability"] = ranked_probability[inverse, k]
         columns["model_version"] = self.model_version
         return pd.DataFrame(columns, index=index)
 
