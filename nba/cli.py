@@ -545,21 +545,16 @@ def _check_port_free(host: str, port: int) -> None:
             ) from None
 
 
-@contextmanager
-def _signals_as_interrupt() -> Iterator[None]:
+def _signals_as_interrupt() -> Any:
     """SIGTERM and SIGHUP raise KeyboardInterrupt, like Ctrl-C, while the server runs."""
     import signal
+
+    from nba.signals import handled
 
     def interrupt(signal_number: int, frame: Any) -> None:
         raise KeyboardInterrupt
 
-    names = (signal.SIGTERM, signal.SIGHUP)
-    previous = {name: signal.signal(name, interrupt) for name in names}
-    try:
-        yield
-    finally:
-        for name, before in previous.items():
-            signal.signal(name, before if before is not None else signal.SIG_DFL)
+    return handled((signal.SIGTERM, signal.SIGHUP), interrupt)
 
 
 def _stop_process_group(process: Any, grace_seconds: float = 10.0) -> None:

@@ -8,10 +8,11 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
+
+from tests.servers import wait_until_answers
 
 
 @pytest.mark.integration
@@ -30,16 +31,7 @@ def test_ui_binds_to_loopback_and_prints_the_address(tmp_path: Path) -> None:
         start_new_session=True,
     )
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
-                    assert r.status == 200
-                    break
-            except OSError:
-                assert process.poll() is None, process.stdout.read() if process.stdout else ""
-                assert time.monotonic() < deadline, "the UI did not answer in time"
-                time.sleep(0.5)
+        wait_until_answers(process, f"http://127.0.0.1:{port}/health", 90, "the UI")
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         output, _ = process.communicate(timeout=30)
@@ -110,15 +102,7 @@ def test_sigterm_to_ui_stops_the_server_and_frees_the_port(tmp_path: Path) -> No
         text=True,
     )
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2):
-                    break
-            except OSError:
-                assert process.poll() is None, process.stdout.read() if process.stdout else ""
-                assert time.monotonic() < deadline, "the UI did not answer in time"
-                time.sleep(0.5)
+        wait_until_answers(process, f"http://127.0.0.1:{port}/health", 90, "the UI")
         server = _descendants(process.pid)
         assert server, "the UI runs the server as a child process"
         process.send_signal(signal.SIGTERM)  # to the CLI alone, as a supervisor would

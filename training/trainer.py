@@ -14,10 +14,7 @@ import json
 import math
 import signal
 import tempfile
-import threading
 import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,6 +46,7 @@ from nba.serving.export import export_policy, served_policy
 from nba.serving.pyfunc import ARTIFACT_KEY, example_input
 from nba.serving.scorer import PolicyScorer
 from nba.serving.spec import load_exported
+from nba.signals import handled
 from nba.training import figures
 from nba.training.callbacks import (
     AtomicCheckpointCallback,
@@ -184,19 +182,9 @@ def train(
         return result
 
 
-@contextmanager
-def _signals_to(handler: Any) -> Iterator[None]:
+def _signals_to(handler: Any) -> Any:
     """Route SIGTERM and SIGINT to ``handler`` while training (main thread only)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    names = (signal.SIGTERM, signal.SIGINT)
-    previous = {name: signal.signal(name, handler) for name in names}
-    try:
-        yield
-    finally:
-        for name, before in previous.items():
-            signal.signal(name, before if before is not None else signal.SIG_DFL)
+    return handled((signal.SIGTERM, signal.SIGINT), handler)
 
 
 def _train_in_run(

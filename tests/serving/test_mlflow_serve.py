@@ -8,7 +8,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import pytest
 from nba.scenarios import load_scenario
 from nba.training import train
 from nba.training.tracking import resolve_tracking_uri
+from tests.servers import wait_until_answers
 from tests.serving.conftest import customer
 from tests.training.conftest import TINY_RUN, tiny_config_for
 
@@ -58,15 +58,7 @@ def test_models_serve_answers_invocations(tmp_path: Path, monkeypatch: pytest.Mo
         start_new_session=True,
     )
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2):
-                    break
-            except OSError:
-                assert server.poll() is None, server.stdout.read().decode() if server.stdout else ""
-                assert time.monotonic() < deadline, "mlflow models serve did not start"
-                time.sleep(0.5)
+        wait_until_answers(server, f"http://127.0.0.1:{port}/ping", 120, "mlflow models serve")
         record = customer(customer_id="c-42", persona="cautious_researcher", stage="lapsed", day=0)
         request = urllib.request.Request(
             f"http://127.0.0.1:{port}/invocations",
