@@ -17,25 +17,28 @@ from tests.servers import wait_until_answers
 
 @pytest.mark.integration
 def test_ui_binds_to_loopback_and_prints_the_address(tmp_path: Path) -> None:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "nba.cli", "ui", "--port", str(port)],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
+    port = _free_port()
+    process = _start_ui(port, tmp_path, start_new_session=True)
     try:
         wait_until_answers(process, f"http://127.0.0.1:{port}/health", 90, "the UI")
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         output, _ = process.communicate(timeout=30)
     assert f"http://127.0.0.1:{port}" in output
+
+
+def _start_ui(port: int, folder: Path, start_new_session: bool = False) -> subprocess.Popen:
+    """``nba ui`` on the default store of ``folder`` (never a tracking URI from outside)."""
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "nba.cli", "ui", "--port", str(port)],
+        cwd=folder,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=start_new_session,
+    )
 
 
 def _free_port() -> int:
@@ -92,15 +95,7 @@ def test_ui_fails_at_once_when_the_port_is_taken(tmp_path: Path) -> None:
 @pytest.mark.skipif(not Path("/proc/self/stat").is_file(), reason="reads /proc")
 def test_sigterm_to_ui_stops_the_server_and_frees_the_port(tmp_path: Path) -> None:
     port = _free_port()
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "nba.cli", "ui", "--port", str(port)],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    process = _start_ui(port, tmp_path)
     try:
         wait_until_answers(process, f"http://127.0.0.1:{port}/health", 90, "the UI")
         server = _descendants(process.pid)
