@@ -116,11 +116,6 @@ def mask(preferences: FloatArray, allowed: BoolArray) -> FloatArray:
     return np.where(keep, preferences, -np.inf)
 
 
-def greedy_actions(preferences: FloatArray, allowed: BoolArray) -> IntArray:
-    """The best allowed action per row (the served choice without exploration)."""
-    return np.argmax(mask(np.asarray(preferences, dtype=np.float64), allowed), axis=1)
-
-
 def policy_probabilities(masked: FloatArray, kind: str) -> FloatArray:
     """The policy's distribution over allowed actions: softmax of logits, greedy for Q-values."""
     if kind == "logits":
@@ -300,7 +295,6 @@ __all__ = [
     "exploration_probabilities_row",
     "explore",
     "explore_row",
-    "greedy_actions",
     "mask",
     "mask_row",
     "one_hot",

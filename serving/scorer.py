@@ -265,7 +265,8 @@ class PolicyScorer:
         What evaluation on the twin calls (:class:`ServedPolicy`): the network
         and the policy head of :meth:`score_batch`, without request parsing.
         """
-        return _Unique.from_features(self, np.asarray(obs, dtype=np.float32), allowed).head
+        preferences = self.policy.policy.forward(np.asarray(obs, dtype=np.float32))
+        return policy_head.decide(preferences, allowed, self.policy.output_kind)
 
     def as_policy(self, name: str = "model") -> ServedPolicy:
         """This scorer as a :class:`nba.policies.Policy`, greedy as served, for the twin."""
@@ -521,9 +522,7 @@ class _Unique:
 
     @classmethod
     def from_features(cls, scorer: PolicyScorer, obs: FloatArray, allowed: BoolArray) -> _Unique:
-        head = policy_head.decide(
-            scorer.policy.policy.forward(obs), allowed, scorer.policy.output_kind
-        )
+        head = scorer.decide_observations(obs, allowed)
         if scorer.policy.value is not None:
             value = scorer.policy.value.forward(obs)[:, 0].astype(np.float64)
             value *= scorer.policy.value_scale

@@ -24,6 +24,7 @@ from nba.scenarios import load_scenario
 from nba.serving.export import export_policy
 from nba.serving.scorer import Decision, PolicyScorer, ScoringInputError
 from tests.serving.conftest import population
+from tests.serving.test_fuzz import valid_row
 
 SCENARIO = load_scenario("retail")
 AS_OF = pd.Timestamp("2026-11-25T10:00:00Z")  # a Wednesday
@@ -198,15 +199,9 @@ def test_other_spellings_pandas_reads_still_score(scorer: PolicyScorer, spelling
 
 @st.composite
 def timestamped_row(draw: st.DrawFn) -> dict[str, object]:
-    row: dict[str, object] = {
-        "customer_id": draw(st.text(min_size=1, max_size=6)),
-        "persona": draw(st.sampled_from(SCENARIO.persona_names)),
-        "stage": draw(st.sampled_from(SCENARIO.stage_names)),
-        "pressure": draw(st.integers(0, SCENARIO.contact_rules.pressure_capacity)),
-        "discount_habit": draw(st.booleans()),
-        "opted_out": draw(st.booleans()),
-        "day": draw(st.sampled_from([0, 1, SCENARIO.horizon_days - 1])),
-    }
+    # the fuzz test's valid customer, with timestamps in place of the day counts
+    row = {k: v for k, v in valid_row(draw).items() if not k.startswith("days_since_")}
+    row["day"] = draw(st.sampled_from([0, 1, SCENARIO.horizon_days - 1]))
     for channel in CAPPED:
         ago = draw(st.none() | st.integers(0, 14 * 86_400 * 10**6))  # microseconds back
         if ago is None:

@@ -9,6 +9,7 @@ from stable_baselines3 import A2C, PPO
 
 from nba.envs import TwinVecEnv
 from nba.features import FeatureBuilder
+from nba.scenario import Scenario
 from nba.scenarios import load_scenario
 from nba.training.masking import (
     MaskedActorCriticPolicy,
@@ -51,16 +52,21 @@ def test_rule_mask_from_observations_equals_the_twins_masks(spec: dict) -> None:
     np.testing.assert_array_equal(torch_mask, masks)
 
 
-def test_rule_mask_covers_every_state_and_weekday(spec: dict) -> None:
-    twin = CustomerTwin(load_scenario("retail"))
+def _assert_equals_the_twins_masks(scenario: Scenario, weekdays: range | tuple[int, ...]) -> None:
+    """The observation-based mask against the twin's tables, for every state on ``weekdays``."""
+    twin = CustomerTwin(scenario)
     features = FeatureBuilder(twin.arrays)
     states = twin.space.all_states()
-    rule_mask = RuleMask(spec)
-    for weekday in range(7):
+    rule_mask = RuleMask(rule_mask_spec(scenario))
+    for weekday in weekdays:
         obs = features.build(
             states, np.zeros(len(states), dtype=np.int64), weekday=np.full(len(states), weekday)
         )
         np.testing.assert_array_equal(rule_mask(obs), twin.tables.masks[weekday])
+
+
+def test_rule_mask_covers_every_state_and_weekday() -> None:
+    _assert_equals_the_twins_masks(load_scenario("retail"), range(7))
 
 
 @pytest.mark.parametrize("algo", [PPO, A2C])
@@ -112,17 +118,6 @@ def test_dqn_explores_and_acts_within_the_rules(spec: dict) -> None:
 
 
 def test_rule_mask_of_a_one_persona_scenario() -> None:
-    from nba.scenario import Scenario
-
     data = load_scenario("retail").to_dict()
     data["personas"] = [{**data["personas"][1], "share": 1.0}]  # a one-column persona block
-    scenario = Scenario.from_dict(data)
-    twin = CustomerTwin(scenario)
-    features = FeatureBuilder(twin.arrays)
-    states = twin.space.all_states()
-    rule_mask = RuleMask(rule_mask_spec(scenario))
-    for weekday in (0, 6):
-        obs = features.build(
-            states, np.zeros(len(states), dtype=np.int64), weekday=np.full(len(states), weekday)
-        )
-        np.testing.assert_array_equal(rule_mask(obs), twin.tables.masks[weekday])
+    _assert_equals_the_twins_masks(Scenario.from_dict(data), (0, 6))
