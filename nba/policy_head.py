@@ -14,13 +14,17 @@ of saying "nothing".
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from itertools import accumulate
 from typing import Literal, NamedTuple
 
 import numpy as np
+import numpy.typing as npt
+import pandas as pd
+from pandas.util import hash_array
 
 from nba.errors import NBAValidationError
 from nba.types import BoolArray, FloatArray, IntArray
@@ -159,30 +163,176 @@ def exploration_probabilities(
     return softmax(head.masked, exploration.temperature)
 
 
-def explore(
-    head: HeadOutput, allowed: BoolArray, exploration: Exploration, rng: np.random.Generator
+def explore_with(
+    head: HeadOutput, allowed: BoolArray, exploration: Exploration, uniforms: FloatArray
 ) -> tuple[IntArray, FloatArray, BoolArray]:
-    """Chosen actions, their exact propensities, and whether each departs from greedy."""
+    """Chosen actions, their exact propensities, and whether each departs from greedy.
+
+    :param uniforms: (N,) one draw in [0, 1) per row, e.g. :func:`exploration_uniforms`, so a
+        row's decision depends on its own draw only, never on the rows batched with it.
+    """
     n = head.greedy.shape[0]
     if exploration.kind == "greedy":
         return head.greedy, np.ones(n), np.zeros(n, dtype=bool)
     probabilities = exploration_probabilities(head, allowed, exploration)
-    chosen = sample(probabilities, rng)
+    chosen = sample_with(probabilities, uniforms)
     return chosen, probabilities[np.arange(n), chosen], chosen != head.greedy
 
 
-def sample(probabilities: FloatArray, rng: np.random.Generator) -> IntArray:
-    """One draw per row (cumulative sum and a comparison, no loop)."""
+def sample_with(probabilities: FloatArray, uniforms: FloatArray) -> IntArray:
+    """One action per row by inverting its cumulative distribution at the row's uniform.
+
+    Actions with probability 0 are never chosen (the comparison skips an empty interval).
+    """
     cumulative = np.cumsum(probabilities, axis=1)
-    draw = rng.random(probabilities.shape[0])[:, None] * cumulative[:, -1:]
+    uniforms = np.asarray(uniforms, dtype=np.float64)
+    if uniforms.shape != (probabilities.shape[0],):
+        raise NBAValidationError(
+            f"policy head: {uniforms.shape} uniforms for {probabilities.shape[0]} rows"
+        )
+    draw = uniforms[:, None] * cumulative[:, -1:]
     return np.minimum((draw >= cumulative).sum(axis=1), probabilities.shape[1] - 1)
+
+
+def sample(probabilities: FloatArray, rng: np.random.Generator) -> IntArray:
+    """One draw per row from a generator's stream (simulation and training, not serving)."""
+    return sample_with(probabilities, rng.random(probabilities.shape[0]))
+
+
+# ---------------------------------------------------------------- counter-based draws
+# Serving explores with one uniform per (seed, customer, decision time): a pure function of the
+# three, so a customer's decision does not depend on how requests are batched, on the order they
+# arrive in, or on which worker thread or process serves them. The customer id is hashed as text
+# (42 and "42" are one customer, as the decision log stores them) by pandas' SipHash-based
+# hash_array; seed, id and time are mixed with splitmix64's finaliser in uint64 arithmetic.
+
+_MASK64 = (1 << 64) - 1
+_GOLDEN = 0x9E3779B97F4A7C15
+_MIX1, _MIX2 = 0xBF58476D1CE4E5B9, 0x94D049BB133111EB
+_ID_HASH_KEY = "nba-explore-ids!"  # 16 bytes: SipHash's key for customer ids
+
+
+def _mix64(x: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint64]:
+    """splitmix64's finaliser over a uint64 array (wrapping arithmetic)."""
+    x = x ^ (x >> np.uint64(30))
+    x = x * np.uint64(_MIX1)
+    x ^= x >> np.uint64(27)
+    x *= np.uint64(_MIX2)
+    x ^= x >> np.uint64(31)
+    return x
+
+
+def _mix64_int(x: int) -> int:
+    """:func:`_mix64` of one Python int (mod 2**64)."""
+    x ^= x >> 30
+    x = (x * _MIX1) & _MASK64
+    x ^= x >> 27
+    x = (x * _MIX2) & _MASK64
+    return x ^ (x >> 31)
+
+
+@functools.lru_cache(maxsize=64)
+def _seed_key(seed: int) -> int:
+    return _mix64_int((seed + _GOLDEN) & _MASK64)
+
+
+def _id_texts(customer_ids: npt.ArrayLike) -> npt.NDArray[np.object_]:
+    """Customer ids as an object array of ``str`` (the form that is hashed)."""
+    ids = np.asarray(customer_ids)
+    if ids.dtype == object and pd.api.types.infer_dtype(ids, skipna=False) == "string":
+        return ids
+    return pd.Series(ids, copy=False).astype(str).to_numpy(dtype=object)
+
+
+def _utf8_safe(text: str) -> str:
+    """``text``, or a stand-in for text UTF-8 cannot encode (lone surrogates from JSON)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogatepass").decode("latin-1")
+    return text
+
+
+def _hash_texts(texts: npt.NDArray[np.object_]) -> npt.NDArray[np.uint64]:
+    try:
+        return hash_array(texts, hash_key=_ID_HASH_KEY, categorize=False)
+    except UnicodeEncodeError:
+        safe = np.array([_utf8_safe(t) for t in texts.tolist()], dtype=object)
+        return hash_array(safe, hash_key=_ID_HASH_KEY, categorize=False)
+
+
+def exploration_uniforms(
+    seed: int, customer_ids: npt.ArrayLike, decided_at_ns: npt.ArrayLike
+) -> FloatArray:
+    """(N,) uniforms in [0, 1): one per customer and decision time, a pure function of both.
+
+    :param seed: the exploration's seed (any int; taken mod 2**64).
+    :param customer_ids: (N,) strings or integers (hashed as their text).
+    :param decided_at_ns: (N,) decision times in nanoseconds since the epoch (mod 2**64).
+    """
+    hashed = _hash_texts(_id_texts(customer_ids))
+    times = np.asarray(decided_at_ns)
+    times = times.astype(np.int64).view(np.uint64) if times.dtype != np.uint64 else times
+    if times.shape != hashed.shape:
+        raise NBAValidationError(
+            f"exploration: {times.shape} decision times for {hashed.shape} customers"
+        )
+    state = _mix64(hashed ^ np.uint64(_seed_key(seed)))
+    state = _mix64(state ^ _mix64(times + np.uint64(_GOLDEN)))
+    return (state >> np.uint64(11)).astype(np.float64) * 2.0**-53
+
+
+def exploration_uniform(seed: int, customer_id: object, decided_at_ns: int) -> float:
+    """:func:`exploration_uniforms` for one customer, plain Python (the latency path)."""
+    hashed = _hash_one(_utf8_safe(str(customer_id)))
+    state = _mix64_int(hashed ^ _seed_key(seed))
+    state = _mix64_int(state ^ _mix64_int((decided_at_ns + _GOLDEN) & _MASK64))
+    return (state >> 11) * 2.0**-53
+
+
+def _hash_one_public(text: str) -> int:
+    return int(
+        hash_array(np.array([text], dtype=object), hash_key=_ID_HASH_KEY, categorize=False)[0]
+    )
+
+
+def _fast_hash_one() -> Callable[[str], int]:
+    """One id's hash in ~1 us instead of hash_array's ~10 us of per-call overhead.
+
+    Calls the SipHash kernel behind :func:`pandas.util.hash_array` and applies its final mix;
+    used only when it agrees with the public function on probes (else the public one is).
+    """
+    try:
+        from pandas._libs.hashing import hash_object_array
+    except ImportError:  # pragma: no cover - a pandas without the kernel
+        return _hash_one_public
+
+    def fast(text: str) -> int:
+        cell = np.empty(1, dtype=object)
+        cell[0] = text
+        x = int(hash_object_array(cell, _ID_HASH_KEY, "utf8")[0])
+        x ^= x >> 30
+        x = (x * _MIX1) & _MASK64
+        x ^= x >> 27
+        x = (x * _MIX2) & _MASK64
+        return x ^ (x >> 31)
+
+    probes = ("c-1", "", "42", "Zoë 客户 \U0001f600", "x" * 300)
+    try:
+        agrees = all(fast(p) == _hash_one_public(p) for p in probes)
+    except Exception:  # pragma: no cover - a changed private signature
+        agrees = False
+    return fast if agrees else _hash_one_public
+
+
+_hash_one = _fast_hash_one()
 
 
 # ---------------------------------------------------------------- one row, plain Python
 # The single-customer scorer decides one row in tens of microseconds, where numpy's per-call
 # overhead on (1, A) arrays is most of the cost. These mirror the array functions above
-# operation for operation (same order of float operations, same tie-breaking, same draw from
-# the generator); tests hold them equal on random rows.
+# operation for operation (same order of float operations, same tie-breaking, same uniform);
+# tests hold them equal on random rows.
 
 
 class RowDecision(NamedTuple):
@@ -255,25 +405,24 @@ def exploration_probabilities_row(head: RowDecision, exploration: Exploration) -
     return softmax_row(head.masked, exploration.temperature)
 
 
-def explore_row(
-    head: RowDecision, exploration: Exploration, rng: np.random.Generator
+def explore_row_with(
+    head: RowDecision, exploration: Exploration, uniform: float
 ) -> tuple[int, float, bool]:
-    """:func:`explore` for one row: the action, its exact propensity, whether it explored.
+    """:func:`explore_with` for one row: the action, its exact propensity, whether it explored.
 
-    Draws exactly what :func:`explore` draws for this row (one uniform, none when greedy), so
-    scoring customers one by one consumes the generator as one batch of them would.
+    Given the row's uniform it chooses exactly what :func:`explore_with` chooses for that row.
     """
     if exploration.kind == "greedy":
         return head.greedy, 1.0, False
     probabilities = exploration_probabilities_row(head, exploration)
-    chosen = sample_row(probabilities, rng)
+    chosen = sample_row_with(probabilities, uniform)
     return chosen, probabilities[chosen], chosen != head.greedy
 
 
-def sample_row(probabilities: Sequence[float], rng: np.random.Generator) -> int:
-    """:func:`sample` for one row."""
+def sample_row_with(probabilities: Sequence[float], uniform: float) -> int:
+    """:func:`sample_with` for one row."""
     cumulative = list(accumulate(probabilities))
-    draw = rng.random() * cumulative[-1]
+    draw = uniform * cumulative[-1]
     return min(sum(draw >= c for c in cumulative), len(cumulative) - 1)
 
 
@@ -293,8 +442,10 @@ __all__ = [
     "epsilon_mix",
     "exploration_probabilities",
     "exploration_probabilities_row",
-    "explore",
-    "explore_row",
+    "exploration_uniform",
+    "exploration_uniforms",
+    "explore_row_with",
+    "explore_with",
     "mask",
     "mask_row",
     "one_hot",
@@ -302,7 +453,8 @@ __all__ = [
     "policy_probabilities_row",
     "ranking_row",
     "sample",
-    "sample_row",
+    "sample_row_with",
+    "sample_with",
     "softmax",
     "softmax_row",
     "uniform",

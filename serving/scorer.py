@@ -10,11 +10,16 @@ evaluation. It never imports torch and never unpickles.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import secrets
+import sys
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Mapping
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -37,6 +42,10 @@ __all__ = ["Decision", "Exploration", "PolicyScorer", "ScoringInputError", "Serv
 _CHUNK = 262_144  # rows per network call when evaluating many states: bounds the activations
 
 _RULES = ("consent", "cap", "global_cap", "quiet_day")
+
+DAY_CACHE_BYTES = 256 * 2**20  # the default day-table cache holds at most this much
+_CONSENT_PATTERNS = 4096  # consent verdicts kept (2**channels patterns exist at most)
+_NS_PER_UNIT = {"s": 10**9, "ms": 10**6, "us": 10**3, "ns": 1}
 
 
 @dataclass
@@ -62,12 +71,21 @@ class PolicyScorer:
 
     :param policy: a loaded export (see :meth:`load`).
     :param model_version: reported with every decision and logged.
-    :param exploration: greedy by default.
+    :param exploration: greedy by default. Each customer's draw is a function of the seed, the
+        customer id and the decision time only (:func:`nba.policy_head.exploration_uniforms`);
+        without a seed one is drawn from the OS at construction (``exploration_seed``).
+    :param day_cache_size: planning days whose decision tables the single-customer path keeps
+        (least recently used goes first); default: the whole horizon, up to
+        :data:`DAY_CACHE_BYTES` of tables.
+
+    Safe to share between threads: the caches are locked, a table is built once however many
+    threads ask for its day, and decisions draw from no shared generator.
     """
 
     policy: ExportedPolicy = field(repr=False)
     model_version: str = "local"
     exploration: Exploration = field(default_factory=Exploration)
+    day_cache_size: int | None = None
 
     def __post_init__(self) -> None:
         self.arrays = ScenarioArrays.from_scenario(self.policy.scenario)
@@ -78,7 +96,8 @@ class PolicyScorer:
                 "policy.json features: do not match the scenario's features"
             ) from None
         self.schema = RequestSchema(self.arrays)
-        self.rng = np.random.default_rng(self.exploration.seed)
+        seed = self.exploration.seed
+        self.exploration_seed: int = secrets.randbits(63) if seed is None else int(seed)
         scenario = self.policy.scenario
         catalogue = self.policy.spec["actions"]
         self.space = StateSpace(self.arrays)
@@ -87,8 +106,20 @@ class PolicyScorer:
         self.offer_names = pd.Index(scenario.offer_names)
         self.action_channel = self.arrays.rules.action_channel  # -1 for no action
         self.action_offer = self.arrays.action_offer
-        self._day_tables: dict[int, _DayTable] = {}
-        self._consent_verdicts: dict[tuple[bool, ...], list[bool]] = {}
+        if self.day_cache_size is None:
+            per_table = _DayTable.estimate_bytes(self.space.size, len(catalogue))
+            budget = max(1, DAY_CACHE_BYTES // per_table)
+            self.day_cache_size = max(1, min(scenario.horizon_days, budget))
+        elif isinstance(self.day_cache_size, bool) or not (
+            isinstance(self.day_cache_size, int) and self.day_cache_size >= 1
+        ):
+            raise NBAValidationError(
+                f"day_cache_size: expected a whole number >= 1, got {self.day_cache_size!r}"
+            )
+        self._day_tables: _BuildOnceLRU[int, _DayTable] = _BuildOnceLRU(self.day_cache_size)
+        self._consent_verdicts: _BuildOnceLRU[tuple[bool, ...], list[bool]] = _BuildOnceLRU(
+            _CONSENT_PATTERNS
+        )
         # plain lists: indexing pd.Index or arrays costs microseconds on the single path
         self._names = list(self.action_names)
         self._action_channel = self.action_channel.tolist()
@@ -104,6 +135,7 @@ class PolicyScorer:
         source: str | Path,
         model_version: str | None = None,
         exploration: Exploration | None = None,
+        day_cache_size: int | None = None,
     ) -> PolicyScorer:
         """From an export directory, or an MLflow ``models:/...`` or ``runs:/...`` URI.
 
@@ -131,7 +163,7 @@ class PolicyScorer:
                 f"run:{run_id}" if run_id else "local", run_id=str(run_id) if run_id else None
             )
         version = resolved.relabel(model_version) if model_version else resolved
-        scorer = cls(policy, version, exploration or Exploration())
+        scorer = cls(policy, version, exploration or Exploration(), day_cache_size)
         scorer.run_id = version.run_id
         return scorer
 
@@ -160,7 +192,9 @@ class PolicyScorer:
         table = self._day_table(one.day)
         row = one.weekday * self.space.size + index
         if not one.default_consent or self.exploration.kind != "greedy":
-            return self._decide_row(str(one.customer_id), one.consent, table, row)
+            return self._decide_row(
+                str(one.customer_id), one.consent, table, row, _nanoseconds(one.as_of)
+            )
         count = table.count[row]
         order = table.order[row, :count].tolist()
         probabilities = table.probability[row, :count].tolist()
@@ -193,23 +227,38 @@ class PolicyScorer:
         table = self._day_table(int(request.day[0]))
         row = int(request.weekday[0]) * self.space.size + index
         consent = tuple(request.consent[0].tolist())
-        return self._decide_row(str(request.customer_id[0]), consent, table, row)
+        decided_at = int(_decision_times(request.as_of, 1)[0])
+        return self._decide_row(str(request.customer_id[0]), consent, table, row, decided_at)
 
     def _decide_row(
-        self, customer_id: str, consent: tuple[bool, ...], table: _DayTable, row: int
+        self,
+        customer_id: str,
+        consent: tuple[bool, ...],
+        table: _DayTable,
+        row: int,
+        decided_at: int,
     ) -> Decision:
         """One customer under their own consent and the scorer's exploration, plain Python.
 
         The table row holds the network's outputs and the consent-free rule verdicts for the
         customer's state and weekday; the consent verdicts come from :func:`check_rules` once
-        per consent pattern. The policy head's one-row functions decide and explore.
+        per consent pattern. The policy head's one-row functions decide and explore, with the
+        customer's own uniform for ``decided_at`` (nanoseconds since the epoch), as the batch.
         """
         consent_ok = self._consent_verdict(consent)
         allowed = [c and r for c, r in zip(consent_ok, table.rest[row].tolist(), strict=True)]
         head = policy_head.decide_row(
             table.preferences[row].tolist(), allowed, self.policy.output_kind
         )
-        action, propensity, explored = policy_head.explore_row(head, self.exploration, self.rng)
+        if self.exploration.kind == "greedy":
+            action, propensity, explored = head.greedy, 1.0, False
+        else:
+            uniform = policy_head.exploration_uniform(
+                self.exploration_seed, customer_id, decided_at
+            )
+            action, propensity, explored = policy_head.explore_row_with(
+                head, self.exploration, uniform
+            )
         names = self._names
         probabilities = head.probabilities
         alternatives = [
@@ -244,20 +293,18 @@ class PolicyScorer:
 
     def _consent_verdict(self, consent: tuple[bool, ...]) -> list[bool]:
         """Per action, whether :func:`check_rules` lets this consent pattern use it (cached)."""
-        verdict = self._consent_verdicts.get(consent)
-        if verdict is None:
-            if len(self._consent_verdicts) >= 4096:  # 2**channels patterns at most
-                self._consent_verdicts.clear()
-            rules = self.arrays.rules
-            checks = check_rules(
-                rules,
-                np.array([consent], dtype=bool),
-                np.zeros(1, dtype=np.int64),
-                rules.cap_windows[None, :].astype(np.int64),
-                np.zeros(1, dtype=np.int64),
-            )
-            verdict = self._consent_verdicts[consent] = checks.consent[0].tolist()
-        return verdict
+        return self._consent_verdicts.get(consent, self._build_consent_verdict)
+
+    def _build_consent_verdict(self, consent: tuple[bool, ...]) -> list[bool]:
+        rules = self.arrays.rules
+        checks = check_rules(
+            rules,
+            np.array([consent], dtype=bool),
+            np.zeros(1, dtype=np.int64),
+            rules.cap_windows[None, :].astype(np.int64),
+            np.zeros(1, dtype=np.int64),
+        )
+        return checks.consent[0].tolist()
 
     def decide_observations(self, obs: FloatArray, allowed: BoolArray) -> HeadOutput:
         """The served decision for ready-made observations under the given rule masks.
@@ -288,13 +335,15 @@ class PolicyScorer:
         return self._reason_code[failing * len(self._names) + top]
 
     def _day_table(self, day: int) -> _DayTable:
-        """Decisions for every (weekday, state) of a planning day under default consent."""
-        table = self._day_tables.get(day)
-        if table is None:
-            if len(self._day_tables) >= 4:
-                self._day_tables.pop(next(iter(self._day_tables)))
-            table = self._day_tables[day] = _DayTable.build(self, day)
-        return table
+        """Decisions for every (weekday, state) of a planning day under default consent.
+
+        Built once per day however many threads ask at once (the others wait for it), kept in
+        a least-recently-used cache of ``day_cache_size`` days.
+        """
+        return self._day_tables.get(day, self._build_day_table)
+
+    def _build_day_table(self, day: int) -> _DayTable:
+        return _DayTable.build(self, day)
 
     def score_batch(
         self,
@@ -363,8 +412,13 @@ class PolicyScorer:
         elif self.exploration.kind == "greedy":
             chosen, propensity, explored = head.greedy[inverse], np.ones(n), np.zeros(n, bool)
         else:
-            chosen, propensity, explored = policy_head.explore(
-                head.take(inverse), allowed, self.exploration, self.rng
+            uniforms = policy_head.exploration_uniforms(
+                self.exploration_seed,
+                request.customer_id,
+                _decision_times(request.as_of, len(request.customer_id)),
+            )
+            chosen, propensity, explored = policy_head.explore_with(
+                head.take(inverse), allowed, self.exploration, uniforms
             )
 
         result = self._frame(
@@ -552,6 +606,24 @@ class _DayTable:
     suppressed: list[int]  # the policy's favourite when a rule blocks it, else -1
     reason: list[int]  # index into the scorer's reason names when suppressed
 
+    # per cell: preferences and probability (float64), order (int16), three rule verdicts;
+    # per row: five list slots, and a float object for the value
+    _CELL_BYTES = 8 + 8 + 2 + 3
+    _ROW_BYTES = 5 * 8 + 24
+
+    @classmethod
+    def estimate_bytes(cls, states: int, actions: int) -> int:
+        """Memory of one table for a state space and catalogue, before building it."""
+        return 7 * states * (actions * cls._CELL_BYTES + cls._ROW_BYTES)
+
+    def nbytes(self) -> int:
+        """Memory this table holds (arrays, lists and the float objects of ``value``)."""
+        arrays = (self.preferences, self.rest, self.caps, self.pressure, self.order)
+        lists = (self.value, self.greedy, self.count, self.suppressed, self.reason)
+        total = sum(a.nbytes for a in arrays) + self.probability.nbytes
+        total += sum(sys.getsizeof(items) for items in lists)
+        return total + len(self.value) * sys.getsizeof(0.5)
+
     @classmethod
     def build(cls, scorer: PolicyScorer, day: int) -> _DayTable:
         size = scorer.space.size
@@ -583,6 +655,79 @@ class _DayTable:
             suppressed=np.where(blocked, head.top, -1).tolist(),
             reason=np.where(blocked, scorer._rule_reason(checks, rows, head.top), -1).tolist(),
         )
+
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+
+
+class _BuildOnceLRU(Generic[K, V]):
+    """A thread-safe least-recently-used cache that builds each missing key once.
+
+    The first thread to miss a key builds it outside the lock; threads asking for the same key
+    meanwhile wait for that build (and see its error if it fails), threads asking for other
+    keys go on (building them in parallel). Nobody ever sees a half-built value.
+    """
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.builds = 0  # completed builds, for tests and monitoring
+        self._lock = threading.Lock()
+        self._items: OrderedDict[K, V] = OrderedDict()
+        self._pending: dict[K, Future[V]] = {}
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._items)
+
+    def get(self, key: K, build: Callable[[K], V]) -> V:
+        with self._lock:
+            value = self._items.get(key, _MISSING)
+            if value is not _MISSING:
+                self._items.move_to_end(key)
+                return value  # type: ignore[return-value]
+            pending = self._pending.get(key)
+            building = pending is None
+            if pending is None:
+                pending = self._pending[key] = Future()
+        if not building:
+            return pending.result()
+        try:
+            value = build(key)
+        except BaseException as exc:
+            with self._lock:
+                del self._pending[key]
+            pending.set_exception(exc)
+            raise
+        with self._lock:
+            self._items[key] = value
+            self.builds += 1
+            while len(self._items) > self.capacity:
+                self._items.popitem(last=False)
+            del self._pending[key]
+        pending.set_result(value)
+        return value
+
+
+_MISSING = object()
+
+
+def _nanoseconds(moment: pd.Timestamp) -> int:
+    """A decision time in nanoseconds since the epoch, mod 2**64 (any pandas resolution)."""
+    try:
+        return moment.value % 2**64
+    except OverflowError:  # outside nanoseconds' years 1677-2262: from the coarser unit
+        ticks = int(moment.asm8.view(np.int64))
+        return (ticks * _NS_PER_UNIT[moment.unit]) % 2**64
+
+
+def _decision_times(as_of: pd.Series | pd.Timestamp, n: int) -> npt.NDArray[np.uint64]:
+    """(n,) decision times in nanoseconds mod 2**64, as :func:`_nanoseconds` gives each."""
+    if isinstance(as_of, pd.Series):
+        times = pd.DatetimeIndex(as_of)
+        ticks = times.asi8.view(np.uint64)
+        return ticks * np.uint64(_NS_PER_UNIT[times.unit])
+    return np.full(n, _nanoseconds(as_of), dtype=np.uint64)
 
 
 def _reason_table(scenario: Any, arrays: ScenarioArrays) -> pd.Index:

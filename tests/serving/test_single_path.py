@@ -100,19 +100,17 @@ def test_row_functions_equal_the_array_functions(kind: str) -> None:
     ],
 )
 def test_row_exploration_draws_what_a_batch_draws(exploration: Exploration) -> None:
-    """One row at a time uses the generator as one batch does: same actions, propensities."""
+    """One row with its uniform chooses what the batch chooses: same actions, propensities."""
     rng = np.random.default_rng(1)
     preferences = rng.normal(0, 1, (2_000, 13))
     allowed = rng.random((2_000, 13)) < 0.6
     allowed[:, 0] = True
+    uniforms = rng.random(2_000)
     head = policy_head.decide(preferences, allowed, "logits")
-    chosen, propensity, explored = policy_head.explore(
-        head, allowed, exploration, np.random.default_rng(exploration.seed)
-    )
-    one_by_one = np.random.default_rng(exploration.seed)
+    chosen, propensity, explored = policy_head.explore_with(head, allowed, exploration, uniforms)
     for i in range(2_000):
         row = policy_head.decide_row(preferences[i].tolist(), allowed[i].tolist(), "logits")
-        action, p, was_explored = policy_head.explore_row(row, exploration, one_by_one)
+        action, p, was_explored = policy_head.explore_row_with(row, exploration, uniforms[i])
         assert action == chosen[i] and was_explored == explored[i]
         assert p == pytest.approx(propensity[i], rel=1e-13)
         expected = policy_head.exploration_probabilities(
