@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import signal
 import time
-from pathlib import Path
 from typing import Any
 
 from mlflow.tracking import MlflowClient
 from stable_baselines3.common.callbacks import BaseCallback
-from stable_baselines3.common.vec_env import VecNormalize
 
 from nba.evaluation import ExactScorer
-from nba.io import write_text_atomic
 from nba.progress import count, duration, progress_line, say
 from nba.serving.export import served_policy
 from nba.training.tracking import log_metrics
@@ -156,65 +152,40 @@ class ProgressLinesCallback(BaseCallback):
 
 
 class AtomicCheckpointCallback(BaseCallback):
-    """Every ``every_seconds``, save model and training state so a killed run can resume.
+    """Every ``every_seconds``, at the start of a rollout, save a checkpoint a run resumes from.
 
-    Files are replaced atomically (written aside, then renamed), so a crash mid-save leaves the
-    previous checkpoint intact. ``state.json`` holds the step count, elapsed time, the reward
-    normaliser's statistics and the evaluation history.
+    At a rollout's start the last update is done and nothing of the next rollout is collected
+    yet, so resuming there continues the same learning exactly (weights, optimizer, RNGs,
+    customers, replay buffer: :mod:`nba.training.checkpoint`). ``checkpoints`` is a
+    :class:`~nba.training.checkpoint.RunCheckpoints` (anything with its ``save``); its saves
+    replace the previous checkpoint atomically, so a crash mid-save leaves that one intact.
     """
 
     def __init__(
         self,
-        directory: Path,
+        checkpoints: Any,
         every_seconds: float,
         history: list[dict[str, float]],
         elapsed: Any,
     ) -> None:
         super().__init__()
-        self.directory = directory
+        self.checkpoints = checkpoints
         self.every_seconds = every_seconds
         self.history = history
         self.elapsed = elapsed  # callable returning seconds trained so far
         self._last = time.perf_counter()
 
     def _on_step(self) -> bool:
-        if time.perf_counter() - self._last >= self.every_seconds:
-            self.save()
         return True
 
-    def save(self) -> Path:
+    def _on_rollout_start(self) -> None:
+        if time.perf_counter() - self._last >= self.every_seconds:
+            self.save()
+
+    def save(self) -> str:
+        """Save now (also mid-rollout, when a signal stops training); the manifest's sha256."""
         self._last = time.perf_counter()
-        save_checkpoint(self.model, self.directory, self.history, self.elapsed())
-        return self.directory
-
-
-def save_checkpoint(
-    model: Any, directory: Path, history: list[dict[str, float]], elapsed: float
-) -> None:
-    directory.mkdir(parents=True, exist_ok=True)
-    partial = directory / "model.partial.zip"
-    model.save(partial)
-    partial.replace(directory / "model.zip")
-    state: dict[str, Any] = {
-        "num_timesteps": int(model.num_timesteps),
-        "elapsed_seconds": float(elapsed),
-        "history": history,
-    }
-    env = model.get_env()
-    if isinstance(env, VecNormalize):
-        state["reward_normalizer"] = {
-            "mean": float(env.ret_rms.mean),
-            "var": float(env.ret_rms.var),
-            "count": float(env.ret_rms.count),
-        }
-    write_text_atomic(directory / "state.json", json.dumps(state))
-
-
-def load_checkpoint_state(directory: Path) -> dict[str, Any] | None:
-    path = directory / "state.json"
-    if not path.is_file() or not (directory / "model.zip").is_file():
-        return None
-    return json.loads(path.read_text("utf-8"))
+        return self.checkpoints.save(self.model, self.history, self.elapsed())
 
 
 class TrainingInterrupted(KeyboardInterrupt):

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 import torch
 import yaml
-from mlflow.entities import RunStatus
+from mlflow.entities import LoggedModelStatus, RunStatus
 from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_RUN_NOTE
@@ -45,7 +45,7 @@ from nba.serving import pyfunc
 from nba.serving.export import export_policy, served_policy
 from nba.serving.pyfunc import ARTIFACT_KEY, example_input
 from nba.serving.scorer import PolicyScorer
-from nba.serving.spec import load_exported
+from nba.serving.spec import default_signing_key, load_exported
 from nba.signals import handled
 from nba.training import figures
 from nba.training.callbacks import (
@@ -54,9 +54,8 @@ from nba.training.callbacks import (
     ProgressLinesCallback,
     StopOnSignal,
     TrainingInterrupted,
-    load_checkpoint_state,
-    save_checkpoint,
 )
+from nba.training.checkpoint import Checkpoint, RunCheckpoints
 from nba.training.config import HyperParameters, TrainConfig, load_hyperparameters
 from nba.training.masking import rule_mask_spec
 from nba.training.registry import get_algorithm
@@ -74,6 +73,13 @@ from nba.training.tracking import (
 BASELINE_NAMES = ("no_action", "random", "journey_map", "myopic", "optimal")
 CANDIDATE_ALIAS = "candidate"
 TABLE_ARTIFACT = "evaluation/evaluation.json"  # MLflow table: the UI shows it as one
+# The final phase's progress, so a resume after a kill repeats none of it (no second logged
+# model, no second registered version): the step whose table, figures and summary metrics are
+# logged, and the step whose model is logged, registered and aliased. The logged model carries
+# its step as a tag, so a resume finds a model logged just before a kill.
+FINAL_EVALUATED_TAG = "nba.final.evaluated_at_step"
+FINAL_DONE_TAG = "nba.final.done_at_step"
+MODEL_STEP_TAG = "nba.timesteps"
 
 
 @dataclass
@@ -159,11 +165,16 @@ def train(
         run_id = run.info.run_id
         _log_run_inputs(client, run_id, cfg, loaded)
 
+    checkpoints = RunCheckpoints(client, run_id, Path(cfg.checkpoint_dir) / run_id)
+    # verified before the run is touched: a refused checkpoint leaves it as it was
+    checkpoint = checkpoints.load(download=True) if resume else None
     stop = StopOnSignal()
     with _signals_to(stop.handler), mlflow.start_run(run_id=run_id):
         try:
             extra, folder = [*(callbacks or []), stop], Path(output_dir)
-            result = _train_in_run(client, run_id, cfg, loaded, folder, extra, bool(resume))
+            result = _train_in_run(
+                client, run_id, cfg, loaded, folder, extra, checkpoints, checkpoint
+            )
         except KeyboardInterrupt as exc:
             interrupted = (
                 exc if isinstance(exc, TrainingInterrupted) else TrainingInterrupted(signal.SIGINT)
@@ -194,40 +205,18 @@ def _train_in_run(
     scenario: Scenario,
     output_dir: Path,
     extra_callbacks: list[Any],
-    resumed: bool,
+    checkpoints: RunCheckpoints,
+    checkpoint: Checkpoint | None,
 ) -> TrainResult:
     if cfg.torch_threads:
         torch.set_num_threads(cfg.torch_threads)
-    hp = cfg.hyperparameters
-    assert hp is not None
-    spec = get_algorithm(cfg.algo)
-    env = _make_env(scenario, cfg, hp)
-    checkpoint_dir = Path(cfg.checkpoint_dir) / run_id
-    state = load_checkpoint_state(checkpoint_dir)
-    if state is None and resumed:
-        state = _download_checkpoint(client, run_id, checkpoint_dir)
-    if state is None:
-        model = spec.load()(
-            spec.policy_class(hp.policy.mask_actions),
-            env,
-            seed=cfg.seed,
-            device="cpu",
-            verbose=0,
-            **_algo_kwargs(cfg, hp, scenario),
-        )
-        history: list[dict[str, float]] = []
-        elapsed_before = 0.0
-    else:
-        model = _load_checkpoint_model(spec, checkpoint_dir, env)
-        if isinstance(env, VecNormalize) and "reward_normalizer" in state:
-            stats = state["reward_normalizer"]
-            env.ret_rms.mean, env.ret_rms.var, env.ret_rms.count = (
-                stats["mean"],
-                stats["var"],
-                stats["count"],
-            )
-        history = list(state["history"])
-        elapsed_before = float(state["elapsed_seconds"])
+    model = _build_model(cfg, scenario)
+    history: list[dict[str, float]] = []
+    elapsed_before = 0.0
+    if checkpoint is not None:
+        checkpoint.restore(model)
+        history = checkpoint.history
+        elapsed_before = checkpoint.elapsed_seconds
         client.set_tag(run_id, "nba.resumed_at_step", str(model.num_timesteps))
     model.set_logger(Logger(folder=None, output_formats=[MLflowWriter(client, run_id)]))
 
@@ -242,8 +231,8 @@ def _train_in_run(
         target_share=cfg.target_share,
         algo=cfg.algo,
     )
-    checkpoint = AtomicCheckpointCallback(
-        checkpoint_dir, cfg.checkpoint_every_seconds, history, lambda: evaluation.elapsed
+    periodic = AtomicCheckpointCallback(
+        checkpoints, cfg.checkpoint_every_seconds, history, lambda: evaluation.elapsed
     )
     if not cfg.progress_bar:  # no bar (not a terminal, or --json): lines on stderr instead
         extra_callbacks = [*extra_callbacks, ProgressLinesCallback(history)]
@@ -252,29 +241,63 @@ def _train_in_run(
         try:
             model.learn(
                 remaining,
-                callback=[evaluation, checkpoint, *extra_callbacks],
-                reset_num_timesteps=state is None,
+                callback=[evaluation, periodic, *extra_callbacks],
+                reset_num_timesteps=checkpoint is None,
                 progress_bar=cfg.progress_bar,
             )
         except TrainingInterrupted:
-            checkpoint.save()  # resumable from here, locally or from the run's artifacts
-            client.log_artifacts(run_id, str(checkpoint_dir), "checkpoint")
+            periodic.save()  # resumable from here, locally or from the run's artifacts
+            checkpoints.log()
             raise
-    if not history or history[-1]["timesteps"] != model.num_timesteps:
+    evaluated = not history or history[-1]["timesteps"] != model.num_timesteps
+    if evaluated:
         evaluation.evaluate()
-    save_checkpoint(model, checkpoint_dir, history, evaluation.elapsed)
-    client.log_artifacts(run_id, str(checkpoint_dir), "checkpoint")
+    if remaining > 0 or evaluated or checkpoint is None:
+        checkpoints.save(model, history, evaluation.elapsed)
+    if not checkpoints.logged():
+        checkpoints.log()
+    return _final_phase(client, run_id, cfg, scenario, model, scorer, evaluation, output_dir)
 
+
+def _final_phase(
+    client: MlflowClient,
+    run_id: str,
+    cfg: TrainConfig,
+    scenario: Scenario,
+    model: Any,
+    scorer: ExactScorer,
+    evaluation: ExactEvaluationCallback,
+    output_dir: Path,
+) -> TrainResult:
+    """Table, figures, export, logged model and registration, each done once per step.
+
+    A resume of a run killed during (or right after) this phase finds what was already
+    recorded (the tags above, the logged model, the registered version of this run) and
+    repeats none of it.
+    """
+    step = int(model.num_timesteps)
+    tags = client.get_run(run_id).data.tags
     run_dir = output_dir / run_id
     run_dir.mkdir(parents=True, exist_ok=True)
-    with phase(
-        f"final evaluation: {1 + len(BASELINE_NAMES)} policies on {cfg.eval_customers:,} "
-        "customers, and exact scores"
-    ):
-        table, rollouts = _final_table(cfg, scenario, model, scorer)
-    _log_table(client, run_id, table, run_dir, model.num_timesteps, cfg.algo, scenario.name)
-    with phase("figures: learning curve, journey flows, action mix"):
-        _log_figures(client, run_id, scenario, cfg.algo, history, table, rollouts, run_dir)
+    if tags.get(FINAL_EVALUATED_TAG) == str(step):
+        table = _logged_table(client, run_id, run_dir)
+    else:
+        with phase(
+            f"final evaluation: {1 + len(BASELINE_NAMES)} policies on "
+            f"{cfg.eval_customers:,} customers, and exact scores"
+        ):
+            table, rollouts = _final_table(cfg, scenario, model, scorer)
+        _log_table(client, run_id, table, run_dir, step, cfg.algo, scenario.name)
+        with phase("figures: learning curve, journey flows, action mix"):
+            _log_figures(
+                client, run_id, scenario, cfg.algo, evaluation.history, table, rollouts, run_dir
+            )
+        summary = {"final/timesteps": step, "final/train_seconds": evaluation.elapsed}
+        if evaluation.reached_at is not None:
+            summary["final/seconds_to_target"] = evaluation.reached_at["elapsed_seconds"]
+        log_metrics(client, run_id, summary, step=step)
+        client.set_tag(run_id, FINAL_EVALUATED_TAG, str(step))
+    env = model.get_env()
     export_dir = run_dir / "policy"
     value_scale = math.sqrt(env.ret_rms.var + env.epsilon) if isinstance(env, VecNormalize) else 1.0
     export_policy(
@@ -283,25 +306,26 @@ def _train_in_run(
         export_dir,
         algo=cfg.algo,
         value_scale=value_scale,
-        metadata={"mlflow_run_id": run_id, "timesteps": int(model.num_timesteps)},
+        metadata={"mlflow_run_id": run_id, "timesteps": step},
+        signing_key=default_signing_key(),  # signed when NBA_SIGNING_KEY is set
     )
     with phase(
         "exporting and registering the policy"
         if cfg.register_model
         else "exporting and logging the policy"
     ):
-        model_uri, version = _log_pyfunc(client, run_id, cfg, export_dir)
-    summary = {
-        "final/timesteps": model.num_timesteps,
-        "final/train_seconds": evaluation.elapsed,
-    }
-    if evaluation.reached_at is not None:
-        summary["final/seconds_to_target"] = evaluation.reached_at["elapsed_seconds"]
-    log_metrics(client, run_id, summary, step=model.num_timesteps)
+        model_uri = _logged_policy(client, run_id, step) or _log_pyfunc(
+            client, run_id, cfg, export_dir, step
+        )
+        version = None
+        if cfg.register_model:
+            first_time = tags.get(FINAL_DONE_TAG) != str(step)
+            version = _register_once(client, run_id, cfg, model_uri, move_alias=first_time)
+    client.set_tag(run_id, FINAL_DONE_TAG, str(step))
     return TrainResult(
         run_id=run_id,
         table=table,
-        history=history,
+        history=evaluation.history,
         export_dir=export_dir,
         model_uri=model_uri,
         model_version=version,
@@ -309,18 +333,68 @@ def _train_in_run(
     )
 
 
-def _load_checkpoint_model(spec: Any, checkpoint_dir: Path, env: VecEnv) -> Any:
-    """The checkpointed model, or a clear refusal when this version observes customers
-    differently (e.g. a run started before the ``days_left`` feature block)."""
-    try:
-        return spec.load().load(checkpoint_dir / "model.zip", env=env, device="cpu")
-    except ValueError as exc:
-        if "spaces do not match" not in str(exc):
-            raise
-        raise NBAValidationError(
-            f"--resume: the checkpoint was trained on other features than this version builds "
-            f"({exc}); start a new run"
-        ) from None
+def _logged_table(client: MlflowClient, run_id: str, folder: Path) -> pd.DataFrame:
+    """The final table this run already logged (a resume after its final evaluation)."""
+    path = client.download_artifacts(run_id, "evaluation/evaluation.csv", str(folder))
+    return pd.read_csv(path)
+
+
+def _logged_policy(client: MlflowClient, run_id: str, step: int) -> str | None:
+    """The URI of the policy this run logged at ``step``, if a killed attempt got that far."""
+    experiment_id = client.get_run(run_id).info.experiment_id
+    for logged in client.search_logged_models(
+        [experiment_id], filter_string=f"source_run_id = '{run_id}'"
+    ):
+        if (
+            logged.name == "policy"
+            and logged.status == LoggedModelStatus.READY
+            and logged.tags.get(MODEL_STEP_TAG) == str(step)
+        ):
+            return logged.model_uri
+    return None
+
+
+def _register_once(
+    client: MlflowClient, run_id: str, cfg: TrainConfig, model_uri: str, move_alias: bool
+) -> str:
+    """This run's registered version of ``model_uri``: the existing one, else a new one.
+
+    The ``candidate`` alias moves to it when the version is new or the run's final phase had
+    not finished (a kill between registering and aliasing); never back onto an older version.
+    """
+    name = cfg.registered_model_name
+    model_id = model_uri.removeprefix("models:/")
+    existing = [
+        found
+        for found in client.search_model_versions(f"run_id = '{run_id}'")
+        if found.name == name
+        and model_id in (found.model_id, found.source.removeprefix("models:/"))
+    ]
+    if existing:
+        version = str(max(int(found.version) for found in existing))
+    else:
+        version = str(mlflow.register_model(model_uri, name).version)
+        move_alias = True
+    if move_alias:
+        client.set_registered_model_alias(name, CANDIDATE_ALIAS, version)
+    client.set_tag(run_id, "nba.model_version", version)
+    return version
+
+
+def _build_model(cfg: TrainConfig, scenario: Scenario) -> Any:
+    """The model a fresh run starts from; a resumed run builds the same from the run's config
+    and loads its checkpoint into it (nothing of the model comes from the checkpoint's code)."""
+    hp = cfg.hyperparameters
+    assert hp is not None
+    spec = get_algorithm(cfg.algo)
+    return spec.load()(
+        spec.policy_class(hp.policy.mask_actions),
+        _make_env(scenario, cfg, hp),
+        seed=cfg.seed,
+        device="cpu",
+        verbose=0,
+        **_algo_kwargs(cfg, hp, scenario),
+    )
 
 
 def _make_env(scenario: Scenario, cfg: TrainConfig, hp: HyperParameters) -> VecEnv:
@@ -450,8 +524,8 @@ def _log_figures(
 
 
 def _log_pyfunc(
-    client: MlflowClient, run_id: str, cfg: TrainConfig, export_dir: Path
-) -> tuple[str, str | None]:
+    client: MlflowClient, run_id: str, cfg: TrainConfig, export_dir: Path, step: int
+) -> str:
     scorer = PolicyScorer(load_exported(export_dir))
     example = example_input(scorer)
     with warnings.catch_warnings():
@@ -466,14 +540,9 @@ def _log_pyfunc(
             signature=signature,
             input_example=example,
             pip_requirements=[f"nba=={nba.__version__}", "numpy", "pandas"],
-            registered_model_name=cfg.registered_model_name if cfg.register_model else None,
+            tags={MODEL_STEP_TAG: str(step)},  # registration: _register_once, once
         )
-    version = None
-    if cfg.register_model:
-        version = str(info.registered_model_version)
-        client.set_registered_model_alias(cfg.registered_model_name, CANDIDATE_ALIAS, version)
-        client.set_tag(run_id, "nba.model_version", version)
-    return info.model_uri, version
+    return info.model_uri
 
 
 def _log_run_inputs(
@@ -574,23 +643,6 @@ def _config_of_run(
             ", ".join(f"{key}={value}" for key, value in sorted(changes.items()))[:5000],
         )
     return run_id, cfg
-
-
-def _download_checkpoint(
-    client: MlflowClient, run_id: str, directory: Path
-) -> dict[str, Any] | None:
-    """Fetch the run's last logged checkpoint (resuming on another machine)."""
-    try:
-        client.download_artifacts(run_id, "checkpoint", str(directory.parent / f".{run_id}-dl"))
-    except Exception:  # no checkpoint logged yet: a fresh start
-        return None
-    downloaded = directory.parent / f".{run_id}-dl" / "checkpoint"
-    if not (downloaded / "state.json").is_file():
-        return None
-    directory.mkdir(parents=True, exist_ok=True)
-    for name in ("model.zip", "state.json"):
-        (downloaded / name).replace(directory / name)
-    return load_checkpoint_state(directory)
 
 
 __all__ = ["TrainResult", "TrainingInterrupted", "train"]

@@ -31,7 +31,7 @@ def _wait_for_learning(workdir: Path, process: subprocess.Popen[str], timeout: f
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         assert process.poll() is None, process.communicate()[1][-3000:]
-        for path in (workdir / "checkpoints").glob("*/state.json"):
+        for path in (workdir / "checkpoints").glob("*/manifest.json"):
             try:
                 steps = int(json.loads(path.read_text())["num_timesteps"])
             except (OSError, ValueError):  # replaced while we read it
@@ -71,12 +71,12 @@ def test_sigterm_kills_the_run_with_a_checkpoint_and_resume_finishes_it(
     run = client.get_run(run_id)
     assert run.info.status == "KILLED"  # not RUNNING forever, not FAILED
     assert "SIGTERM" in run.data.tags["nba.error"]
-    saved = json.loads((checkpoint / "state.json").read_text())["num_timesteps"]
+    saved = json.loads((checkpoint / "manifest.json").read_text())["num_timesteps"]
     assert saved >= before
-    assert {a.path for a in client.list_artifacts(run_id, "checkpoint")} >= {
-        "checkpoint/model.zip",
-        "checkpoint/state.json",
-    }
+    logged = {a.path for a in client.list_artifacts(run_id, "checkpoint")}
+    files = json.loads((checkpoint / "manifest.json").read_text())["files"]
+    assert logged >= {"checkpoint/manifest.json", *(f"checkpoint/{name}" for name in files)}
+    assert "checkpoint/model.zip" not in logged  # no pickle
 
     total = saved + 1024  # a new total: trains on past the checkpoint
     resumed = CliRunner().invoke(
@@ -122,7 +122,7 @@ def test_ctrl_c_stops_between_steps_saves_and_marks_killed(
     run_id = stopped.value.run_id
     client = MlflowClient(resolve_tracking_uri())
     assert client.get_run(run_id).info.status == "KILLED"
-    state = json.loads((workdir / "checkpoints" / run_id / "state.json").read_text())
+    state = json.loads((workdir / "checkpoints" / run_id / "manifest.json").read_text())
     assert 512 <= state["num_timesteps"] < 1024  # stopped at the next step, not at the end
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored
 

@@ -67,8 +67,7 @@ def test_a_run_leaves_a_complete_mlflow_record(workdir: Path, tiny_config: Path)
         "figures/journey_flow.html",
         "figures/journey_flow.png",
         "figures/action_mix.png",
-        "checkpoint/model.zip",
-        "checkpoint/state.json",
+        "checkpoint/manifest.json",
     } <= artifacts
 
     table = result.table.set_index("policy")
