@@ -170,7 +170,11 @@ def audit(
     customers: CustomersOption = None,
     segment: Annotated[
         list[str] | None,
-        typer.Option("--segment", help="NAME=QUERY over the customer table; repeatable."),
+        typer.Option(
+            "--segment",
+            help="NAME=QUERY: a condition over the customer table (comparisons, in [...], "
+            "and/or/not); repeatable.",
+        ),
     ] = None,
     holdout_start: Annotated[
         str | None,
@@ -219,6 +223,7 @@ def audit(
 
     if (holdout_start is None) != (holdout_end is None):
         raise NBAValidationError("--holdout-start, --holdout-end: give both or neither")
+    segments = _segments(segment or []) if holdout_start is None else {}
     check_input(scenario, "--scenario")
     with reading("--scenario", scenario):
         twin_scenario = Scenario.from_yaml(scenario)
@@ -243,12 +248,6 @@ def audit(
         for option, value in (("--placement", placement), ("--history-start", history_start)):
             if value is not None:
                 raise NBAValidationError(f"{option}: only used by the forecast audit")
-        segments = {}
-        for item in segment or []:
-            key, sep, query = item.partition("=")
-            if not sep or not key.strip() or not query.strip():
-                raise NBAValidationError(f"--segment: expected NAME=QUERY, got {item!r}")
-            segments[key.strip()] = query.strip()
         with phase(f"audit: simulating the twin for {len(log.customer_ids):,} customers"):
             result = run_audit(
                 twin_scenario,
@@ -267,6 +266,24 @@ def audit(
         console.print(f"{verdict}: {_describe(result.summary())}")
     if strict and not result.passed:
         raise typer.Exit(1)
+
+
+def _segments(items: list[str]) -> dict[str, str]:
+    """``NAME=QUERY`` options as a dict, each query parsed now (bad text fails before any file
+    is read); the restricted condition language of :mod:`nba.calibration.segments`."""
+    from nba.calibration.segments import Segment
+
+    segments: dict[str, str] = {}
+    for item in items:
+        key, sep, query = item.partition("=")
+        name, query = key.strip(), query.strip()
+        if not sep or not name or not query:
+            raise NBAValidationError(f"--segment: expected NAME=QUERY, got {item[:80]!r}")
+        if name in segments:
+            raise NBAValidationError(f"--segment: {name!r} is given twice")
+        Segment.parse(name, query)
+        segments[name] = query
+    return segments
 
 
 def _check_event_files(events: Path, customers: Path | None) -> None:

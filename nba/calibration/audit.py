@@ -17,8 +17,9 @@ import numpy as np
 import pandas as pd
 
 from nba.calibration.bootstrap import Bootstrap, interval, safe_ratio
-from nba.calibration.events import EventLog, EventLogError
+from nba.calibration.events import EventLog
 from nba.calibration.population import ObservedCustomers, observe
+from nba.calibration.segments import Segment, parse_segments
 from nba.scenario import Scenario
 from nba.twin import CustomerTwin
 from nba.types import BoolArray, FloatArray
@@ -61,14 +62,17 @@ def audit(
 ) -> AuditResult:
     """Compare the twin with ``log`` (held-out customers or period) under the logged actions.
 
-    :param segments: name -> pandas query over the customer snapshot (attributes, RFM), e.g.
-        ``{"newbie": "newbie"}``; each is audited next to the arms.
+    :param segments: name -> condition over the customer snapshot (attributes, RFM), e.g.
+        ``{"newbie": "newbie", "recent": "recency_months <= 3 and not newbie"}``, in the
+        restricted language of :mod:`nba.calibration.segments` (parsed, never evaluated as
+        code); each is audited next to the arms.
     """
+    parsed = parse_segments(segments or {})  # bad text fails before any simulation
     people = observe(scenario, log)
     calibration = people.calibration
     table, cluster, actions = people.table, people.cluster, people.actions
     personas = people.personas
-    groups = _groups(table, actions, scenario, segments or {})
+    groups = _groups(table, actions, scenario, parsed)
     simulated = _simulate(scenario, people, replicates, seed)
     organic = np.asarray(calibration.observables.get("organic_visit_rate", []), dtype=float)
     observed = {
@@ -136,7 +140,7 @@ def audit(
 
 
 def _groups(
-    table: pd.DataFrame, actions: np.ndarray, scenario: Scenario, segments: dict[str, str]
+    table: pd.DataFrame, actions: np.ndarray, scenario: Scenario, segments: list[Segment]
 ) -> dict[str, BoolArray]:
     groups: dict[str, BoolArray] = {"all": np.ones(len(table), dtype=bool)}
     held_out = (table["contact"] == "held_out").fillna(False).to_numpy()
@@ -144,13 +148,8 @@ def _groups(
         groups["arm: held out"] = held_out
     for a in np.unique(actions[actions > 0]):
         groups[f"arm: {scenario.action_names[a]}"] = actions == a
-    frame = table.reset_index(drop=True)
-    for name, query in segments.items():
-        try:
-            selected = frame.eval(query)
-        except Exception as exc:  # pandas raises many types for a bad expression
-            raise EventLogError(f"segments.{name}: cannot evaluate {query!r} ({exc})") from None
-        groups[f"segment: {name}"] = np.asarray(selected, dtype=bool)
+    for segment in segments:
+        groups[f"segment: {segment.name}"] = segment.select(table)
     return groups
 
 
