@@ -230,7 +230,7 @@ def simulate(
 ) -> None:
     """Run one policy on a cohort and write per-day KPIs (totals over the cohort)."""
     from nba.evaluation import rollout
-    from nba.io import write_bytes_atomic
+    from nba.io import csv_bytes, write_bytes_atomic
     from nba.policies import make_baseline
     from nba.twin import CustomerTwin
 
@@ -243,8 +243,8 @@ def simulate(
         task = progress.add_task(f"simulating {policy}", total=days, unit="days")
         result = rollout(twin, chosen, customers, seed, lambda day: progress.advance(task))
     daily = result.daily
-    data = daily.to_parquet(index=False) if out.suffix == ".parquet" else daily.to_csv(index=False)
-    write_bytes_atomic(out, data if isinstance(data, bytes) else data.encode())
+    data = daily.to_parquet(index=False) if out.suffix == ".parquet" else csv_bytes(daily)
+    write_bytes_atomic(out, data)
     summary = result.summary()
     console.print(
         f"wrote {len(daily)} days to {out}: value {summary['value']:.2f} per customer, "

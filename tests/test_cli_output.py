@@ -107,3 +107,61 @@ def test_a_real_train_json_run_reports_progress_on_stderr(
     assert "train: 0/2.0k steps, exact share" in err
     assert "final evaluation: 6 policies on 200 customers" in err
     assert "exporting and logging the policy: done in" in err
+
+
+# ------------------------------------------------------------------ CSV a spreadsheet opens safely
+HOSTILE_IDS = ['=HYPERLINK("http://evil.example","click")', "+1", "@SUM(1)", "-2+3", "\tcmd", "\rx"]
+
+
+def test_csv_quotes_formula_like_text_and_leaves_numbers_alone() -> None:
+    import io
+
+    from nba.io import csv_bytes
+
+    frame = pd.DataFrame(
+        {
+            "customer_id": [*HOSTILE_IDS, "c-7", "safe"],
+            "value": [-1.5, -2.0, 3.0, 0.0, 1.0, -7.25, 2.0, -3.0],
+            "count": [-1, 2, 3, 4, 5, 6, 7, -8],
+            "action": pd.Categorical(["=x", "email", "email", "sms", "sms", "sms", "-", "sms"]),
+            "mixed": pd.Series([1, "=1", None, True, 2.5, "@a", "b", -3], dtype=object),
+            "=sum(A1)": 1,
+        }
+    )
+    before = frame.copy()
+    back = pd.read_csv(io.BytesIO(csv_bytes(frame)), dtype={"customer_id": str})
+    assert back["customer_id"].tolist()[:6] == [
+        "'" + v if v != "\rx" else "'\rx" for v in HOSTILE_IDS
+    ]
+    assert back["customer_id"].tolist()[6:] == ["c-7", "safe"]
+    assert back["value"].tolist() == frame["value"].tolist()  # negative numbers stay numbers
+    assert back["count"].tolist() == frame["count"].tolist()
+    assert back["action"].tolist()[:1] == ["'=x"] and back["action"].iloc[6] == "'-"
+    assert back["mixed"].tolist()[1] == "'=1" and back["mixed"].tolist()[5] == "'@a"
+    assert "'=sum(A1)" in back.columns
+    # the caller's frame is untouched, and nothing to quote means the frame as it was
+    pd.testing.assert_frame_equal(frame, before)
+    plain = pd.DataFrame({"a": ["x", "y"], "b": [-1, 2]})
+    assert csv_bytes(plain) == plain.to_csv(index=False).encode()
+
+
+def test_converted_event_logs_keep_ids_joined_after_quoting(tmp_path: Path) -> None:
+    from nba.calibration.events import EventLog, load_events, save_events
+
+    ids = ["=cmd|' /C calc'!A0", "+1", "c-3"]
+    events = pd.DataFrame(
+        {
+            "customer_id": ids,
+            "timestamp": pd.to_datetime(["2024-01-02", "2024-01-03", "2024-01-04"]),
+            "event": "purchased",
+            "value": [10.0, 20.0, 30.0],
+        }
+    )
+    customers = pd.DataFrame({"customer_id": ids, "segment": ["-", "a", "@b"]})
+    log = EventLog.from_frames(events, customers)
+    save_events(log, tmp_path / "events.csv", tmp_path / "customers.csv")
+    text = (tmp_path / "events.csv").read_text()
+    assert "\n'=cmd" in text and "\n'+1," in text and "\nc-3," in text
+    again = load_events(tmp_path / "events.csv", tmp_path / "customers.csv")
+    assert set(again.customer_ids) == {"'" + ids[0], "'+1", "c-3"}
+    assert set(again.customers["customer_id"]) == set(again.customer_ids)

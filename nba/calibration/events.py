@@ -256,9 +256,9 @@ def _read_table(path: Path, what: str) -> pd.DataFrame:
 
 
 def _write_table(frame: pd.DataFrame, path: Path) -> None:
-    from nba.io import write_bytes_atomic
+    from nba.io import csv_bytes, write_bytes_atomic
 
     if path.suffix.lower() == ".parquet":
         write_bytes_atomic(path, frame.to_parquet(index=False))
-    else:
-        write_bytes_atomic(path, frame.to_csv(index=False).encode("utf-8"))
+    else:  # text a spreadsheet would run as a formula gets a leading quote (ids alike in both)
+        write_bytes_atomic(path, csv_bytes(frame))

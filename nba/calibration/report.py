@@ -18,7 +18,7 @@ import pandas as pd
 
 from nba.calibration.audit import AuditResult
 from nba.calibration.fit import CalibrationResult
-from nba.io import write_text_atomic
+from nba.io import csv_bytes, write_bytes_atomic, write_text_atomic
 from nba.scenario import Scenario
 from nba.types import IntArray
 
@@ -28,7 +28,7 @@ def write_report(result: CalibrationResult, folder: Path, audit: AuditResult | N
     folder.mkdir(parents=True, exist_ok=True)
     scenario = result.scenario
     scenario.to_yaml(folder / "scenario.yaml")
-    result.parameters.to_csv(folder / "parameters.csv", index=False)
+    write_bytes_atomic(folder / "parameters.csv", csv_bytes(result.parameters))
     _silhouette_figure(result, folder)
     _interval_figure(result, folder)
     table = result.snapshot.customers

@@ -138,6 +138,26 @@ def test_score_command_writes_decisions_and_log(export_dir: Path, tmp_path: Path
     assert bad.exit_code != 0
 
 
+def test_score_csv_output_quotes_formula_like_ids(export_dir: Path, tmp_path: Path) -> None:
+    """A spreadsheet opening the decisions shows hostile ids as text; numbers stay numbers."""
+    from typer.testing import CliRunner
+
+    from nba.cli import app
+
+    hostile = ['=HYPERLINK("http://evil.example","click")', "+1", "@SUM(1)", "-2", "c-5"]
+    customers = random_customers(len(hostile), seed=4)
+    customers["customer_id"] = hostile
+    source, out = tmp_path / "customers.parquet", tmp_path / "decisions.csv"
+    customers.to_parquet(source)
+    command = ["score", "--model", str(export_dir), "--input", str(source), "--output", str(out)]
+    result = CliRunner().invoke(app, command)
+    assert result.exit_code == 0, result.output
+    decisions = pd.read_csv(out, dtype={"customer_id": str})
+    assert decisions["customer_id"].tolist() == ["'" + v for v in hostile[:4]] + ["c-5"]
+    assert pd.api.types.is_float_dtype(decisions["propensity"])
+    assert pd.api.types.is_float_dtype(decisions["value_estimate"])
+
+
 def test_distinct_combinations_never_merge_for_large_catalogues(
     export_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
