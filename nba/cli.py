@@ -436,7 +436,7 @@ def score(
         read_table,
         remove_new_log,
     )
-    from nba.io import write_bytes_atomic
+    from nba.io import csv_bytes, write_bytes_atomic
     from nba.serving.decision_log import DecisionLog
     from nba.serving.scorer import Exploration
 
@@ -467,7 +467,7 @@ def score(
     if output.suffix == ".parquet":
         data = decisions.to_parquet(index=False)
     else:
-        data = decisions.to_csv(index=False).encode()
+        data = csv_bytes(decisions)  # formula-like ids are quoted for spreadsheets
     write_bytes_atomic(output, data)
     counts = decisions["action_name"].value_counts().head(5)
     summary = ", ".join(f"{name} {count:,}" for name, count in counts.items())
