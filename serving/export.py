@@ -18,16 +18,19 @@ import numpy as np
 
 from nba.errors import NBAValidationError
 from nba.features import FeatureBuilder
-from nba.io import write_bytes_atomic, write_text_atomic
+from nba.io import write_bytes_atomic
 from nba.parameters import ScenarioArrays
-from nba.scenario import NO_ACTION, Scenario
+from nba.scenario import Scenario
 from nba.serving.scorer import PolicyScorer, ServedPolicy
 from nba.serving.spec import (
     FORMAT,
+    SIGNATURE_FILE,
     SPEC_FILE,
     WEIGHTS_FILE,
     ExportedPolicy,
+    action_catalogue,
     policy_from_parts,
+    sign_export,
 )
 
 
@@ -39,20 +42,31 @@ def export_policy(
     algo: str,
     value_scale: float = 1.0,
     metadata: dict[str, Any] | None = None,
+    signing_key: bytes | str | None = None,
 ) -> Path:
     """Write ``weights.npz`` and ``policy.json`` for an SB3 model trained on ``scenario``.
 
     :param value_scale: factor that turns the value head's output into currency (the reward
         normaliser's scale when rewards were normalised during training).
+    :param signing_key: also write ``signature.json``, an HMAC-SHA256 of both files' bytes
+        that :func:`~nba.serving.spec.load_exported` verifies (training passes
+        ``NBA_SIGNING_KEY``). Without a key a signature left by an earlier export is removed.
     """
     folder = Path(directory)
     spec, weights = policy_parts(
         model, scenario, algo=algo, value_scale=value_scale, metadata=metadata
     )
+    policy_from_parts(spec, weights)  # never write what the loader would refuse
     buffer = io.BytesIO()
     np.savez(buffer, **weights)
-    write_bytes_atomic(folder / WEIGHTS_FILE, buffer.getvalue())
-    write_text_atomic(folder / SPEC_FILE, json.dumps(spec, indent=2))
+    weight_bytes = buffer.getvalue()
+    spec_bytes = json.dumps(spec, indent=2).encode("utf-8")
+    signature = sign_export(spec_bytes, weight_bytes, signing_key) if signing_key else None
+    (folder / SIGNATURE_FILE).unlink(missing_ok=True)  # stale until both files are written
+    write_bytes_atomic(folder / WEIGHTS_FILE, weight_bytes)
+    write_bytes_atomic(folder / SPEC_FILE, spec_bytes)
+    if signature is not None:
+        write_bytes_atomic(folder / SIGNATURE_FILE, signature)
     return folder
 
 
@@ -113,7 +127,7 @@ def policy_parts(
         "scenario_fingerprint": scenario.fingerprint(),
         "scenario": scenario.to_dict(),
         "features": features.names,
-        "actions": _action_catalogue(scenario),
+        "actions": action_catalogue(scenario),
         "networks": {"policy": actor, "value": critic or None},
         "value_scale": float(value_scale),
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -147,17 +161,6 @@ def _layers(
         else:
             raise NBAValidationError(f"model: cannot export layer {type(sub).__name__}")
     return layers
-
-
-def _action_catalogue(scenario: Scenario) -> list[dict[str, Any]]:
-    catalogue: list[dict[str, Any]] = [
-        {"index": 0, "name": NO_ACTION, "channel": None, "offer": None}
-    ]
-    for i, action in enumerate(scenario.actions, start=1):
-        catalogue.append(
-            {"index": i, "name": action.name, "channel": action.channel, "offer": action.offer}
-        )
-    return catalogue
 
 
 def _versions() -> dict[str, str]:
