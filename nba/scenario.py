@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -29,6 +30,19 @@ Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 NO_ACTION = "no_action"
 _FIELD_PREFIX = re.compile(r"^[A-Za-z_][\w.\[\]*]*: ")
 _SUM_TOLERANCE = 1e-6
+
+# Bounds on what a scenario file may ask of us: reading one is linear in its size and the
+# catalogues stay small enough that validation and the arrays built from them are instant.
+MAX_YAML_BYTES = 1 << 20  # 1 MiB: the built-in scenario is about 25 KiB
+MAX_YAML_DEPTH = 32  # nested collections; a scenario needs 6
+MAX_YAML_NODES = 50_000  # scalars and collections, aliases at full size; built-in: 970
+MAX_YAML_ALIASES = 100
+MAX_STAGES = 64
+MAX_CHANNELS = 64
+MAX_OFFERS = 256
+MAX_ACTIONS = 1024
+MAX_PERSONAS = 1024
+MAX_CAPS = 16
 
 
 class _Config(BaseModel):
@@ -234,7 +248,7 @@ class ContactRules(_Config):
 
     pressure_capacity: int = Field(ge=1, le=30)
     pressure_drain: int = Field(ge=1)
-    caps: list[CapRule] = Field(default_factory=list)
+    caps: list[CapRule] = Field(default_factory=list, max_length=MAX_CAPS)
     quiet_days: dict[str, list[Weekday]] = Field(default_factory=dict)
 
 
@@ -257,17 +271,18 @@ class Scenario(_Config):
     margin_rate: Probability = Field(description="Gross margin on full-price revenue.")
     start_weekday: Weekday = "mon"
     churn_stage: str
-    stages: list[Stage] = Field(min_length=2)
-    channels: list[Channel] = Field(min_length=1)
-    offers: list[Offer] = Field(min_length=1)
-    actions: list[Action] = Field(min_length=1)
-    personas: list[Persona] = Field(min_length=1)
+    stages: list[Stage] = Field(min_length=2, max_length=MAX_STAGES)
+    channels: list[Channel] = Field(min_length=1, max_length=MAX_CHANNELS)
+    offers: list[Offer] = Field(min_length=1, max_length=MAX_OFFERS)
+    actions: list[Action] = Field(min_length=1, max_length=MAX_ACTIONS)
+    personas: list[Persona] = Field(min_length=1, max_length=MAX_PERSONAS)
     response: Response
     fatigue: Fatigue
     discount_habit: DiscountHabit
     contact_rules: ContactRules
     journey_map: list[JourneyMapStep] = Field(
         default_factory=list,
+        max_length=MAX_STAGES,
         description="The static stage -> action cadence a journey map prescribes (a baseline).",
     )
     calibration: Calibration | None = Field(
@@ -362,12 +377,7 @@ class Scenario(_Config):
     @classmethod
     def from_yaml(cls, source: str | Path) -> Scenario:
         """Load from a YAML file path or a YAML string."""
-        text = _read_text(source)
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            raise ScenarioError(f"scenario YAML: cannot parse: {exc}") from None
-        return cls.from_dict(data)
+        return cls.from_dict(_load_yaml(_read_text(source)))
 
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
@@ -416,7 +426,7 @@ class Scenario(_Config):
 
 def _unique_names(field: str, items: Iterable[Any], problems: list[str]) -> list[str]:
     names = [item.name for item in items]
-    duplicates = sorted({n for n in names if names.count(n) > 1})
+    duplicates = sorted(n for n, count in Counter(names).items() if count > 1)
     if duplicates:
         problems.append(f"{field}: duplicate names {duplicates}")
     return names
@@ -444,10 +454,125 @@ def _format_validation_error(exc: ValidationError) -> str:
 
 
 def _read_text(source: str | Path) -> str:
-    if isinstance(source, Path) or (isinstance(source, str) and "\n" not in source):
+    """The YAML text of a path or of a string, refused past :data:`MAX_YAML_BYTES`.
+
+    A file is read at most one byte past the limit, so a huge file or an endless device costs
+    nothing. Bytes that are not UTF-8 raise :class:`UnicodeDecodeError` (a ``ValueError``) as
+    they did before: the CLI names the file and the offset.
+    """
+    if isinstance(source, Path) or (
+        isinstance(source, str) and "\n" not in source and len(source) < 4096
+    ):
         path = Path(source)
         if path.suffix in {".yaml", ".yml"} or path.exists():
             if not path.is_file():
                 raise ScenarioError(f"scenario path: no such file {str(path)!r}")
-            return path.read_text(encoding="utf-8")
-    return str(source)
+            with path.open("rb") as handle:
+                data = handle.read(MAX_YAML_BYTES + 1)
+            if len(data) > MAX_YAML_BYTES:
+                raise ScenarioError(
+                    f"scenario file {str(path)!r}: larger than the {MAX_YAML_BYTES:,} byte limit"
+                )
+            return data.decode("utf-8")
+    text = str(source)
+    if len(text) > MAX_YAML_BYTES:
+        raise ScenarioError(
+            f"scenario YAML: {len(text):,} characters, over the {MAX_YAML_BYTES:,} byte limit"
+        )
+    return text
+
+
+_BaseLoader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_STR_TAG = "tag:yaml.org,2002:str"
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+class _ScenarioLoader(_BaseLoader):  # type: ignore[misc,valid-type]
+    """PyYAML's safe loader (libyaml when present) that also refuses what a scenario never needs.
+
+    Mapping keys must be plain strings (``no:`` or ``1:`` would silently become a bool or an
+    int) and appear once (YAML keeps the last of a duplicate without a word).
+    """
+
+    def construct_mapping(self, node: yaml.Node, deep: bool = False) -> dict[Any, Any]:
+        if isinstance(node, yaml.MappingNode):
+            seen: set[str] = set()
+            for key, _ in node.value:
+                if key.tag == _MERGE_TAG:
+                    continue
+                line = key.start_mark.line + 1
+                if not isinstance(key, yaml.ScalarNode) or key.tag != _STR_TAG:
+                    shown = key.value if isinstance(key, yaml.ScalarNode) else key.id
+                    raise ScenarioError(
+                        f"scenario YAML: line {line}: key {_short(shown)} is not a string; quote it"
+                    )
+                if key.value in seen:
+                    raise ScenarioError(
+                        f"scenario YAML: line {line}: duplicate key {_short(key.value)}"
+                    )
+                seen.add(key.value)
+        return super().construct_mapping(node, deep=deep)  # type: ignore[no-any-return]
+
+
+def _load_yaml(text: str) -> Any:
+    """Parse scenario YAML in time and memory linear in its length, whatever it contains.
+
+    A first pass over the parser's events (no objects built) bounds the nesting depth, the
+    number of aliases and the size of the document with every alias expanded, and refuses
+    explicit tags: a "billion laughs" block of 1.3 KB is refused after a few dozen events.
+    """
+    try:
+        _check_events(text)
+        return yaml.load(text, Loader=_ScenarioLoader)  # a safe loader subclass
+    except yaml.YAMLError as exc:
+        raise ScenarioError(f"scenario YAML: cannot parse: {exc}") from None
+
+
+def _check_events(text: str) -> None:
+    open_anchors: list[tuple[str | None, int]] = []  # per open collection: (anchor, nodes before)
+    sizes: dict[str, int] = {}  # expanded node count of each anchored node
+    nodes = aliases = 0
+    for event in yaml.parse(text, Loader=_ScenarioLoader):
+        if not isinstance(event, yaml.NodeEvent | yaml.CollectionEndEvent):
+            continue
+        line = event.start_mark.line + 1
+        if isinstance(event, yaml.AliasEvent):
+            aliases += 1
+            if aliases > MAX_YAML_ALIASES:
+                raise ScenarioError(
+                    f"scenario YAML: line {line}: more than {MAX_YAML_ALIASES} aliases"
+                )
+            if any(anchor == event.anchor for anchor, _ in open_anchors):
+                raise ScenarioError(
+                    f"scenario YAML: line {line}: alias *{event.anchor} is recursive"
+                )
+            nodes += sizes.get(str(event.anchor), 1)  # an unknown anchor: the parser says so
+        elif isinstance(event, yaml.CollectionEndEvent):
+            anchor, before = open_anchors.pop()
+            if anchor is not None:
+                sizes[anchor] = nodes - before
+            continue
+        else:
+            if event.tag is not None:  # type: ignore[attr-defined]
+                raise ScenarioError(
+                    f"scenario YAML: line {line}: tag {_short(event.tag)} is not allowed"  # type: ignore[attr-defined]
+                )
+            nodes += 1
+            if isinstance(event, yaml.CollectionStartEvent):
+                open_anchors.append((event.anchor, nodes - 1))
+                if len(open_anchors) > MAX_YAML_DEPTH:
+                    raise ScenarioError(
+                        f"scenario YAML: line {line}: nested deeper than {MAX_YAML_DEPTH} levels"
+                    )
+            elif event.anchor is not None:
+                sizes[event.anchor] = 1
+        if nodes > MAX_YAML_NODES:
+            raise ScenarioError(
+                f"scenario YAML: line {line}: more than {MAX_YAML_NODES:,} values "
+                "(aliases counted at their full size)"
+            )
+
+
+def _short(value: object, limit: int = 40) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -8,13 +8,22 @@ by the twin, not here: the exact optimum is time-dependent, the index is not.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 
 import numpy as np
 
+from nba.errors import NBAValidationError
 from nba.parameters import ScenarioArrays
 from nba.types import BoolArray, IntArray
+
+#: Most states a space may index: its index and the products taken with it stay in int64.
+MAX_STATES = 2**40
+#: Most cells of a table with a row per state (every state's components, a day's decisions):
+#: about 32 M, a few hundred MB at the widest. The built-in scenario's largest, the scorer's
+#: decision table for a day (7 weekdays x 10,976 states x 13 actions), is 1 M.
+MAX_TABLE_CELLS = 2**25
 
 
 @dataclass
@@ -51,20 +60,29 @@ class StateSpace:
     def __init__(self, arrays: ScenarioArrays) -> None:
         self.arrays = arrays
         rules = arrays.rules
-        radices = [
-            arrays.n_personas,
-            arrays.n_stages,
-            rules.pressure_capacity + 1,
-            2,  # habit
-            2,  # opted_out
-            *(int(w) for w in rules.cap_windows),
+        caps = arrays.scenario.contact_rules.caps
+        #: (scenario field, size) of each component, in index order
+        self.factors: list[tuple[str, int]] = [
+            ("personas", arrays.n_personas),
+            ("stages", arrays.n_stages),
+            ("contact_rules.pressure_capacity + 1", rules.pressure_capacity + 1),
+            ("discount habit", 2),
+            ("opted out", 2),
+            *(
+                (f"contact_rules.caps[{g}].window_days ({cap.name})", int(w))
+                for g, (cap, w) in enumerate(zip(caps, rules.cap_windows, strict=True))
+            ),
         ]
+        radices = [size for _, size in self.factors]
+        exact = math.prod(radices)  # Python ints: numpy's product would wrap around silently
+        if exact > MAX_STATES:
+            raise NBAValidationError(self._too_large(f"{exact:,} states", MAX_STATES))
         self.radices = np.array(radices, dtype=np.int64)
         # strides for a C-order index: the last component varies fastest
         self.strides = np.concatenate([np.cumprod(self.radices[::-1])[::-1][1:], [1]]).astype(
             np.int64
         )
-        self.size = int(np.prod(self.radices))
+        self.size = exact
         self._stride_list = [int(x) for x in self.strides]
         #: States per response key: the contact-history clocks, which only the rules read.
         self.history_size = int(np.prod(self.radices[5:]))
@@ -118,4 +136,29 @@ class StateSpace:
 
     def all_states(self) -> CustomerState:
         """Every state, in index order."""
+        self.require_table(len(self.radices), "every state's components (one row per state)")
         return self.decode(np.arange(self.size, dtype=np.int64))
+
+    def require_table(self, cells_per_state: int, what: str) -> None:
+        """Refuse, before allocating it, a table of ``cells_per_state`` cells per state.
+
+        :raises NBAValidationError: past :data:`MAX_TABLE_CELLS`, naming the scenario fields
+            whose sizes multiply into the state space, largest first.
+        """
+        cells = self.size * int(cells_per_state)
+        if cells > MAX_TABLE_CELLS:
+            raise NBAValidationError(
+                self._too_large(
+                    f"{self.size:,} states; {what} needs {cells:,} cells", MAX_TABLE_CELLS
+                )
+            )
+
+    def _too_large(self, amount: str, limit: int) -> str:
+        product = " x ".join(str(size) for _, size in self.factors)
+        largest = sorted((f for f in self.factors if f[1] > 2), key=lambda f: -f[1])
+        named = ", ".join(f"{name} = {size:,}" for name, size in largest[:4])
+        more = f" and {len(largest) - 4} more" if len(largest) > 4 else ""
+        return (
+            f"scenario {self.arrays.scenario.name!r}: state space too large: {product} = "
+            f"{amount}, over the limit of {limit:,}; the largest factors are {named}{more}"
+        )

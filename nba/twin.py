@@ -105,6 +105,7 @@ class TransitionTables:
     @classmethod
     def build(cls, arrays: ScenarioArrays, space: StateSpace) -> TransitionTables:
         n_actions = arrays.n_actions
+        space.require_table(7 * n_actions, "the rule masks (7 x S x A)")  # before allocating
         keys = space.decode(np.arange(space.response_size) * space.history_size)
         pairs = keys.take(np.repeat(np.arange(space.response_size), n_actions))
         actions = np.tile(np.arange(n_actions), space.response_size)

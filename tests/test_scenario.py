@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -118,3 +120,123 @@ def test_errors_are_value_errors_and_unknown_names_list_choices() -> None:
     with pytest.raises(ScenarioError, match="expected a mapping"):
         Scenario.from_dict(["not", "a", "mapping"])  # type: ignore[arg-type]
     assert builtin_scenario_names() == ["retail"]
+
+
+BILLION_LAUGHS = "\n".join(
+    [
+        'lol0: &a ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]',
+        *(f"lol{i}: &{chr(97 + i)} [{', '.join([f'*{chr(96 + i)}'] * 10)}]" for i in range(1, 10)),
+        "name: *i",
+    ]
+)
+
+
+def _retail_yaml(retail_dict: dict[str, Any], change: Any) -> str:
+    """The changed scenario as YAML text (JSON is YAML, and writes shared objects twice)."""
+    change(retail_dict)
+    return json.dumps(retail_dict, separators=(",", ":"))
+
+
+def _stages(count: int) -> Any:
+    def change(data: dict[str, Any]) -> None:
+        data["stages"] = [{"name": f"s{i}", "purchase_multiplier": 0} for i in range(count)]
+
+    return change
+
+
+def _many_caps(data: dict[str, Any]) -> None:
+    cap = data["contact_rules"]["caps"][0]
+    data["contact_rules"]["caps"] = [dict(cap, name=f"c{i}") for i in range(500)]
+
+
+HOSTILE_TEXT: dict[str, tuple[str, str]] = {
+    "billion laughs": (BILLION_LAUGHS, r"line \d+: more than 50,000 values"),
+    "recursive alias": ("name: &a [x, *a]\n", r"alias \*a is recursive"),
+    "101 aliases": (
+        "a: &x 1\nb: [" + ", ".join(["*x"] * 101) + "]\n",
+        r"more than 100 aliases",
+    ),
+    "nested 40 deep": ("name: " + "[" * 40 + "]" * 40 + "\n", r"nested deeper than 32 levels"),
+    "nested 10^5 deep": ("[" * 100_000 + "]" * 100_000, r"scenario YAML: cannot parse"),
+    "a 2 MB string": ("name: " + "x" * (2 << 20), r"over the 1,048,576 byte limit"),
+    "duplicate key": ("name: a\nname: b\n", r"line 2: duplicate key 'name'"),
+    "integer key": ("name: a\nchannels:\n  - {name: email, 1: x}\n", r"line 3: key '1' is not"),
+    "bool key": ("no: 3\n", r"line 1: key 'no' is not a string; quote it"),
+    "python tag": ("name: !!python/object/apply:os.system [id]\n", r"line 1: tag .* not allowed"),
+    "binary tag": ("name: !!binary aGVsbG8=\n", r"line 1: tag 'tag:yaml.org,2002:binary'"),
+    "local tag": ("name: !mine x\n", r"tag '!mine' is not allowed"),
+    "two documents": ("name: a\n---\nname: b\n", r"cannot parse: expected a single document"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE_TEXT))
+def test_hostile_yaml_fails_fast_with_our_error(case: str) -> None:
+    text, expected = HOSTILE_TEXT[case]
+    started = time.perf_counter()
+    with pytest.raises(ScenarioError, match=expected):
+        Scenario.from_yaml(text)
+    assert time.perf_counter() - started < 1.0
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (_stages(20_000), r"more than 50,000 values"),
+        (_stages(65), r"stages: List should have at most 64 items"),
+        (_many_caps, r"contact_rules\.caps: List should have at most 16 items"),
+        (
+            lambda d: d["contact_rules"]["caps"][0].update(window_days=1_000_000),
+            r"caps\[0\]\.window_days: Input should be less than or equal to 60",
+        ),
+        (
+            lambda d: d["contact_rules"].update(pressure_capacity=10**9),
+            r"pressure_capacity: Input should be less than or equal to 30",
+        ),
+        (
+            lambda d: d.update(personas=[{"name": f"p{i}"} for i in range(8_000)]),
+            r"personas: List should have at most 1024 items",
+        ),
+    ],
+    ids=[
+        "20,000 stages",
+        "65 stages",
+        "500 caps",
+        "window 10^6 days",
+        "pressure 10^9",
+        "8,000 personas",
+    ],
+)
+def test_huge_catalogues_fail_fast(retail_dict: dict[str, Any], change: Any, expected: str) -> None:
+    text = _retail_yaml(retail_dict, change)
+    assert len(text) < 1 << 20
+    started = time.perf_counter()
+    with pytest.raises(ScenarioError, match=expected):
+        Scenario.from_yaml(text)
+    assert time.perf_counter() - started < 1.0
+
+
+def test_hostile_files_fail_fast(tmp_path: Path) -> None:
+    giant = tmp_path / "giant.yaml"
+    with giant.open("wb") as handle:  # 1 GB that is never read: a sparse file
+        handle.truncate(1 << 30)
+    started = time.perf_counter()
+    with pytest.raises(ScenarioError, match=r"giant\.yaml'.*larger than the 1,048,576 byte"):
+        load_scenario(giant)
+    with pytest.raises(ScenarioError, match="no such file"):
+        Scenario.from_yaml(Path("/dev/zero"))
+    latin = tmp_path / "latin1.yaml"
+    latin.write_bytes("name: caf\xe9\n".encode("latin-1"))
+    with pytest.raises(UnicodeDecodeError):  # a ValueError; the CLI names the file and offset
+        Scenario.from_yaml(latin)
+    assert time.perf_counter() - started < 1.0
+
+
+def test_anchors_and_merge_keys_within_bounds_still_load(retail: Scenario) -> None:
+    text = retail.to_yaml()
+    assert "&" not in text and "*" not in text  # our own YAML never needs them
+    shared = (
+        text.replace("contact_rules:\n", "contact_rules: &rules\n", 1)
+        + "journey_defaults: *rules\n"
+    )
+    with pytest.raises(ScenarioError, match="journey_defaults"):  # parsed, then validated
+        Scenario.from_yaml(shared)
