@@ -523,6 +523,102 @@ def ui(
         raise typer.Exit(code)
 
 
+@app.command()
+def serve(
+    model: Annotated[
+        str, typer.Option("--model", "-m", help="Export directory, models:/NAME@ALIAS or runs:/...")
+    ],
+    host: Annotated[str, typer.Option("--host", help="Bind address.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=1, max=65535)] = 8000,
+    workers: Annotated[
+        int, typer.Option("--workers", min=1, max=64, help="Server processes sharing the port.")
+    ] = 1,
+    log: Annotated[
+        Path | None,
+        typer.Option("--log", help="Record every decision here; answers wait for the commit."),
+    ] = None,
+    token: Annotated[
+        str | None,
+        typer.Option(
+            "--token",
+            envvar="NBA_SERVE_TOKEN",
+            show_envvar=True,
+            help="Require 'Authorization: Bearer TOKEN' on every route but /healthz.",
+        ),
+    ] = None,
+    reload_every: Annotated[
+        float,
+        typer.Option(
+            "--reload-every", min=0.0, help="Seconds between checks that the alias moved; 0: never."
+        ),
+    ] = 30.0,
+    max_body_bytes: Annotated[
+        int, typer.Option("--max-body-bytes", min=1, help="Largest /decide body.")
+    ] = 1 << 20,
+    max_batch_bytes: Annotated[
+        int, typer.Option("--max-batch-bytes", min=1, help="Largest /decide/batch body.")
+    ] = 16 << 20,
+    max_batch_rows: Annotated[
+        int, typer.Option("--max-batch-rows", min=1, help="Most customers per /decide/batch.")
+    ] = 10_000,
+    epsilon: Annotated[
+        float, typer.Option("--epsilon", min=0.0, max=1.0, help="Epsilon-greedy exploration.")
+    ] = 0.0,
+    seed: Annotated[int | None, typer.Option("--seed", help="Seed of the exploration.")] = None,
+    tracking_uri: Annotated[
+        str | None,
+        typer.Option("--tracking-uri", help="MLflow store for models:/ and runs:/ URIs."),
+    ] = None,
+) -> None:
+    """Serve decisions over HTTP: POST /decide, POST /decide/batch, GET /healthz, GET /version.
+
+    Loopback only unless --host says otherwise. For models:/NAME@ALIAS the server follows the
+    alias: a new version is loaded in the background and swapped in without dropping requests.
+    With --log every answered decision is in the log exactly once (the X-Request-ID header is
+    its idempotency key). The OpenAPI document is at /openapi.json.
+    """
+    from nba.cli_inputs import check_decision_log, load_scorer, tracking_store
+    from nba.serving import http
+    from nba.serving.scorer import Exploration
+
+    _check_port_free(host, port)
+    if token is not None and not token.strip():
+        raise NBAValidationError("--token: empty; give a secret or leave the option out")
+    if log is not None:
+        check_decision_log(log, "--log", must_exist=False)
+    exploration = Exploration(kind="epsilon", epsilon=epsilon, seed=seed) if epsilon else None
+    scorer = load_scorer(model, tracking_uri, exploration)
+    registry = model.startswith(("models:/", "runs:/"))
+    version = scorer.model_version
+    pinned = None
+    if model.startswith("models:/") and getattr(version, "version", None):
+        pinned = f"models:/{version.name}/{version.version}"
+    settings = http.ServeSettings(
+        model=model,
+        tracking_uri=tracking_store(tracking_uri) if registry else None,
+        token=token.strip() if token else None,
+        log=str(log) if log is not None else None,
+        reload_every=reload_every,
+        max_body_bytes=max_body_bytes,
+        max_batch_bytes=max_batch_bytes,
+        max_batch_rows=max_batch_rows,
+        epsilon=epsilon,
+        seed=getattr(scorer, "exploration_seed", seed) if epsilon else seed,
+        pinned=pinned,
+    )
+    if log is not None:  # create the tables once, before workers open the file together
+        from nba.serving.decision_log import DecisionLog
+
+        DecisionLog(log).close()
+    http.warm(scorer)
+    following = " (following the alias)" if settings.follows_registry and reload_every else ""
+    console.print(
+        f"serving {version}{following} at http://{host}:{port} with {workers} worker(s)"
+        f"{', logging to ' + str(log) if log else ''}  (Ctrl+C to stop)"
+    )
+    http.run(settings, scorer, host=host, port=port, workers=workers)
+
+
 def _check_port_free(host: str, port: int) -> None:
     """Fail at once, naming the port, rather than after the server's own retries."""
     import errno

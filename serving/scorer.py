@@ -19,7 +19,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, NamedTuple, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -63,6 +63,15 @@ class Decision:
     explored: bool
     alternatives: list[dict[str, Any]] = field(default_factory=list)
     suppressed: dict[str, str] | None = None
+
+
+class TracedDecision(NamedTuple):
+    """A single-path decision with the context a decision log records for it."""
+
+    decision: Decision
+    decided_at: pd.Timestamp  # UTC
+    features: FloatArray  # (F,) the network's input row
+    probabilities: FloatArray  # (A,) the policy's probabilities over every action
 
 
 @dataclass
@@ -170,6 +179,50 @@ class PolicyScorer:
     def input_schema(self) -> dict[str, Any]:
         """JSON Schema of one request row."""
         return self.schema.json_schema()
+
+    def score_traced(
+        self, customer: Mapping[str, Any], as_of: datetime | None = None
+    ) -> TracedDecision:
+        """:meth:`score`, plus what a decision log keeps of it (``nba serve --log``).
+
+        The decision time is fixed once (``as_of``, else now) so that the decision and its
+        logged features read the same day. ``features`` is the row the network saw for the
+        customer; ``probabilities`` the policy's over every action, as the alternatives report
+        them (the actions they leave out have probability 0), which is what a batch logs.
+        """
+        moment = as_of if as_of is not None else pd.Timestamp.now(tz="UTC")
+        decision = self.score(customer, as_of=moment)
+        one = self.schema.parse_one(customer, as_of=moment)
+        if one is None:  # timestamps only the frame parser reads
+            request = self.schema.parse_mapping(customer, as_of=moment)
+            features = self.features.build(request.state, request.day, weekday=request.weekday)[0]
+            decided_at = request.as_of
+            if isinstance(decided_at, pd.Series):
+                decided_at = decided_at.iloc[0]
+        else:
+            index = self.space.encode_one(
+                one.persona, one.stage, one.pressure, one.habit, one.opted_out, one.days_since
+            )
+            features = self._feature_row(one.day, one.weekday, index)
+            decided_at = one.as_of
+        probabilities = np.zeros(len(self._names))
+        for alternative in decision.alternatives:
+            probabilities[self._names.index(alternative["action"])] = alternative["probability"]
+        return TracedDecision(decision, decided_at, features, probabilities)
+
+    def _feature_row(self, day: int, weekday: int, index: int) -> FloatArray:
+        """One state's features on a day and weekday, cached (a build costs ~50 us)."""
+        rows: dict[tuple[int, int, int], FloatArray] = self.__dict__.setdefault("_rows", {})
+        key = (day, weekday, index)
+        row = rows.get(key)
+        if row is None:
+            if len(rows) >= 16_384:
+                rows.clear()
+            state = self.space.decode(np.array([index]))
+            row = self.features.build(state, np.array([day]), weekday=np.array([weekday]))[0]
+            row.setflags(write=False)
+            rows[key] = row
+        return row
 
     # ------------------------------------------------------------------ scoring
     def score(self, customer: Mapping[str, Any], as_of: datetime | None = None) -> Decision:

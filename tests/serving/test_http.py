@@ -1,0 +1,509 @@
+"""``nba serve``: every route over real HTTP on loopback, its refusals, its decision log under
+``kill -9``, its reload when the registry alias moves, and its OpenAPI contract (schemathesis).
+
+Servers run as subprocesses (``python -m nba.cli serve``) on a free loopback port; decisions are
+compared with an in-process :class:`PolicyScorer` on the same export.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+import requests
+
+from nba.serving.decision_log import DecisionLog
+from nba.serving.http import _decision_json, _frame_records
+from nba.serving.scorer import PolicyScorer
+from tests.serving.conftest import customer, population
+
+AS_OF = "2026-11-25T10:00:00Z"  # a Wednesday
+TOKEN = "s3cret-token"
+
+
+@dataclass
+class Server:
+    process: subprocess.Popen
+    url: str
+    output: Path
+    log: Path | None = None
+
+    def headers(self, **extra: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json", **extra}
+
+    def post(self, path: str, body: Any, **headers: str) -> requests.Response:
+        data = body if isinstance(body, bytes) else json.dumps(body).encode()
+        return requests.post(
+            self.url + path, data=data, headers=self.headers(**headers), timeout=30
+        )
+
+    def stop(self) -> str:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            self.process.wait(timeout=60)
+        return self.output.read_text()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start(folder: Path, *args: str, env: dict[str, str] | None = None) -> Server:
+    """``nba serve`` with ``args`` and the test token; returns once /healthz answers."""
+    port = free_port()
+    output = folder / f"server-{port}.out"
+    with output.open("w") as sink:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "nba.cli", "serve", "--port", str(port), "--token", TOKEN,
+             *args],
+            cwd=folder, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True,
+            env=env,
+        )  # fmt: skip
+    server = Server(process, f"http://127.0.0.1:{port}", output)
+    deadline = time.monotonic() + 90
+    while True:
+        try:
+            if requests.get(server.url + "/healthz", timeout=2).status_code == 200:
+                return server
+        except requests.ConnectionError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            server.stop()
+            raise AssertionError(f"nba serve did not start: {output.read_text()}")
+        time.sleep(0.2)
+
+
+@pytest.fixture(scope="module")
+def served(export_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """One server with a token, a log and small limits, shared by the route tests."""
+    folder = tmp_path_factory.mktemp("served")
+    log = folder / "decisions.db"
+    server = start(
+        folder, "-m", str(export_dir), "--log", str(log),
+        "--max-body-bytes", "4096", "--max-batch-rows", "50", "--reload-every", "0",
+    )  # fmt: skip
+    server.log = log
+    yield server
+    output = server.stop()
+    assert "Traceback" not in output or "internal error" in output
+
+
+@pytest.fixture(scope="module")
+def scorer(export_dir: Path) -> PolicyScorer:
+    return PolicyScorer.load(export_dir)
+
+
+def _roundtrip(value: Any) -> Any:
+    return json.loads(json.dumps(value))
+
+
+# ----------------------------------------------------------------------------------- routes
+@pytest.mark.integration
+def test_healthz_is_open_and_every_other_route_needs_the_token(served: Server) -> None:
+    assert requests.get(served.url + "/healthz", timeout=5).json() == {"status": "ok"}
+    for path in ("/version", "/openapi.json"):
+        for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": TOKEN}):
+            answer = requests.get(served.url + path, headers=headers, timeout=5)
+            assert answer.status_code == 401, (path, headers)
+            assert answer.headers["WWW-Authenticate"] == "Bearer"
+            assert answer.json() == {"error": "authorization: missing or wrong bearer token"}
+    answer = requests.post(
+        served.url + "/decide", data=json.dumps(customer()), timeout=5,
+        headers={"Content-Type": "application/json"},
+    )  # fmt: skip
+    assert answer.status_code == 401
+    version = requests.get(served.url + "/version", headers=served.headers(), timeout=5).json()
+    assert version["model_version"] == "local" and version["scenario"] == "retail"
+    assert {"name", "version", "run_id", "model", "loaded_at"} <= version.keys()
+
+
+@pytest.mark.integration
+def test_decide_answers_as_policy_scorer_for_every_request_form(
+    served: Server, scorer: PolicyScorer
+) -> None:
+    rows = population(12, seed=3, consent=True).to_dict(orient="records")
+    forms = []
+    for i, row in enumerate(rows):
+        plain = {k: v for k, v in row.items() if not k.startswith("consent_")}
+        stamped = {k: v for k, v in plain.items() if not k.startswith("days_since_")}
+        stamped |= {
+            "last_contact_email": "2026-11-24T08:00:00Z",
+            "last_contact_sms": None,
+            "last_contact_direct_mail": "2026-11-20T08:00:00+01:00",
+            "last_contact_call_centre": None,
+        }
+        forms += [plain, row, stamped, {**plain, "as_of": AS_OF}]
+        forms[-4:] = [{**f, "customer_id": f"{f['customer_id']}-{k}"} for k, f in
+                      enumerate(forms[-4:])]  # fmt: skip
+        if i % 3 == 0:
+            forms.append({**plain, "customer_id": 1000 + i, "day": 5})  # integer ids, other day
+    for request in forms:
+        request = _roundtrip({"as_of": AS_OF, **request})
+        answer = served.post(
+            "/decide", request, **{"X-Request-ID": f"form-{request['customer_id']}"}
+        )
+        assert answer.status_code == 200, answer.text
+        assert answer.headers["X-Request-ID"] == f"form-{request['customer_id']}"
+        assert answer.json() == _roundtrip(_decision_json(scorer.score(request)))
+
+
+@pytest.mark.integration
+def test_batch_answers_as_score_batch_with_capacity_and_as_of(
+    served: Server, scorer: PolicyScorer
+) -> None:
+    rows = _roundtrip(population(40, seed=5, consent=True).to_dict(orient="records"))
+    for options in ({}, {"capacity": {"call_centre": 2, "sms": 3}}, {"top_k": 5}):
+        answer = served.post("/decide/batch", {"customers": rows, "as_of": AS_OF, **options})
+        assert answer.status_code == 200, answer.text
+        expected = scorer.score_batch(
+            pd.DataFrame(rows), as_of=pd.Timestamp(AS_OF).to_pydatetime(), **options
+        )
+        body = answer.json()
+        assert body["model_version"] == "local"
+        assert body["decisions"] == _roundtrip(_frame_records(expected))
+
+
+# --------------------------------------------------------------------------------- refusals
+DEEP = b"[" * 100_000 + b"]" * 100_000
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize(
+    ("path", "body", "content_type", "status", "says"),
+    [
+        ("/decide", b'{"customer_id": NaN}', "application/json", 400, "NaN is not JSON"),
+        ("/decide", b'{"pressure": -Infinity}', "application/json", 400, "-Infinity is not"),
+        ("/decide", b'{"pressure": 1e999}', "application/json", 400, "out of range"),
+        ("/decide", b'{"a": 1, "a": 2}', "application/json", 400, "duplicate key 'a'"),
+        ("/decide", b"[1, 2]", "application/json", 400, "expected a JSON object, got an array"),
+        ("/decide", b'"c-1"', "application/json", 400, "got a string"),
+        ("/decide", b"{", "application/json", 400, "invalid JSON"),
+        ("/decide", b'{"a": 1} {"b": 2}', "application/json", 400, "Extra data"),
+        ("/decide", b'{"customer_id": "\xff"}', "application/json", 400, "not UTF-8"),
+        ("/decide", b'{"customer_id": "\\ud800"}', "application/json", 400, "surrogate"),
+        ("/decide", b"{}", "text/plain", 415, "expected application/json"),
+        ("/decide", b"{}", "application/json; charset=latin-1", 415, "application/json"),
+        ("/decide", b"{}", "", 415, "Content-Type"),
+        ("/decide", b'{"x": "' + b"a" * 5000 + b'"}', "application/json", 413, "4,096"),
+        ("/decide", b"{}", "application/json", 422, "missing field(s)"),
+        ("/decide", json.dumps(customer(consent_fax=True)).encode(), "application/json", 422,
+         "consent_fax"),
+        ("/decide", json.dumps(customer(pressure=99)).encode(), "application/json", 422,
+         "pressure"),
+        ("/decide/batch", DEEP, "application/json", 400, "invalid JSON"),
+        ("/decide/batch", b"[]", "application/json", 400, "expected a JSON object"),
+        ("/decide/batch", b'{"customers": []}', "application/json", 422, "no customers"),
+        ("/decide/batch", b'{"rows": []}', "application/json", 422, "unknown field 'rows'"),
+        ("/decide/batch", json.dumps({"customers": [customer()] * 51}).encode(),
+         "application/json", 413, "limit of 50"),
+        ("/decide/batch", json.dumps({"customers": [customer(), {"customer_id": "b"}]}).encode(),
+         "application/json", 422, "customers[1]: every customer needs the same fields"),
+        ("/decide/batch", json.dumps({"customers": [customer()], "capacity": {"sms": -1}}).encode(),
+         "application/json", 422, "capacity.sms"),
+        ("/decide/batch", json.dumps({"customers": [customer()], "as_of": "soon"}).encode(),
+         "application/json", 422, "as_of: cannot parse"),
+        ("/nowhere", b"{}", "application/json", 404, "not found"),
+    ],
+)  # fmt: skip
+def test_refusals_are_one_line_of_json(
+    served: Server, path: str, body: bytes, content_type: str, status: int, says: str
+) -> None:
+    headers = served.headers()
+    headers["Content-Type"] = content_type
+    answer = requests.post(served.url + path, data=body, headers=headers, timeout=30)
+    assert answer.status_code == status, answer.text
+    assert answer.headers["Content-Type"] == "application/json"
+    payload = answer.json()
+    assert list(payload) == ["error"] and says in payload["error"], payload
+    assert "\n" not in payload["error"] and "Traceback" not in payload["error"]
+
+
+@pytest.mark.integration
+def test_size_limits_hold_without_a_content_length_and_request_ids_are_checked(
+    served: Server,
+) -> None:
+    chunks = (b'{"x": "' + b"a" * 1000 + b'"' if i == 0 else b"a" * 1000 for i in range(10))
+    answer = requests.post(
+        served.url + "/decide", data=chunks, headers=served.headers(), timeout=30
+    )
+    assert answer.status_code == 413 and "limit of 4,096" in answer.json()["error"]
+    answer = requests.get(served.url + "/decide", headers=served.headers(), timeout=5)
+    assert answer.status_code == 405 and answer.json() == {"error": "method not allowed"}
+    answer = served.post("/decide", customer(), **{"X-Request-ID": "has spaces"})
+    assert answer.status_code == 400 and "X-Request-ID" in answer.json()["error"]
+    generated = served.post("/decide", customer()).headers["X-Request-ID"]
+    assert (
+        len(generated) == 32
+        and generated != served.post("/decide", customer()).headers["X-Request-ID"]
+    )
+
+
+# ------------------------------------------------------------------------------- the log
+def _logged(log: Path) -> pd.DataFrame:
+    with DecisionLog(log) as opened:
+        return opened.read()
+
+
+@pytest.mark.integration
+def test_the_log_keeps_each_decision_once_as_score_batch_logs_it(
+    served: Server, scorer: PolicyScorer, tmp_path: Path
+) -> None:
+    assert served.log is not None
+    rows = _roundtrip(population(6, seed=11, consent=True).to_dict(orient="records"))
+    rows = [{**row, "customer_id": f"logged-{i}", "as_of": AS_OF} for i, row in enumerate(rows)]
+    for row in rows:
+        answer = served.post("/decide", row, **{"X-Request-ID": f"once-{row['customer_id']}"})
+        assert answer.status_code == 200
+    retry = served.post("/decide", rows[0], **{"X-Request-ID": f"once-{rows[0]['customer_id']}"})
+    assert retry.status_code == 200 and retry.json()["customer_id"] == "logged-0"
+    reused = served.post("/decide", rows[1], **{"X-Request-ID": f"once-{rows[0]['customer_id']}"})
+    assert reused.status_code == 409 and "already logged" in reused.json()["error"]
+    batch = {"customers": [{**row, "customer_id": f"b-{row['customer_id']}"} for row in rows]}
+    assert served.post("/decide/batch", batch, **{"X-Request-ID": "the-batch"}).status_code == 200
+    assert served.post("/decide/batch", batch, **{"X-Request-ID": "the-batch"}).status_code == 200
+
+    logged = _logged(served.log)
+    mine = logged[logged["customer_id"].str.contains("logged-")]
+    assert sorted(mine["customer_id"]) == sorted(
+        [r["customer_id"] for r in rows] + [f"b-{r['customer_id']}" for r in rows]
+    )  # the retries added nothing
+    with DecisionLog(tmp_path / "reference.db") as reference:
+        scorer.score_batch(pd.DataFrame(rows), log=reference)
+        expected = reference.read().set_index("customer_id")
+    for _, row in mine.iterrows():
+        want = expected.loc[row["customer_id"].removeprefix("b-")]
+        assert row["action_name"] == want["action_name"]
+        assert row["decided_at"] == want["decided_at"]
+        np.testing.assert_array_equal(row["features"], want["features"])
+        np.testing.assert_allclose(row["probabilities"], want["probabilities"], rtol=1e-6)
+        assert row["propensity"] == want["propensity"] == 1.0
+
+
+# ------------------------------------------------------------------------------- OpenAPI
+@pytest.mark.integration
+def test_openapi_request_bodies_are_the_validator_schema(
+    served: Server, scorer: PolicyScorer
+) -> None:
+    document = requests.get(
+        served.url + "/openapi.json", headers=served.headers(), timeout=5
+    ).json()
+    schemas = document["components"]["schemas"]
+    assert schemas["Customer"] == {k: v for k, v in scorer.input_schema().items() if k != "$schema"}
+    decide = document["paths"]["/decide"]["post"]
+    assert decide["requestBody"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/Customer"
+    }
+    assert schemas["Batch"]["properties"]["customers"]["items"] == {
+        "$ref": "#/components/schemas/Customer"
+    }
+    assert schemas["Batch"]["properties"]["customers"]["maxItems"] == 50
+    assert decide["security"] == [{"bearer": []}]
+    assert "security" not in document["paths"]["/healthz"]["get"]
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("mode", ["positive", "negative"])
+def test_openapi_contract(served: Server, mode: str) -> None:
+    """Requests generated from the document (schemathesis): valid ones never crash the server
+    and get answers the document describes; invalid ones are refused with a 4xx."""
+    import schemathesis
+    from hypothesis import HealthCheck, given, settings
+    from schemathesis import checks
+
+    document = requests.get(served.url + "/openapi.json", headers=served.headers(), timeout=5)
+    schema = schemathesis.openapi.from_dict(document.json())
+    chosen = [
+        checks.not_a_server_error,
+        checks.status_code_conformance,
+        checks.content_type_conformance,
+        checks.response_schema_conformance,
+    ]
+    if mode == "negative":
+        chosen.append(checks.negative_data_rejection)
+    operations = [result.ok() for result in schema.get_all_operations()]
+    assert {op.path for op in operations} == {"/decide", "/decide/batch", "/healthz", "/version"}
+    for operation in operations:
+        if mode == "negative" and operation.method.upper() == "GET":
+            continue  # nothing to get wrong in a request without parameters
+
+        @given(case=operation.as_strategy(schemathesis.GenerationMode(mode)))
+        @settings(max_examples=12, deadline=None, database=None,
+                  suppress_health_check=list(HealthCheck))  # fmt: skip
+        def call(case: Any) -> None:
+            case.call_and_validate(
+                base_url=served.url, headers={"Authorization": f"Bearer {TOKEN}"}, checks=chosen
+            )
+
+        call()
+
+
+# --------------------------------------------------------------------------- kill -9, workers
+@pytest.mark.integration
+def test_kill_9_under_load_keeps_every_acknowledged_decision_exactly_once(
+    export_dir: Path, tmp_path: Path
+) -> None:
+    log = tmp_path / "decisions.db"
+    server = start(tmp_path, "-m", str(export_dir), "--log", str(log), "--workers", "2")
+    acknowledged: list[str] = []
+    stop = threading.Event()
+
+    def client(number: int) -> None:
+        session = requests.Session()
+        for i in range(100_000):
+            if stop.is_set():
+                return
+            key = f"k{number}-{i}"
+            batch = i % 7 == 0
+            body: Any = (
+                {"customers": [customer(customer_id=f"{key}-{j}") for j in range(5)]}
+                if batch
+                else customer(customer_id=key)
+            )
+            try:
+                answer = session.post(
+                    server.url + ("/decide/batch" if batch else "/decide"),
+                    data=json.dumps(body), headers=server.headers(**{"X-Request-ID": key}),
+                    timeout=10,
+                )  # fmt: skip
+            except requests.RequestException:
+                return  # the server is gone
+            if answer.status_code == 200:
+                acknowledged.extend(
+                    [f"{key}-{j}" for j in range(5)] if batch else [key]
+                )  # fmt: skip
+
+    threads = [threading.Thread(target=client, args=(k,)) for k in range(4)]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + 30
+    while len(acknowledged) < 300 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.killpg(server.process.pid, signal.SIGKILL)
+    stop.set()
+    for thread in threads:
+        thread.join(timeout=30)
+    server.process.wait(timeout=30)
+    assert len(acknowledged) >= 300
+
+    with sqlite3.connect(f"{log.resolve().as_uri()}?mode=ro", uri=True) as connection:
+        counts = dict(
+            connection.execute("SELECT customer_id, COUNT(*) FROM decisions GROUP BY customer_id")
+        )
+        partial = connection.execute(
+            "SELECT COUNT(*) FROM batches b WHERE b.row_count != "
+            "(SELECT COUNT(*) FROM decisions d WHERE d.batch = b.id)"
+        ).fetchone()[0]
+    assert [key for key in acknowledged if counts.get(key) != 1] == []
+    assert max(counts.values()) == 1  # nothing logged twice, acknowledged or not
+    assert partial == 0
+
+
+# ------------------------------------------------------------------------------- reloads
+@pytest.mark.integration
+def test_moving_the_alias_swaps_the_model_without_a_failed_request(
+    export_dir: Path, tmp_path: Path
+) -> None:
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    experiment = client.create_experiment("m", artifact_location=(tmp_path / "a").as_uri())
+    client.create_registered_model("nba-http")
+    for _ in range(2):
+        run = client.create_run(experiment)
+        client.log_artifacts(run.info.run_id, str(export_dir), "policy")
+        client.create_model_version("nba-http", f"{run.info.artifact_uri}/policy", run.info.run_id)
+    client.set_registered_model_alias("nba-http", "champion", "1")
+    server = start(
+        tmp_path, "-m", "models:/nba-http@champion", "--tracking-uri", uri,
+        "--reload-every", "0.5", "--log", str(tmp_path / "decisions.db"),
+    )  # fmt: skip
+    versions: list[str] = []
+    failures: list[str] = []
+    moved = threading.Event()
+    done = threading.Event()
+
+    def client_loop(number: int) -> None:
+        session = requests.Session()
+        i = 0
+        while not done.is_set():
+            i += 1
+            answer = session.post(
+                server.url + "/decide", data=json.dumps(customer(customer_id=f"r{number}-{i}")),
+                headers=server.headers(), timeout=30,
+            )  # fmt: skip
+            if answer.status_code != 200:
+                failures.append(answer.text)
+                continue
+            versions.append(answer.json()["model_version"])
+            if moved.is_set() and versions[-1] == "nba-http/2":
+                done.set()
+
+    threads = [threading.Thread(target=client_loop, args=(k,)) for k in range(4)]
+    try:
+        for thread in threads:
+            thread.start()
+        time.sleep(1.5)
+        client.set_registered_model_alias("nba-http", "champion", "2")
+        moved.set()
+        done.wait(timeout=60)
+        time.sleep(0.3)  # a few more requests on the new version
+        done.set()
+        for thread in threads:
+            thread.join(timeout=30)
+        version = requests.get(server.url + "/version", headers=server.headers(), timeout=5)
+    finally:
+        output = server.stop()
+    assert failures == []
+    assert versions[0] == "nba-http/1" and versions[-1] == "nba-http/2", output
+    first_new = versions.index("nba-http/2")
+    assert set(versions[first_new + 8 :]) <= {"nba-http/2"}  # in-flight ones may finish on v1
+    assert version.json()["version"] == "2" and version.json()["name"] == "nba-http"
+    logged = _logged(tmp_path / "decisions.db")
+    assert set(logged["model_number"]) == {"1", "2"} and len(logged) == len(versions)
+
+
+# ---------------------------------------------------------------------------------- the CLI
+def test_serve_refuses_a_taken_port_and_an_empty_token_in_one_line(
+    export_dir: Path, tmp_path: Path
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "nba.cli", "serve", "-m", str(export_dir), "--port", str(port)],
+            cwd=tmp_path, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"error: --port: {port} is already in use on 127.0.0.1"
+    result = subprocess.run(
+        [sys.executable, "-m", "nba.cli", "serve", "-m", str(export_dir), "--port",
+         str(free_port())],
+        cwd=tmp_path, capture_output=True, text=True, timeout=60,
+        env={**os.environ, "NBA_SERVE_TOKEN": "  "},
+    )  # fmt: skip
+    assert result.returncode == 2 and "--token: empty" in result.stderr
+    result = subprocess.run(
+        [sys.executable, "-m", "nba.cli", "serve", "-m", str(tmp_path / "missing"), "--port",
+         str(free_port())],
+        cwd=tmp_path, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 2 and "--model: no export directory" in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # nothing created
