@@ -145,8 +145,15 @@ class PolicyScorer:
         model_version: str | None = None,
         exploration: Exploration | None = None,
         day_cache_size: int | None = None,
+        *,
+        trusted_scenario: Any = None,
+        signing_key: bytes | str | None = None,
     ) -> PolicyScorer:
         """From an export directory, or an MLflow ``models:/...`` or ``runs:/...`` URI.
+
+        The export is checked by :func:`~nba.serving.spec.load_exported`: against
+        ``trusted_scenario`` (a Scenario, name or path) and the signing key (default
+        ``NBA_SIGNING_KEY``) when given.
 
         An alias is resolved once, here: decisions report (and the decision log records) the
         version it pointed at, e.g. ``"nba-retail/3"``, and the run that trained it
@@ -164,9 +171,13 @@ class PolicyScorer:
             local = Path(mlflow.artifacts.download_artifacts(artifact_uri=pinned))
             nested = local / "artifacts" / "policy"
             folder = nested if nested.is_dir() else local
-            policy = load_exported(folder)
+            policy = load_exported(
+                folder, trusted_scenario=trusted_scenario, signing_key=signing_key
+            )
         else:
-            policy = load_exported(Path(text))
+            policy = load_exported(
+                Path(text), trusted_scenario=trusted_scenario, signing_key=signing_key
+            )
             run_id = (policy.spec.get("metadata") or {}).get("mlflow_run_id")
             resolved = ModelVersion(
                 f"run:{run_id}" if run_id else "local", run_id=str(run_id) if run_id else None
@@ -679,6 +690,7 @@ class _DayTable:
 
     @classmethod
     def build(cls, scorer: PolicyScorer, day: int) -> _DayTable:
+        scorer.space.require_table(7 * len(scorer._names), "a day's decision table (7 x S x A)")
         size = scorer.space.size
         rows = np.arange(7 * size)
         every = scorer.space.all_states().take(rows % size)
