@@ -4,6 +4,10 @@ and anything changed after writing is refused before it is read."""
 from __future__ import annotations
 
 import json
+import os
+import random
+import signal
+import time
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +16,7 @@ import pytest
 import torch
 
 from nba.errors import NBAValidationError
+from nba.io import write_text_atomic
 from nba.scenarios import load_scenario
 from nba.training.callbacks import AtomicCheckpointCallback
 from nba.training.checkpoint import MANIFEST, load_checkpoint, save_checkpoint
@@ -195,3 +200,38 @@ def test_an_old_pickle_checkpoint_is_refused_unopened(tmp_path: Path) -> None:
     with pytest.raises(NBAValidationError, match=r"old pickle-based format .* cannot be resumed"):
         load_checkpoint(tmp_path, {"0" * 64})
     assert load_checkpoint(tmp_path / "nothing", set()) is None
+
+
+def test_a_kill_at_any_point_of_saving_leaves_a_checkpoint_that_verifies(
+    saved: tuple[Path, set[str], TrainConfig], tmp_path: Path
+) -> None:
+    """kill -9 a process that saves in a loop, 12 times at random moments: the checkpoint on
+    disk always verifies against the hashes recorded before its commit, and is the last one
+    committed or the one before."""
+    _, _, cfg = saved
+    model = _build_model(cfg, load_scenario("retail"))
+    directory, tags = tmp_path / "killed", tmp_path / "tags.json"
+    seed = int.from_bytes(os.urandom(4), "little")
+    rng = random.Random(seed)
+
+    def record(digest: str, previous: str | None) -> None:  # the run's tags: one atomic write
+        write_text_atomic(tags, json.dumps([digest, previous]))
+
+    for attempt in range(12):
+        pid = os.fork()
+        if pid == 0:  # the child saves until it is killed
+            try:
+                while True:
+                    model.num_timesteps += 1
+                    save_checkpoint(model, directory, [], 0.0, before_commit=record)
+            finally:
+                os._exit(1)
+        time.sleep(rng.uniform(0.0, 0.3))
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        if not (directory / MANIFEST).exists():
+            continue  # killed before the first commit
+        recorded = {h for h in json.loads(tags.read_text()) if h}
+        checkpoint = load_checkpoint(directory, recorded)
+        assert checkpoint is not None, f"seed {seed}, attempt {attempt}"
+        model.num_timesteps = checkpoint.num_timesteps  # the next child goes on from there
