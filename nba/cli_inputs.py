@@ -8,10 +8,14 @@ log is opened read-only, and outputs are checked (suffix, folder, permission) up
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
 import os
 import sqlite3
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlparse
@@ -151,6 +155,93 @@ def check_decision_log(path: Path, option: str = "--log", must_exist: bool = Tru
         raise NBAValidationError(f"{option}: {exc}") from None
     except (OSError, sqlite3.Error) as exc:
         raise NBAValidationError(f"{option}: cannot read {str(path)!r}: {_reason(exc)}") from None
+
+
+@dataclass(frozen=True)
+class ScoreRun:
+    """What determines the decisions of one ``nba score --log`` run, and so its batch id.
+
+    A retry of the same run (same input bytes, model, exploration, capacity and decision time)
+    has the same batch id, which the decision log stores once. ``as_of`` is ``"column"`` when
+    the input carries its own decision times, the ``--as-of`` given, or ``"now"``: then the
+    moment is pinned in the log until the run finishes (:meth:`DecisionLog.start_run`).
+    """
+
+    input_sha256: str
+    model: str
+    epsilon: float
+    seed: int | None
+    capacity: tuple[tuple[str, int], ...]
+    as_of: str
+
+    @property
+    def key(self) -> str:
+        """The run without its decision time: how a retry finds the time it pinned."""
+        fields = {
+            "input_sha256": self.input_sha256,
+            "model": self.model,
+            "epsilon": self.epsilon,
+            "seed": self.seed,
+            "capacity": self.capacity,
+            "as_of": self.as_of,
+        }
+        return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
+
+    def batch_id(self, decided: pd.Timestamp | None) -> str:
+        """``score-`` and a SHA-256 of the run and its decision time (``None``: the column)."""
+        from nba.serving.decision_log import format_stamp
+
+        moment = "column" if decided is None else format_stamp(decided)
+        return "score-" + hashlib.sha256(f"{self.key}|{moment}".encode()).hexdigest()
+
+
+def derived_seed(batch_id: str) -> int:
+    """An exploration seed from a batch id, so that a retry without ``--seed`` draws the same."""
+    return int(hashlib.sha256(f"seed|{batch_id}".encode()).hexdigest()[:16], 16)
+
+
+def file_sha256(path: Path, option: str) -> str:
+    """SHA-256 of a file's bytes, streamed."""
+    digest = hashlib.sha256()
+    with reading(option, path), path.open("rb") as handle:
+        while block := handle.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def model_fingerprint(model: str, scorer: PolicyScorer) -> str:
+    """What a scorer's decisions depend on in its model: the resolved version and run (a
+    registry version is immutable) and, for an export directory, its files' bytes."""
+    from nba.serving.spec import SPEC_FILE, WEIGHTS_FILE
+
+    version = scorer.model_version
+    parts = [str(version)] + [
+        str(getattr(version, part, None)) for part in ("name", "version", "run_id")
+    ]
+    if not model.startswith(MODEL_URI_PREFIXES):
+        parts += [file_sha256(Path(model) / name, "--model") for name in (SPEC_FILE, WEIGHTS_FILE)]
+    return "|".join(parts)
+
+
+def with_exploration(scorer: PolicyScorer, exploration: Exploration) -> PolicyScorer:
+    """The same loaded model under another exploration (no second download or alias lookup)."""
+    explored = dataclasses.replace(scorer, exploration=exploration)
+    if hasattr(scorer, "run_id"):
+        explored.run_id = scorer.run_id
+    return explored
+
+
+def parse_as_of(text: str | None, option: str = "--as-of") -> pd.Timestamp | None:
+    """A decision time given on the command line, as UTC (naive times are UTC)."""
+    if text is None:
+        return None
+    try:
+        stamp = pd.Timestamp(text)
+    except (ValueError, TypeError):
+        raise NBAValidationError(f"{option}: not a timestamp: {text!r:.60}") from None
+    if stamp is pd.NaT:
+        raise NBAValidationError(f"{option}: not a timestamp: {text!r:.60}")
+    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
 
 
 def remove_new_log(path: Path) -> None:

@@ -416,6 +416,7 @@ class PolicyScorer:
         as_of: datetime | None = None,
         top_k: int = 3,
         log: Any | None = None,
+        batch_id: str | None = None,
     ) -> pd.DataFrame:
         """One decision per row, in input order.
 
@@ -424,8 +425,12 @@ class PolicyScorer:
         :param as_of: decision time for rows without ``as_of`` (default: now, UTC).
         :param top_k: ranked alternatives reported per row.
         :param log: a :class:`~nba.serving.decision_log.DecisionLog` to append the decisions to.
+        :param batch_id: the log's idempotency key for this batch (default: a new UUID); a
+            retry with the same id and decisions is not logged twice.
         """
-        return self._decide(frame, as_of=as_of, capacity=capacity, top_k=top_k, log=log)
+        return self._decide(
+            frame, as_of=as_of, capacity=capacity, top_k=top_k, log=log, batch_id=batch_id
+        )
 
     # ------------------------------------------------------------------ internals
     def _decide(
@@ -435,6 +440,7 @@ class PolicyScorer:
         capacity: Mapping[str, int] | None,
         top_k: int,
         log: Any | None = None,
+        batch_id: str | None = None,
     ) -> pd.DataFrame:
         request = self.schema.parse(frame, as_of=as_of)
         state = request.state
@@ -511,6 +517,7 @@ class PolicyScorer:
                 explored=explored,
                 features=unique.obs[inverse],
                 probabilities=head.probabilities[inverse],
+                batch_id=batch_id,
             )
         return result
 
