@@ -87,3 +87,34 @@ def test_catalogue_and_feature_mismatches_are_named(decision_log: Path, bad_expo
         records.check_catalogue(policy.action_names[:-1], policy.feature_names)
     with pytest.raises(OPEInputError, match="features: the log's feature names differ"):
         records.check_catalogue(policy.action_names, policy.feature_names[::-1])
+
+
+def test_one_reader_for_serving_and_ope() -> None:
+    import nba.ope.decision_log
+    import nba.serving.decision_log
+
+    assert read_decision_log is nba.serving.decision_log.read_decision_log
+    assert nba.ope.decision_log.DecisionRecords is nba.serving.decision_log.DecisionRecords
+
+
+def test_a_batch_being_written_is_not_read_until_it_commits(
+    decision_log: Path, tmp_path: Path
+) -> None:
+    """The reader sees whole batches: rows of an open transaction stay invisible."""
+    import sqlite3
+
+    copy = tmp_path / "copy.db"
+    copy.write_bytes(decision_log.read_bytes())
+    writer = sqlite3.connect(copy, isolation_level=None)
+    writer.execute("PRAGMA journal_mode=WAL")
+    writer.execute("BEGIN IMMEDIATE")
+    writer.execute(
+        "INSERT INTO decisions (customer_id, decided_at, model_version, action, action_name, "
+        "propensity, explored, features, probabilities) SELECT 'new-' || customer_id, "
+        "decided_at, model_version, action, action_name, propensity, explored, features, "
+        "probabilities FROM decisions"
+    )
+    assert len(read_decision_log(copy, missing="drop")) == 3_000
+    writer.execute("COMMIT")
+    writer.close()
+    assert len(read_decision_log(copy, missing="zero")) == 6_000
