@@ -401,6 +401,7 @@ def _blobs(name: str, values: Any, n: int) -> np.ndarray:
 
 
 _T = TypeVar("_T")
+_INHERITED: list[sqlite3.Connection] = []  # a parent's connections a forked child must not close
 
 
 class DecisionLog:
@@ -436,8 +437,10 @@ class DecisionLog:
         return connection
 
     def _conn(self) -> sqlite3.Connection:
-        """This process's connection: a forked child must not use its parent's."""
+        """This process's connection: a forked child must not use its parent's, nor close it
+        (SQLite's close could checkpoint the parent's WAL), so the child keeps it unused."""
         if os.getpid() != self._pid:
+            _INHERITED.append(self._connection)
             self._pid = os.getpid()
             self._connection = self._open()
         return self._connection
