@@ -133,7 +133,10 @@ def served_actions(scorer: PolicyScorer, scenario: Scenario, people: ObservedCus
     for g, cap in enumerate(scenario.contact_rules.caps):
         request[f"days_since_{cap.name}"] = state.days_since[:, g]
     as_of = pd.Timestamp(people.calibration.reference_time)
-    decisions = scorer.score_batch(request, as_of=as_of)
+    # the policy's own pick per customer: no channel capacity (the twin's optimum has none)
+    decisions = scorer.score_batch(
+        request, as_of=as_of, capacity=dict.fromkeys(scorer.default_capacity)
+    )
     names = decisions["action_name"].astype(str).to_numpy()
     index = {name: i for i, name in enumerate(scenario.action_names)}
     unknown = sorted(set(names) - set(index))

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import re
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import numpy as np
@@ -7,7 +9,7 @@ import pandas as pd
 import pytest
 
 from nba.serving.scorer import PolicyScorer, ScoringInputError
-from tests.serving.conftest import customer, frame
+from tests.serving.conftest import customer, frame, population
 
 AS_OF = pd.Timestamp("2026-11-23T12:00:00Z")
 
@@ -80,7 +82,7 @@ def test_timestamps_give_days_since_and_refuse_the_future(scorer: PolicyScorer) 
 
 def test_history_is_required_in_one_form(scorer: PolicyScorer) -> None:
     row = customer()
-    del row["days_since_direct"]
+    del row["days_since_direct"], row["days_since_messaging"]
     with pytest.raises(ScoringInputError, match="contact history needs"):
         scorer.score_batch(frame(row), as_of=AS_OF)
 
@@ -101,3 +103,194 @@ def test_json_schema_documents_every_field(scorer: PolicyScorer) -> None:
         properties
     )
     assert issubclass(ScoringInputError, ValueError)
+
+
+def both_paths_refuse(scorer: PolicyScorer, row: dict, message: str, as_of: object = AS_OF) -> str:
+    """The dict and DataFrame paths refuse ``row`` with one and the same message."""
+    with pytest.raises(ScoringInputError, match=message) as batch:
+        scorer.score_batch(frame(row), as_of=as_of)
+    with pytest.raises(ScoringInputError, match=message) as single:
+        scorer.score(row, as_of=as_of)
+    assert str(single.value) == str(batch.value)
+    return str(batch.value)
+
+
+STAMPS = {
+    "last_contact_email": "2026-11-22T09:00:00Z",
+    "last_contact_sms": None,
+    "last_contact_direct_mail": "2026-11-10T09:00:00-05:00",
+    "last_contact_call_centre": None,
+}
+
+
+# ------------------------------------------------------------------ quiet days in local time
+@pytest.mark.parametrize(
+    ("as_of", "weekday"),
+    [
+        ("2026-11-29T19:00:00-05:00", 6),  # Sunday evening in New York, Monday 00:00 UTC
+        ("2026-11-30T00:00:00Z", 0),
+        ("2026-11-30T00:00:00", 0),  # naive: UTC
+        ("2026-11-30T08:30:00+09:00", 0),  # Monday morning in Tokyo, Sunday 23:30 UTC
+        ("2026-11-29T23:30:00.123456789+00:00", 6),
+        (pd.Timestamp("2026-11-29T19:00:00", tz="America/New_York"), 6),
+        (datetime(2026, 11, 29, 19, tzinfo=timezone(timedelta(hours=-5))), 6),
+        (datetime(2026, 11, 30, 0, 30), 0),  # naive datetime: UTC
+    ],
+)
+def test_the_weekday_is_the_decision_times_own(
+    scorer: PolicyScorer, as_of: object, weekday: int
+) -> None:
+    """A row's ``as_of`` and the call's ``as_of`` both count in their own offset."""
+    row = customer(as_of=as_of)
+    one = scorer.schema.parse_one(row)
+    assert one is not None and one.weekday == weekday
+    assert scorer.schema.parse(frame(row)).weekday.tolist() == [weekday]
+    del row["as_of"]
+    one = scorer.schema.parse_one(row, as_of=as_of)
+    assert one is not None and one.weekday == weekday
+    assert scorer.schema.parse(frame(row), as_of=as_of).weekday.tolist() == [weekday]
+
+
+def test_a_sunday_evening_in_new_york_gets_no_sms(scorer: PolicyScorer) -> None:
+    """SMS is quiet on Sundays: the customer's Sunday, although it is Monday in UTC."""
+    sunday = "2026-11-29T19:00:00-05:00"
+    rows = population(300, seed=4, consent=True).assign(as_of=sunday)
+    decisions = scorer.score_batch(rows)
+    assert not (decisions["channel"] == "sms").any()
+    assert decisions["suppressed_reason"].astype(str).str.startswith("quiet_day: sms").any()
+    singles = [scorer.score(row) for row in rows.to_dict(orient="records")]
+    assert [d.action for d in singles] == decisions["action"].tolist()
+    same_instant_in_utc = scorer.score_batch(rows.assign(as_of="2026-11-30T00:00:00Z"))  # Monday
+    assert not same_instant_in_utc["suppressed_reason"].astype(str).str.startswith("quiet").any()
+
+
+def test_a_batch_reads_every_row_in_its_own_offset(scorer: PolicyScorer) -> None:
+    stamps = ["2026-11-29T19:00:00-05:00", "2026-11-30T01:00:00+01:00", "2026-11-30T00:00:00Z"]
+    rows = [customer(customer_id=f"c{i}", as_of=s) for i, s in enumerate(stamps)]
+    parsed = scorer.schema.parse(frame(*rows))
+    assert parsed.weekday.tolist() == [6, 0, 0]
+    assert parsed.as_of.nunique() == 1  # one instant: days still count in UTC
+    zoned = frame(rows[0]).assign(as_of=pd.Timestamp("2026-11-29T19:00", tz="America/New_York"))
+    assert zoned["as_of"].dtype != object  # a tz-aware column keeps its zone
+    assert scorer.schema.parse(zoned).weekday.tolist() == [6]
+
+
+def test_json_schema_states_the_offset_rule_and_refuses_other_fields(scorer: PolicyScorer) -> None:
+    schema = scorer.input_schema()
+    assert "own offset" in schema["properties"]["as_of"]["description"]
+    assert schema["additionalProperties"] is False
+    assert set(schema["properties"]) == set(scorer.schema.fields)
+    stamps = schema["dependentRequired"]["last_contact_sms"]
+    assert set(stamps) == set(STAMPS)
+
+
+# ------------------------------------------------------------------ contact history
+@pytest.mark.parametrize("with_counts", [False, True])
+def test_part_of_the_timestamps_is_refused_naming_the_missing(
+    scorer: PolicyScorer, with_counts: bool
+) -> None:
+    """An e-mail an hour ago with the SMS timestamp left out must not pass as 'no contact'."""
+    row = customer(**STAMPS)
+    del row["last_contact_sms"], row["last_contact_call_centre"]
+    if not with_counts:
+        del row["days_since_direct"], row["days_since_messaging"]
+    both_paths_refuse(
+        scorer,
+        row,
+        r"last_contact_\* fields incomplete, missing "
+        r"\['last_contact_call_centre', 'last_contact_sms'\]",
+    )
+
+
+def test_part_of_the_counts_is_refused_even_next_to_timestamps(scorer: PolicyScorer) -> None:
+    row = customer(**STAMPS)
+    del row["days_since_messaging"]
+    both_paths_refuse(
+        scorer, row, r"days_since_\* fields incomplete, missing \['days_since_messaging'\]"
+    )
+
+
+def test_with_both_forms_complete_the_timestamps_decide(scorer: PolicyScorer) -> None:
+    stamped = customer(**STAMPS)  # also days_since_direct 7, days_since_messaging 2
+    stamped["last_contact_email"] = "2026-11-23T11:00:00Z"  # an hour ago: messaging cap closed
+    one = scorer.schema.parse_one(stamped, as_of=AS_OF)
+    assert one is not None and one.days_since == (7, 1)
+    np.testing.assert_array_equal(
+        scorer.schema.parse(frame(stamped), as_of=AS_OF).state.days_since, [[7, 1]]
+    )
+    stamped["days_since_direct"] = 0  # the counts are still checked
+    both_paths_refuse(scorer, stamped, "row 0, days_since_direct: 0 is out of range")
+
+
+# ------------------------------------------------------------------ unknown fields
+@pytest.mark.parametrize(
+    ("field", "suggestion"),
+    [
+        ("Consent_email", "consent_email"),
+        ("consentEmail", "consent_email"),
+        ("opted_out.1", "opted_out"),
+        ("persona ", "persona"),
+        ("custmer_id", "customer_id"),
+        ("lastContactSms", "last_contact_sms"),
+    ],
+)
+def test_unknown_fields_are_refused_with_the_closest_names(
+    scorer: PolicyScorer, field: str, suggestion: str
+) -> None:
+    row = customer(**{field: False})
+    message = both_paths_refuse(scorer, row, f"input: unknown field '{re.escape(field)}'")
+    assert f"did you mean '{suggestion}'" in message
+
+
+def test_odd_column_labels_are_refused(scorer: PolicyScorer) -> None:
+    rows = population(3)
+    duplicated = pd.concat([rows, rows[["opted_out"]].assign(opted_out=True)], axis=1)
+    with pytest.raises(ScoringInputError, match="field 'opted_out' appears 2 times"):
+        scorer.score_batch(duplicated, as_of=AS_OF)
+    with pytest.raises(ScoringInputError, match="one field name per column"):
+        scorer.score_batch(rows.set_axis(pd.MultiIndex.from_product([rows.columns, ["x"]]), axis=1))
+    for label in (0, 1.5, None, ("a", "b"), b"persona"):
+        with pytest.raises(ScoringInputError, match="unknown field"):
+            scorer.score_batch(
+                rows.assign(**{"customer_id": rows["customer_id"]}).set_axis(
+                    [*rows.columns[:-1], label], axis=1
+                ),
+                as_of=AS_OF,
+            )
+
+
+# ------------------------------------------------------------------ customer ids
+def test_a_customer_given_twice_in_a_batch_is_refused(scorer: PolicyScorer) -> None:
+    rows = population(5)
+    rows.loc[3, "customer_id"] = "c1"
+    with pytest.raises(ScoringInputError, match=r"row 3, customer_id: 'c1' repeats row 1"):
+        scorer.score_batch(rows, as_of=AS_OF)
+    mixed = population(3).assign(customer_id=[7, "7", 8])  # print alike in decisions and logs
+    with pytest.raises(ScoringInputError, match=r"row 1, customer_id: '7' repeats row 0"):
+        scorer.score_batch(mixed, as_of=AS_OF)
+
+
+@pytest.mark.parametrize(
+    "value", [1.5, 2.0, np.float64(3.0), True, np.bool_(False), b"c-1", ["c-1"], {"id": 1}]
+)
+def test_customer_ids_are_strings_or_integers(scorer: PolicyScorer, value: object) -> None:
+    both_paths_refuse(
+        scorer, customer(customer_id=value), "row 0, customer_id: expected a string or an integer"
+    )
+
+
+def test_integer_ids_stay_integers_and_empty_ones_are_refused(scorer: PolicyScorer) -> None:
+    rows = population(3).assign(customer_id=[10, 2**40, 3])
+    assert scorer.score_batch(rows, as_of=AS_OF)["customer_id"].tolist() == [10, 2**40, 3]
+    assert scorer.score(customer(customer_id=np.int64(12)), as_of=AS_OF).customer_id == "12"
+    for empty in ("", None, float("nan")):
+        both_paths_refuse(
+            scorer, customer(customer_id=empty), "row 0, customer_id: missing or empty"
+        )
+
+
+def test_long_values_are_cut_in_messages(scorer: PolicyScorer) -> None:
+    message = both_paths_refuse(scorer, customer(persona="p" * 5000), "row 0, persona")
+    assert len(message) < 300 and "ppp..." in message
+    message = both_paths_refuse(scorer, customer(**{"x" * 5000: 1}), "unknown field")
+    assert len(message) < 300

@@ -54,7 +54,8 @@ class RequestPolicy:
         )
         for g, cap in enumerate(scenario.contact_rules.caps):
             frame[f"days_since_{cap.name}"] = state.days_since[:, g]
-        decisions = self.scorer.score_batch(frame, as_of=MONDAY.to_pydatetime())
+        unlimited = dict.fromkeys(self.scorer.default_capacity)  # the twin has no capacity
+        decisions = self.scorer.score_batch(frame, as_of=MONDAY.to_pydatetime(), capacity=unlimited)
         self.requests += len(frame)
         actions = decisions["action"].to_numpy(np.int64)
         assert mask[np.arange(len(actions)), actions].all()  # the served choice is allowed
