@@ -245,7 +245,8 @@ class PolicyScorer:
         exploration re-decide that row through the policy head's one-row functions under the
         customer's own mask (:meth:`_decide_row`). Only timestamps spelled in ways just pandas
         reads (or bad ones) go through the frame parser. The tests hold every route equal to
-        :meth:`score_batch`.
+        :meth:`score_batch`. One customer has no batch to share a scarce channel with: channel
+        capacity (the scenario's ``daily_capacity``) applies only in :meth:`score_batch`.
         """
         one = self.schema.parse_one(customer, as_of=as_of)
         if one is None:
@@ -412,7 +413,7 @@ class PolicyScorer:
     def score_batch(
         self,
         frame: pd.DataFrame,
-        capacity: Mapping[str, int] | None = None,
+        capacity: Mapping[str, int | None] | None = None,
         as_of: datetime | None = None,
         top_k: int = 3,
         log: Any | None = None,
@@ -421,7 +422,12 @@ class PolicyScorer:
         """One decision per row, in input order.
 
         :param capacity: contacts available per scarce channel in this batch, e.g.
-            ``{"call_centre": 500}``; shared to maximise the total gain.
+            ``{"call_centre": 500}``; shared to maximise the total gain. A channel not named
+            takes the scenario's ``daily_capacity`` (:attr:`default_capacity`; retail's call
+            centre: 500); ``None`` lifts a channel's limit (``{"call_centre": None}``). Limits
+            need greedy scoring: an exploring scorer applies no scenario limit (its propensities
+            stay exact) and refuses limits the caller names. One batch is one day's allocation:
+            the single-customer :meth:`score` shares nothing across calls.
         :param as_of: decision time for rows without ``as_of`` (default: now, UTC).
         :param top_k: ranked alternatives reported per row.
         :param log: a :class:`~nba.serving.decision_log.DecisionLog` to append the decisions to.
@@ -437,7 +443,7 @@ class PolicyScorer:
         self,
         frame: pd.DataFrame,
         as_of: datetime | None,
-        capacity: Mapping[str, int] | None,
+        capacity: Mapping[str, int | None] | None,
         top_k: int,
         log: Any | None = None,
         batch_id: str | None = None,
@@ -472,12 +478,9 @@ class PolicyScorer:
         # (spreading whole (n, A) arrays, or ranking every row, cost more than the network)
         head = unique.head
         displaced = np.zeros(n, dtype=bool)
-        if capacity:
-            if self.exploration.kind != "greedy":
-                raise NBAValidationError(
-                    "capacity: allocation is deterministic; use greedy exploration with it"
-                )
-            chosen, displaced = self._allocate(head.masked[inverse], allowed, capacity)
+        limits = self._limits(capacity)
+        if limits:
+            chosen, displaced = self._allocate(head.masked, inverse, limits)
             propensity, explored = np.ones(n), np.zeros(n, dtype=bool)
         elif self.exploration.kind == "greedy":
             chosen, propensity, explored = head.greedy[inverse], np.ones(n), np.zeros(n, bool)
@@ -521,33 +524,69 @@ class PolicyScorer:
             )
         return result
 
-    def _allocate(
-        self, masked: FloatArray, allowed: BoolArray, capacity: Mapping[str, int]
-    ) -> tuple[IntArray, BoolArray]:
+    @property
+    def default_capacity(self) -> dict[str, int]:
+        """The scenario's ``daily_capacity`` per channel that has one (what a batch gets)."""
+        return {
+            c.name: int(c.daily_capacity)
+            for c in self.policy.scenario.channels
+            if c.daily_capacity is not None
+        }
+
+    def _limits(self, capacity: Mapping[str, int | None] | None) -> dict[str, int]:
+        """The batch's limits: the caller's per channel, else the scenario's (greedy only).
+
+        ``None`` for a channel lifts its limit. Exploring keeps its exact propensities: the
+        scenario's limits do not apply, and limits the caller names are refused.
+        """
+        given = dict(capacity or {})
         channels = self.policy.scenario.channel_names
-        for name, limit in capacity.items():
+        for name, limit in given.items():
             if name not in channels:
                 raise NBAValidationError(
                     f"capacity: unknown channel {name!r}; expected one of {channels}"
                 )
-            if not isinstance(limit, int | np.integer) or limit < 0:
-                raise NBAValidationError(f"capacity.{name}: expected a non-negative integer")
+            if limit is not None and (
+                isinstance(limit, bool | np.bool_)
+                or not isinstance(limit, int | np.integer)
+                or limit < 0
+            ):
+                raise NBAValidationError(
+                    f"capacity.{name}: expected a non-negative integer or None, got {limit!r}"
+                )
+        explicit = {name: int(limit) for name, limit in given.items() if limit is not None}
+        if self.exploration.kind != "greedy":
+            if explicit:
+                raise NBAValidationError(
+                    "capacity: allocation is deterministic; use greedy exploration with it"
+                )
+            return {}
+        defaults = {k: v for k, v in self.default_capacity.items() if k not in given}
+        return {**defaults, **explicit}
+
+    def _allocate(
+        self, masked: FloatArray, inverse: IntArray, capacity: Mapping[str, int]
+    ) -> tuple[IntArray, BoolArray]:
+        """Share the scarce channels: ``masked`` per distinct combination, rows by ``inverse``."""
+        channels = self.policy.scenario.channel_names
         action_channel = self.arrays.rules.action_channel
         scarce = [channels.index(name) for name in capacity]
         on_scarce = np.isin(action_channel, scarce) & (action_channel >= 0)
+        distinct = np.arange(masked.shape[0])
         fallback_pref = np.where(on_scarce[None, :], -np.inf, masked)
         fallback = np.argmax(fallback_pref, axis=1)  # no action is never scarce, always allowed
-        best_fallback = fallback_pref[np.arange(masked.shape[0]), fallback]
+        best_fallback = fallback_pref[distinct, fallback]
         gains = np.empty((masked.shape[0], len(scarce)))
         best_scarce = np.empty((masked.shape[0], len(scarce)), dtype=np.int64)
         for k, channel in enumerate(scarce):
             on_channel = np.where((action_channel == channel)[None, :], masked, -np.inf)
             best_scarce[:, k] = np.argmax(on_channel, axis=1)
-            gains[:, k] = on_channel[np.arange(masked.shape[0]), best_scarce[:, k]] - best_fallback
+            gains[:, k] = on_channel[distinct, best_scarce[:, k]] - best_fallback
+        gains, best_scarce, fallback = gains[inverse], best_scarce[inverse], fallback[inverse]
         assigned = allocate(gains, [int(capacity[channels[c]]) for c in scarce])
         chosen = np.where(
             assigned >= 0,
-            best_scarce[np.arange(masked.shape[0]), np.maximum(assigned, 0)],
+            best_scarce[np.arange(len(inverse)), np.maximum(assigned, 0)],
             fallback,
         )
         displaced = (gains.max(axis=1) > 0) & (assigned < 0)

@@ -25,7 +25,6 @@ import pandas as pd
 import torch
 import yaml
 from mlflow.entities import LoggedModelStatus, RunStatus
-from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_RUN_NOTE
 from pydantic import ValidationError
@@ -43,7 +42,7 @@ from nba.scenario import Scenario
 from nba.scenarios import load_scenario
 from nba.serving import pyfunc
 from nba.serving.export import export_policy, served_policy
-from nba.serving.pyfunc import ARTIFACT_KEY, example_input
+from nba.serving.pyfunc import ARTIFACT_KEY, example_input, model_signature
 from nba.serving.scorer import PolicyScorer
 from nba.serving.spec import default_signing_key, load_exported
 from nba.signals import handled
@@ -531,7 +530,7 @@ def _log_pyfunc(
     with warnings.catch_warnings():
         # integer columns are intended: the scorer rejects missing values with a clear error
         warnings.filterwarnings("ignore", message=".*integer column", category=UserWarning)
-        signature = infer_signature(example, scorer.score_batch(example))
+        signature = model_signature(scorer)  # every request field, optional, never cast
         info = mlflow.pyfunc.log_model(
             name="policy",
             python_model=str(Path(pyfunc.__file__).with_name("pyfunc_model.py")),  # no pickling
@@ -539,6 +538,7 @@ def _log_pyfunc(
             model_config={"model_version": f"run:{run_id}"},
             signature=signature,
             input_example=example,
+            metadata={"request_json_schema": scorer.input_schema()},
             pip_requirements=[f"nba=={nba.__version__}", "numpy", "pandas"],
             tags={MODEL_STEP_TAG: str(step)},  # registration: _register_once, once
         )

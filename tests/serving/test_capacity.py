@@ -1,12 +1,19 @@
 from __future__ import annotations
 
 import itertools
+from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
+import pandas as pd
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from nba.errors import NBAValidationError
 from nba.serving.capacity import allocate
+from nba.serving.scorer import Exploration, PolicyScorer
+from tests.serving.conftest import population
 
 
 def _brute_force(gains: np.ndarray, limits: list[int]) -> float:
@@ -43,3 +50,69 @@ def test_large_batches_keep_the_lp_small() -> None:
     plan = allocate(gains, [100, 50, 0])
     counts = np.bincount(plan[plan >= 0], minlength=3)
     assert counts.tolist() == [100, 50, 0]
+
+
+# ------------------------------------------------------------------ the scenario's daily capacity
+AS_OF = pd.Timestamp("2026-11-25T10:00:00Z")
+
+
+def scorer_with_capacity(
+    export_dir: Path, limit: int | None, exploration: Exploration | None = None
+) -> tuple[PolicyScorer, str]:
+    """The export's scorer, with ``limit`` as the daily capacity of the channel it likes most."""
+    plain = PolicyScorer.load(export_dir)
+    favourite = str(plain.score_batch(population(2_000, seed=3), as_of=AS_OF)["channel"].mode()[0])
+    scenario = plain.policy.scenario
+    channels = [
+        c.model_copy(update={"daily_capacity": limit}) if c.name == favourite else c
+        for c in scenario.channels
+    ]
+    policy = replace(plain.policy, scenario=scenario.model_copy(update={"channels": channels}))
+    return PolicyScorer(policy, exploration=exploration or Exploration()), favourite
+
+
+def test_a_channels_daily_capacity_applies_by_default(export_dir: Path) -> None:
+    scorer, channel = scorer_with_capacity(export_dir, 40)
+    assert scorer.default_capacity == {channel: 40, "call_centre": 500}
+    customers = population(2_000, seed=3)
+    free = scorer.score_batch(customers, as_of=AS_OF, capacity={channel: None})
+    wanted = int((free["channel"] == channel).sum())
+    assert wanted > 40  # the limit binds
+    limited = scorer.score_batch(customers, as_of=AS_OF)
+    assert (limited["channel"] == channel).sum() == 40
+    displaced = limited["suppressed_reason"].astype(str).str.startswith("capacity")
+    assert displaced.sum() == wanted - 40
+    assert (
+        scorer.score_batch(customers, as_of=AS_OF, capacity={channel: 7})["channel"] == channel
+    ).sum() == 7
+    assert free.equals(scorer.score_batch(customers, as_of=AS_OF, capacity={channel: None}))
+    # one customer has no batch to share with: the single path decides as without a limit
+    rows = customers.head(200)
+    singles = [scorer.score(row, as_of=AS_OF).action for row in rows.to_dict(orient="records")]
+    assert singles == free["action"].head(200).tolist()
+
+
+def test_retail_call_centre_has_its_500_by_default(export_dir: Path) -> None:
+    assert PolicyScorer.load(export_dir).default_capacity == {"call_centre": 500}
+
+
+def test_exploring_scorers_keep_exact_propensities_under_a_default_capacity(
+    export_dir: Path,
+) -> None:
+    exploring = Exploration(kind="epsilon", epsilon=0.3, seed=5)
+    scorer, channel = scorer_with_capacity(export_dir, 40, exploring)
+    customers = population(2_000, seed=3)
+    decisions = scorer.score_batch(customers, as_of=AS_OF)  # no error: defaults are greedy-only
+    assert decisions["explored"].any()
+    plain, _ = scorer_with_capacity(export_dir, None, exploring)
+    assert decisions.equals(plain.score_batch(customers, as_of=AS_OF))
+    with pytest.raises(NBAValidationError, match="use greedy exploration"):
+        scorer.score_batch(customers, as_of=AS_OF, capacity={channel: 40})
+
+
+@pytest.mark.parametrize("limit", [-1, 2.5, True, "40"])
+def test_capacity_values_are_checked(export_dir: Path, limit: object) -> None:
+    with pytest.raises(NBAValidationError, match=r"capacity\.call_centre: expected a non-negative"):
+        PolicyScorer.load(export_dir).score_batch(
+            population(5), as_of=AS_OF, capacity={"call_centre": limit}
+        )
