@@ -229,7 +229,8 @@ def _attribute(model: Any, dotted: str) -> Any:
 
 
 def _tensor(array: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(array).copy())
+    """A view where possible: a full replay buffer is hundreds of MB, serialised right away."""
+    return torch.from_numpy(np.ascontiguousarray(array))
 
 
 def _capture_rngs(model: Any, tensors: dict[str, torch.Tensor]) -> dict[str, Any]:
