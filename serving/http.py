@@ -644,10 +644,10 @@ def _batch_request(payload: Any, settings: ServeSettings) -> tuple[pd.DataFrame,
         if not isinstance(capacity, dict):
             raise ServiceError(422, f"capacity: expected an object, got {_json_kind(capacity)}")
         for name, limit in capacity.items():
-            if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
+            if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int)):
                 raise ServiceError(
                     422,
-                    f"capacity.{_cut(name)}: expected a non-negative integer, got "
+                    f"capacity.{_cut(name)}: expected a non-negative integer or null, got "
                     f"{_cut(repr(limit))}",
                 )
         options["capacity"] = capacity
@@ -943,9 +943,11 @@ def _schemas(
             },
             "capacity": {
                 "type": "object",
-                "description": "Contacts available per scarce channel in this batch.",
+                "description": "Contacts available per scarce channel in this request (shared "
+                "across its customers only); a channel not named keeps the scenario's "
+                "daily_capacity, null lifts it.",
                 "propertyNames": {"enum": channels},
-                "additionalProperties": {"type": "integer", "minimum": 0},
+                "additionalProperties": {"type": ["integer", "null"], "minimum": 0},
             },
             "as_of": {
                 "type": "string",

@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -168,7 +169,12 @@ def test_batch_answers_as_score_batch_with_capacity_and_as_of(
     served: Server, scorer: PolicyScorer
 ) -> None:
     rows = _roundtrip(population(40, seed=5, consent=True).to_dict(orient="records"))
-    for options in ({}, {"capacity": {"call_centre": 2, "sms": 3}}, {"top_k": 5}):
+    for options in (
+        {},
+        {"capacity": {"call_centre": 2, "sms": 3}},
+        {"capacity": {"call_centre": None}},
+        {"top_k": 5},
+    ):
         answer = served.post("/decide/batch", {"customers": rows, "as_of": AS_OF, **options})
         assert answer.status_code == 200, answer.text
         expected = scorer.score_batch(
@@ -507,3 +513,133 @@ def test_serve_refuses_a_taken_port_and_an_empty_token_in_one_line(
     )  # fmt: skip
     assert result.returncode == 2 and "--model: no export directory" in result.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == []  # nothing created
+
+
+# ------------------------------------------------------------------ the fuzz oracle over HTTP
+def _jsonable(value: Any) -> Any:
+    """A request value as a JSON client sends it (timestamps as ISO text, numpy as Python)."""
+    if isinstance(value, bytes):
+        raise _CannotCarry
+    if isinstance(value, datetime):  # pd.Timestamp too
+        return value.isoformat()
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, list):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    return value
+
+
+class _CannotCarry(Exception):
+    """A value JSON cannot carry (bytes): no HTTP client can send that request."""
+
+
+def http_path(server: Server) -> Any:
+    """The fuzz oracle's path through ``nba serve``: one row to /decide, several to
+    /decide/batch; 400 and 422 are refusals (our error), anything else but 200 is foreign."""
+    from nba.serving.schema import ScoringInputError
+    from tests.serving.fuzz_oracle import Case, _Skip
+
+    session = requests.Session()
+
+    def encode_row(row: dict[str, Any], duplicate: str | None) -> str:
+        text = json.dumps(_jsonable(row))
+        if duplicate is not None:  # a repeated key, as a DataFrame with a repeated column
+            again = json.dumps({duplicate: _jsonable(row[duplicate])})[1:]
+            text = text[:-1] + ", " + again
+        return text
+
+    def run(case: Case) -> list[str | None]:
+        rows = case.rows
+        duplicate = None
+        if case.frame_edit == "multiindex":
+            raise _Skip
+        if case.frame_edit == "integer_label":
+            rows = [{**row, "0": 1} for row in rows]
+        elif case.frame_edit == "dotted":
+            rows = [{**row, "opted_out.1": not row["opted_out"]} for row in rows]
+        elif case.frame_edit == "duplicate":
+            duplicate = list(rows[0])[int(len(rows[0]) > 3)]
+        stamp = None if case.as_of is None else _jsonable(case.as_of)
+        try:
+            if len(rows) == 1:
+                row = rows[0] if stamp is None else {"as_of": stamp, **rows[0]}
+                path, body = "/decide", encode_row(row, duplicate)
+            else:
+                encoded = ", ".join(encode_row(row, duplicate) for row in rows)
+                extra = "" if stamp is None else f', "as_of": {json.dumps(stamp)}'
+                path, body = "/decide/batch", f'{{"customers": [{encoded}]{extra}}}'
+        except _CannotCarry:
+            raise _Skip from None
+        answer = session.post(
+            server.url + path, data=body.encode(), headers=server.headers(), timeout=30
+        )
+        if answer.status_code in (400, 422):
+            raise ScoringInputError(answer.json()["error"])
+        if answer.status_code != 200:
+            raise RuntimeError(f"HTTP {answer.status_code}: {answer.text[:200]}")
+        if len(rows) == 1:
+            return [answer.json()["channel"]]
+        return [decision["channel"] for decision in answer.json()["decisions"]]
+
+    return run
+
+
+def _outcome(path: Any, case: Any) -> tuple[Any, ...] | None:
+    from nba.serving.schema import ScoringInputError
+    from tests.serving.fuzz_oracle import _Skip
+
+    try:
+        return ("decided", *path(case))
+    except _Skip:
+        return None
+    except ScoringInputError:
+        return ("refused",)
+    except Exception as exc:
+        return ("foreign", type(exc).__name__)
+
+
+@pytest.mark.integration
+def test_fuzzed_requests_over_http_are_honoured_or_refused_as_in_process(
+    served: Server, scorer: PolicyScorer
+) -> None:
+    """The fuzz oracle's requests through HTTP: each honoured or refused with our error, never
+    a 500, and each answered exactly as the in-process DataFrame path answers it."""
+    from nba.scenarios import load_scenario
+    from tests.serving import fuzz_oracle
+
+    scenario = load_scenario("retail")
+    cases = list(fuzz_oracle.RequestFuzzer(scenario, seed=13).cases(400))
+    over_http, in_process = http_path(served), fuzz_oracle.frame_path(scorer)
+    seen: dict[int, tuple[Any, ...] | None] = {}
+
+    def recorded(case: Any) -> list[str | None]:
+        outcome = seen[id(case)] = _outcome(over_http, case)
+        return over_http(case) if outcome and outcome[0] == "foreign" else _replay(outcome)
+
+    tally = fuzz_oracle.Tally()
+    for case in cases:
+        fuzz_oracle.judge(scenario, case, recorded, tally)
+    assert tally.requests > 300 and tally.accepted > 100 and tally.refused > 100
+    assert not tally.foreign_exceptions, tally.examples
+    assert not tally.silently_not_honoured, tally.examples
+    assert not tally.refused_valid, tally.examples
+    differ = [
+        (case.kind, seen[id(case)], _outcome(in_process, case))
+        for case in cases
+        if seen.get(id(case)) is not None and seen[id(case)] != _outcome(in_process, case)
+    ]
+    assert differ == []
+
+
+def _replay(outcome: tuple[Any, ...] | None) -> list[str | None]:
+    """What the path returned or raised, again, for the oracle's judge."""
+    from nba.serving.schema import ScoringInputError
+    from tests.serving.fuzz_oracle import _Skip
+
+    if outcome is None:
+        raise _Skip
+    if outcome[0] == "refused":
+        raise ScoringInputError("refused")
+    return list(outcome[1:])
