@@ -295,6 +295,9 @@ class RequestSchema:
         """The error for fields the schema does not have, with the closest known names."""
         parts = []
         for name in unknown[:5]:
+            if name is None or (isinstance(name, float) and name != name):
+                parts.append("without a name (None or NaN)")  # pandas turns None into NaN
+                continue
             close = self._closest(name)
             hint = f" (did you mean {' or '.join(repr(c) for c in close)}?)" if close else ""
             parts.append(_shown(name) + hint)

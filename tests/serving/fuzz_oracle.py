@@ -62,7 +62,8 @@ class Tally:
     refused: int = 0
     skipped: int = 0  # requests this path cannot carry (a batch for the dict path)
     silently_not_honoured: Counter[str] = field(default_factory=Counter)
-    foreign_exceptions: Counter[str] = field(default_factory=Counter)
+    foreign_exceptions: Counter[str] = field(default_factory=Counter)  # by exception type
+    foreign_kinds: Counter[str] = field(default_factory=Counter)  # by request kind
     refused_valid: Counter[str] = field(default_factory=Counter)
     examples: list[str] = field(default_factory=list)
 
@@ -390,6 +391,7 @@ def judge(scenario: Scenario, case: Case, path: Path, tally: Tally) -> None:
         return
     except Exception as exc:  # the point: count what is not ours
         tally.foreign_exceptions[type(exc).__name__] += 1
+        tally.foreign_kinds[case.kind.split(":")[0]] += 1
         tally.note(f"foreign {type(exc).__name__} on {case.kind}: {str(exc)[:200]}")
         return
     tally.accepted += 1

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import date, timedelta
+from decimal import Decimal
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +16,7 @@ from nba.scenarios import load_scenario
 from nba.serving.schema import REQUIRED
 from nba.serving.scorer import PolicyScorer, ScoringInputError
 from nba.types import WEEKDAYS
+from tests.serving import fuzz_oracle
 from tests.serving.conftest import population
 
 SCENARIO = load_scenario("retail")
@@ -76,14 +79,14 @@ def scorer(export_dir: Path) -> PolicyScorer:
 def test_malformed_input_gives_only_our_error(scorer: PolicyScorer, row: dict) -> None:
     """10,000 mutated requests: either a legal decision or ScoringInputError, nothing else."""
     try:
-        single: int | None = scorer.score(row, as_of=AS_OF).action
-    except ScoringInputError:
-        single = None
+        single: int | str = scorer.score(row, as_of=AS_OF).action
+    except ScoringInputError as exc:
+        single = str(exc)
     try:
-        batch: int | None = int(scorer.score_batch(pd.DataFrame([row]), as_of=AS_OF)["action"][0])
-    except ScoringInputError:
-        batch = None
-    assert single == batch  # both paths accept and refuse the same requests, and agree
+        batch: int | str = int(scorer.score_batch(pd.DataFrame([row]), as_of=AS_OF)["action"][0])
+    except ScoringInputError as exc:
+        batch = str(exc)
+    assert single == batch  # both paths accept and refuse the same requests, in the same words
 
 
 @settings(max_examples=20, deadline=None)
@@ -132,3 +135,125 @@ def test_single_and_batch_paths_agree(scorer: PolicyScorer, data: st.DataObject)
     assert (one.suppressed or {}).get("reason") == (
         None if pd.isna(batch["suppressed_reason"]) else batch["suppressed_reason"]
     )
+
+
+class _Opaque:
+    """An object whose repr and comparisons fail."""
+
+    def __repr__(self) -> str:
+        raise RuntimeError("no repr")
+
+    def __eq__(self, other: object) -> bool:
+        raise RuntimeError("no comparison")
+
+    __hash__ = object.__hash__
+
+
+EXOTIC = st.one_of(
+    JUNK,
+    st.integers(min_value=-(2**80), max_value=2**80),
+    st.sampled_from(
+        [
+            pd.NaT,
+            pd.NA,
+            np.nan,
+            np.float32(2.0),
+            np.int8(3),
+            np.uint64(2**64 - 1),
+            np.bool_(True),
+            np.str_("deal_seeker"),
+            np.datetime64("2026-11-20"),
+            np.datetime64("NaT"),
+            np.timedelta64(1, "D"),
+            timedelta(days=1),
+            date(2026, 11, 20),
+            Decimal("3"),
+            3 + 0j,
+            b"active",
+            bytearray(b"x"),
+            frozenset({1}),
+            (1, 2),
+            {"a": 1},
+            np.array([1, 2]),
+            "x" * 500,
+            "\x00",
+            _Opaque(),
+            pd.Timestamp("2026-11-20T10:00", tz="Asia/Kolkata"),
+            "2026-11-29T19:00:00-05:00",
+        ]
+    ),
+)
+LABELS = st.one_of(
+    st.sampled_from(FIELDS),
+    st.sampled_from(["Consent_email", "consentEmail", "opted_out.1", "as_of ", "DAY", ""]),
+    st.integers(-3, 3),
+    st.none(),
+    st.tuples(st.text(max_size=3)),
+    st.binary(max_size=3),
+    st.text(max_size=12),
+)
+
+
+@settings(max_examples=1_500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_exotic_values_and_labels_give_only_our_error_in_the_same_words(
+    scorer: PolicyScorer, data: st.DataObject
+) -> None:
+    """Odd objects, huge integers, numpy scalars, NaT, non-text field names: the dict and
+    DataFrame paths accept or refuse alike, refuse only with our error and the same message."""
+    row: dict[object, object] = dict(valid_row(data.draw))
+    for _ in range(data.draw(st.integers(1, 3))):
+        label = data.draw(LABELS)
+        row[label] = data.draw(EXOTIC)
+    outcomes = []
+    for decide in (
+        lambda: scorer.score(row, as_of=AS_OF).action,
+        lambda: int(scorer.score_batch(pd.DataFrame([row]), as_of=AS_OF)["action"][0]),
+    ):
+        try:
+            outcomes.append(decide())
+        except ScoringInputError as exc:
+            assert len(str(exc)) < 1_000  # long values are cut
+            outcomes.append(str(exc))
+    assert outcomes[0] == outcomes[1]
+
+
+@pytest.mark.parametrize(
+    "columns",
+    [
+        pd.MultiIndex.from_tuples([(c, "") for c in [*REQUIRED, "days_since_direct", "x"]]),
+        pd.Index([*REQUIRED, "days_since_direct", "persona"]),
+        pd.Index([*REQUIRED, "days_since_direct", 0]),
+        pd.Index([*REQUIRED, "days_since_direct", None]),
+    ],
+)
+def test_odd_column_labels_give_only_our_error(scorer: PolicyScorer, columns: pd.Index) -> None:
+    frame = population(4).iloc[:, : len(columns)]
+    frame = frame.set_axis(columns, axis=1)
+    with pytest.raises(ScoringInputError, match="input: "):
+        scorer.score_batch(frame, as_of=AS_OF)
+
+
+def test_the_oracle_finds_every_request_honoured_or_refused(scorer: PolicyScorer) -> None:
+    """1,200 fuzzed requests per path, judged from the raw request by independent rule code."""
+    tallies = fuzz_oracle.run(SCENARIO, fuzz_oracle.paths(scorer), 1_200, seed=11)
+    for name, tally in tallies.items():
+        assert tally.accepted > 300 and tally.refused > 300, name
+        assert not tally.silently_not_honoured, (name, tally.examples)
+        assert not tally.foreign_exceptions, (name, tally.examples)
+        assert not tally.refused_valid, (name, tally.examples)
+
+
+def test_the_oracle_catches_a_path_that_ignores_what_it_is_told() -> None:
+    """The oracle is not vacuous: SMS to everyone unless it is Sunday in UTC breaks each rule."""
+
+    def careless(case: fuzz_oracle.Case) -> list[str | None]:
+        if case.refuse or case.batch_only:
+            raise ScoringInputError("refused")
+        moment = case.rows[0].get("as_of", case.as_of)
+        sunday_in_utc = fuzz_oracle.as_utc(moment).weekday() == 6
+        return [None if sunday_in_utc else "sms" for _ in case.rows]
+
+    tally = fuzz_oracle.run(SCENARIO, {"careless": careless}, 1_500, seed=12)["careless"]
+    for rule in ("consent", "quiet_day", "cap", "pressure"):
+        assert tally.silently_not_honoured[rule] > 0, rule
