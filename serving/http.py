@@ -71,6 +71,7 @@ DEFAULT_MAX_BATCH_ROWS = 10_000
 _REQUEST_ID = re.compile(r"[\x21-\x7e]{1,200}")  # visible ASCII: UUIDs, ULIDs, trace ids
 _LONE_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 _BATCH_FIELDS = frozenset({"customers", "capacity", "as_of", "top_k"})
+_SPACE = " \t\n\r"  # JSON's whitespace
 
 
 @dataclass(frozen=True)
@@ -157,8 +158,8 @@ def parse_json(body: bytes) -> Any:
     except UnicodeDecodeError as exc:
         raise ServiceError(400, f"body: not UTF-8 (byte at offset {exc.start})") from None
     try:
-        value, end = _DECODER.raw_decode(text, _skip_space(text, 0))
-        if _skip_space(text, end) != len(text):
+        value, end = _DECODER.raw_decode(text, len(text) - len(text.lstrip(_SPACE)))
+        if text[end:].strip(_SPACE):
             raise json.JSONDecodeError("Extra data", text, end)
     except json.JSONDecodeError as exc:
         raise ServiceError(400, f"body: invalid JSON ({exc.msg} at offset {exc.pos})") from None
@@ -169,12 +170,6 @@ def parse_json(body: bytes) -> Any:
     if _LONE_SURROGATE_ESCAPE.search(text) and _has_lone_surrogate(value):
         raise ServiceError(400, "body: invalid JSON (a \\u escape is half a surrogate pair)")
     return value
-
-
-def _skip_space(text: str, position: int) -> int:
-    while position < len(text) and text[position] in " \t\n\r":
-        position += 1
-    return position
 
 
 def _has_lone_surrogate(value: Any) -> bool:
@@ -521,6 +516,11 @@ def _request_id(request: Request) -> str:
 
 async def _read_json(request: Request, limit: int) -> Any:
     """The body as strict JSON, after the content type and size checks (415, 413, 400)."""
+    return parse_json(await _read_body(request, limit))
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    """The body's bytes, after the content type and size checks (415, 413)."""
     content_type = request.headers.get("content-type", "")
     media, _, parameters = content_type.partition(";")
     charset = parameters.strip().lower()
@@ -547,7 +547,7 @@ async def _read_json(request: Request, limit: int) -> Any:
                 raise ServiceError(413, f"body: more than the limit of {limit:,} bytes")
             chunks.append(chunk)
         body = b"".join(chunks)
-    return parse_json(body)
+    return body
 
 
 def _dumps(value: Any) -> bytes:
@@ -727,26 +727,34 @@ def create_app(settings: ServeSettings, scorer: PolicyScorer | None = None) -> F
         if not isinstance(customer, dict):
             raise ServiceError(400, f"body: expected a JSON object, got {_json_kind(customer)}")
         scorer = service.scorer  # read once: a reload cannot change it under this request
+        headers = {"X-Request-ID": request_id}
         if service.log is None:
-            decision = scorer.score(customer)
-        else:
-            traced = scorer.score_traced(customer)
-            decision = traced.decision
-            await service.log.commit(_single_batch(request_id, scorer, traced))
-        return _json(_decision_json(decision), headers={"X-Request-ID": request_id})
+            return _json(_decision_json(scorer.score(customer)), headers=headers)
+        traced = scorer.score_traced(customer)
+        answer = _json(_decision_json(traced.decision), headers=headers)
+        await service.log.commit(_single_batch(request_id, scorer, traced))
+        return answer  # only once its row is committed
+
+    batches = asyncio.Semaphore(2)
 
     async def decide_batch(request: Request) -> Response:
         _authorize(request, service)
         request_id = _request_id(request)
-        payload = await _read_json(request, settings.max_batch_bytes)
-        frame, options = _batch_request(payload, settings)
+        body = await _read_body(request, settings.max_batch_bytes)
         scorer = service.scorer
         collector = _BatchCollector() if service.log is not None else None
-        decisions = await asyncio.to_thread(scorer.score_batch, frame, log=collector, **options)
+
+        def work() -> bytes:  # in a thread: a 10,000-row batch must not stall the event loop
+            frame, options = _batch_request(parse_json(body), settings)
+            decisions = scorer.score_batch(frame, log=collector, **options)
+            records = _frame_records(decisions)
+            return _dumps({"model_version": str(scorer.model_version), "decisions": records})
+
+        async with batches:  # two at a time: the rest queue instead of piling up memory
+            answer = await asyncio.to_thread(work)
         if service.log is not None and collector is not None and collector.fields is not None:
             await service.log.commit(_logged_batch(request_id, collector.fields))
-        body = {"model_version": str(scorer.model_version), "decisions": _frame_records(decisions)}
-        return _json(body, headers={"X-Request-ID": request_id})
+        return Response(answer, headers={"X-Request-ID": request_id}, media_type="application/json")
 
     async def healthz(request: Request) -> Response:
         return _json({"status": "ok"})
