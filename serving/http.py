@@ -34,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import fcntl
 import hmac
 import json
 import logging
@@ -89,6 +90,7 @@ class ServeSettings:
     epsilon: float = 0.0
     seed: int | None = None
     pinned: str | None = None  # the version the parent resolved: workers load exactly that
+    workers: int = 1
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -226,6 +228,7 @@ class GroupCommitLog:
         timeout: float = 10.0,
         linger: float = 0.002,
         linger_gap: float = 0.0005,
+        shared: bool = False,
     ) -> None:
         from nba.serving.decision_log import DecisionLog
 
@@ -233,6 +236,10 @@ class GroupCommitLog:
         self.max_batches = max_batches
         self.linger, self.linger_gap = linger, linger_gap
         self._log = DecisionLog(path, timeout=timeout)
+        # workers take turns on an empty sidecar beside SQLite's own -wal and -shm files
+        self._lock_file = (
+            os.open(f"{path}-writers", os.O_RDWR | os.O_CREAT, 0o644) if shared else None
+        )
         self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="nba-decision-log", daemon=True)
         self._thread.start()
@@ -253,6 +260,8 @@ class GroupCommitLog:
         self._queue.put(None)
         self._thread.join()
         self._log.close()
+        if self._lock_file is not None:
+            os.close(self._lock_file)
 
     def _run(self) -> None:
         stopping = False
@@ -283,6 +292,19 @@ class GroupCommitLog:
                 except RuntimeError:  # its event loop is closed: nobody waits any more
                     pass
 
+    @contextlib.contextmanager
+    def _turn(self) -> Any:
+        """Writers in other worker processes wait on a file lock, woken the moment it frees,
+        rather than in SQLite's busy handler, which sleeps 1, 2, 5, 10 ... ms between tries."""
+        if self._lock_file is None:
+            yield
+            return
+        fcntl.flock(self._lock_file, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(self._lock_file, fcntl.LOCK_UN)
+
     def _write(self, group: list[_Pending]) -> list[tuple[_Pending, BaseException | None]]:
         """Commit ``group`` in one transaction; what to tell each request.
 
@@ -295,7 +317,8 @@ class GroupCommitLog:
         remaining = group
         while remaining:
             try:
-                self._log.append_batches([pending.batch for pending in remaining])
+                with self._turn():
+                    self._log.append_batches([pending.batch for pending in remaining])
             except BatchConflictError as exc:
                 reused = [p for p in remaining if p.batch.batch_id == exc.batch_id]
                 remaining = [p for p in remaining if p.batch.batch_id != exc.batch_id]
@@ -695,7 +718,9 @@ def create_app(settings: ServeSettings, scorer: PolicyScorer | None = None) -> F
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if settings.log:
-            service.log = await asyncio.to_thread(GroupCommitLog, settings.log)
+            service.log = await asyncio.to_thread(
+                GroupCommitLog, settings.log, shared=settings.workers > 1
+            )
         watcher = None
         if settings.follows_registry and settings.reload_every > 0:
             watcher = asyncio.create_task(_follow_registry(service))
@@ -1036,7 +1061,7 @@ def run(
     if workers == 1:
         uvicorn.Server(uvicorn.Config(create_app(settings, scorer), **common)).run()
         return
-    os.environ[SETTINGS_ENV] = settings.to_json()
+    os.environ[SETTINGS_ENV] = dataclasses.replace(settings, workers=workers).to_json()
     config = uvicorn.Config(
         "nba.serving.http:app_from_environment", factory=True, workers=workers, **common
     )
