@@ -653,7 +653,8 @@ def serve(
             "--token",
             envvar="NBA_SERVE_TOKEN",
             show_envvar=True,
-            help="Require 'Authorization: Bearer TOKEN' on every route but /healthz.",
+            help="Require 'Authorization: Bearer TOKEN' on every route but /healthz "
+            "(prefer the environment variable: options show in ps).",
         ),
     ] = None,
     reload_every: Annotated[
