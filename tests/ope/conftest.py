@@ -116,13 +116,13 @@ def twin_outcomes(log_path: Path, seed: int = 0) -> pd.DataFrame:
 
 @pytest.fixture(scope="session")
 def decision_log(bad_export: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """3,000 decisions by the bad policy with 50% exploration, outcomes stored beside them."""
+    """6,000 decisions by the bad policy with 50% exploration, outcomes stored beside them."""
     path = tmp_path_factory.mktemp("log") / "decisions.db"
     scorer = PolicyScorer(
         load_exported(bad_export), "1", Exploration(kind="epsilon", epsilon=0.5, seed=3)
     )
     with DecisionLog(path) as log:
-        scorer.score_batch(population(3_000, seed=1), as_of=pd.Timestamp("2026-11-02"), log=log)
+        scorer.score_batch(population(6_000, seed=1), as_of=pd.Timestamp("2026-11-02"), log=log)
     write_outcomes(path, twin_outcomes(path))
     return path
 

@@ -25,7 +25,7 @@ def test_ope_json_ranks_the_better_policy_higher(
         )  # fmt: skip
         assert result.exit_code == 0, result.output
         payload = json.loads(result.output)
-        assert payload["decisions"] == 3_000
+        assert payload["decisions"] == 6_000
         assert payload["diagnostics"]["effective_sample_size"] > 100
         estimates = {row["estimator"]: row for row in payload["estimates"]}
         assert list(estimates) == ["ips", "snips", "dr", "dm"]

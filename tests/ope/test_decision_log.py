@@ -13,14 +13,14 @@ from nba.serving.spec import load_exported
 def test_reads_every_decision_with_its_stored_outcome(decision_log: Path, bad_export: Path) -> None:
     records = read_decision_log(decision_log)
     policy = load_exported(bad_export)
-    assert len(records) == 3_000 and records.reward is not None
-    assert records.features.shape == (3_000, len(policy.feature_names))
-    assert records.probabilities.shape == (3_000, len(policy.action_names))
+    assert len(records) == 6_000 and records.reward is not None
+    assert records.features.shape == (6_000, len(policy.feature_names))
+    assert records.probabilities.shape == (6_000, len(policy.action_names))
     assert records.feature_names == policy.feature_names
     assert (records.propensity > 0).all() and records.explored.any()
     records.check_catalogue(policy.action_names, policy.feature_names)
     data = records.bandit(np.asarray(records.probabilities, dtype=float), policy.action_names)
-    assert data.groups is not None and data.n == 3_000
+    assert data.groups is not None and data.n == 6_000
 
 
 def test_outcomes_from_a_file_and_what_happens_to_decisions_without_one(
@@ -36,13 +36,13 @@ def test_outcomes_from_a_file_and_what_happens_to_decisions_without_one(
     )
     path = tmp_path / "outcomes.csv"
     outcomes.to_csv(path, index=False)
-    with pytest.raises(OPEInputError, match="reward: 2,900 of 3,000 decisions have no outcome"):
+    with pytest.raises(OPEInputError, match="reward: 5,900 of 6,000 decisions have no outcome"):
         read_decision_log(decision_log, path)
     dropped = read_decision_log(decision_log, path, missing="drop")
     assert len(dropped) == 100 and dropped.reward is not None
     np.testing.assert_array_equal(dropped.reward, np.arange(100.0))
     zero = read_decision_log(decision_log, outcomes, missing="zero")
-    assert len(zero) == 3_000 and zero.reward is not None and zero.reward[100:].sum() == 0.0
+    assert len(zero) == 6_000 and zero.reward is not None and zero.reward[100:].sum() == 0.0
     twice = pd.concat([outcomes, outcomes.head(1)])
     with pytest.raises(OPEInputError, match=r"outcomes\[100\]: a second outcome"):
         read_decision_log(decision_log, twice)
@@ -51,7 +51,7 @@ def test_outcomes_from_a_file_and_what_happens_to_decisions_without_one(
 
 
 def test_time_window_and_missing_files(decision_log: Path, tmp_path: Path) -> None:
-    assert len(read_decision_log(decision_log, since="2026-11-01")) == 3_000
+    assert len(read_decision_log(decision_log, since="2026-11-01")) == 6_000
     assert len(read_decision_log(decision_log, since="2026-11-03")) == 0
     assert len(read_decision_log(decision_log, until="2026-11-02")) == 0
     with pytest.raises(OPEInputError, match="--log: no such decision log"):
@@ -114,7 +114,7 @@ def test_a_batch_being_written_is_not_read_until_it_commits(
         "decided_at, model_version, action, action_name, propensity, explored, features, "
         "probabilities FROM decisions"
     )
-    assert len(read_decision_log(copy, missing="drop")) == 3_000
+    assert len(read_decision_log(copy, missing="drop")) == 6_000
     writer.execute("COMMIT")
     writer.close()
-    assert len(read_decision_log(copy, missing="zero")) == 6_000
+    assert len(read_decision_log(copy, missing="zero")) == 12_000

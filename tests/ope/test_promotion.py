@@ -66,7 +66,7 @@ def test_a_model_registered_by_training_is_evaluated_and_gated(
         app, ["ope", "--log", str(decision_log), "--model", uri, "--n-boot", "100", "--json"]
     )
     assert ope.exit_code == 0, ope.output
-    assert json.loads(ope.output)["decisions"] == 3_000
+    assert json.loads(ope.output)["decisions"] == 6_000
     gate = runner.invoke(
         app,
         ["promote", "--model", MODEL, "--challenger", str(result.model_version),

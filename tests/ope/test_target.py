@@ -20,7 +20,7 @@ def test_replayed_greedy_choices_equal_what_the_scorer_serves(
     logging = PolicyScorer(load_exported(bad_export))
     allowed = allowed_actions(logging, records.features, records.probabilities)
     assert allowed[np.arange(len(records)), records.action].all()  # every logged action allowed
-    served = logging.score_batch(population(3_000, seed=1))["action"].to_numpy()
+    served = logging.score_batch(population(6_000, seed=1))["action"].to_numpy()
     replayed = policy_probabilities(logging, records.features, allowed).argmax(axis=1)
     np.testing.assert_array_equal(replayed, served)
 
