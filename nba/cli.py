@@ -474,7 +474,7 @@ def score(
     when = parse_as_of(as_of)
     if log is not None:
         check_decision_log(log, "--log", must_exist=False)
-    customers = read_table(input_path, "--input", first_row=1)
+    customers = read_table(input_path, "--input", first_row=1, text_columns=("customer_id",))
     if log is not None:
         decisions, note = _score_logged(
             model, tracking_uri, input_path, customers, limits, epsilon, seed, when, log, output

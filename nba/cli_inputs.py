@@ -71,18 +71,22 @@ def reading(option: str, path: Path | str) -> Iterator[None]:
         raise NBAValidationError(f"{option}: cannot read {str(path)!r}: {_reason(exc)}") from None
 
 
-def read_table(path: Path, option: str, first_row: int = 0) -> pd.DataFrame:
+def read_table(
+    path: Path, option: str, first_row: int = 0, text_columns: Iterable[str] = ()
+) -> pd.DataFrame:
     """A CSV or parquet file as a DataFrame; every failure names ``option`` and the file.
 
     ``first_row`` numbers the data rows (the frame's index) so that errors about a row name the
     row the user sees: the CLI passes 1, the first data row below the header is "row 1".
+    ``text_columns`` of a CSV are read as written: identifiers such as "007" or "+1" must not
+    turn into the numbers 7 and 1 (two customers would become one).
     """
     check_input(path, option, TABLE_SUFFIXES)
     with reading(option, path):
         if path.suffix == ".parquet":
             frame = pd.read_parquet(path)
         else:
-            frame = pd.read_csv(path)
+            frame = pd.read_csv(path, dtype={name: str for name in text_columns})
     frame.index = pd.RangeIndex(first_row, first_row + len(frame))
     return frame
 

@@ -158,6 +158,23 @@ def test_score_csv_output_quotes_formula_like_ids(export_dir: Path, tmp_path: Pa
     assert pd.api.types.is_float_dtype(decisions["value_estimate"])
 
 
+def test_score_reads_csv_ids_as_written(export_dir: Path, tmp_path: Path) -> None:
+    """"007" and "7" are two customers, "+1" is not the number 1: ids are text in a CSV."""
+    from typer.testing import CliRunner
+
+    from nba.cli import app
+
+    ids = ["007", "7", "+1", "1e3"]
+    customers = random_customers(len(ids), seed=5)
+    customers["customer_id"] = ids
+    source, out = tmp_path / "customers.csv", tmp_path / "decisions.parquet"
+    customers.to_csv(source, index=False)
+    command = ["score", "--model", str(export_dir), "--input", str(source), "--output", str(out)]
+    result = CliRunner().invoke(app, command)
+    assert result.exit_code == 0, result.output
+    assert pd.read_parquet(out)["customer_id"].tolist() == ids
+
+
 def test_distinct_combinations_never_merge_for_large_catalogues(
     export_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
