@@ -817,7 +817,9 @@ def _refuse_repeated_identifiers(frame: pd.DataFrame, identifiers: np.ndarray) -
 
     Ids compare as the decisions print them: the integer 7 and the text "7" are the same id.
     """
-    keys = pd.Series(identifiers, copy=False)
+    keys = frame["customer_id"].reset_index(drop=True)  # text columns hash fastest as given
+    if isinstance(keys.dtype, pd.CategoricalDtype):
+        keys = keys.astype(object)
     if keys.dtype == object and pd.api.types.infer_dtype(keys, skipna=False) != "string":
         keys = keys.map(str)
     repeated = keys.duplicated().to_numpy()
