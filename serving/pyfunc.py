@@ -3,17 +3,17 @@
 The model's only artifact is the export directory (``weights.npz`` + ``policy.json``);
 ``load_context`` reads it once with numpy and ``predict`` stays pure.
 
-The signature (:func:`model_signature`) names every request field, each optional and of type
-``Any``: MLflow then hands every declared column to ``predict`` as given (no column dropped, no
-value cast) and the request schema alone decides what is valid, with the messages of
-:meth:`PolicyScorer.score_batch`. MLflow's own types would change meaning before the scorer sees
-a value: ``mlflow models serve`` casts a ``boolean`` column with a missing cell to ``True``
-(consent granted) and a ``long`` one turns ``true`` into 1; ``pyfunc.predict`` refuses integer
-ids, 0/1 booleans, categoricals and datetime columns under ``string``, ``boolean`` and
-``datetime``, with MLflow's errors. The JSON Schema with the real types travels in the model's
-metadata (``request_json_schema``). MLflow itself still drops columns the signature does not
-declare (with a warning) before ``predict`` runs: a misspelt field reaches the scorer only
-through :class:`PolicyScorer` or ``nba serve``, which refuse it.
+The signature (:func:`model_signature`) declares the outputs and no input schema, on purpose:
+MLflow enforces an input schema before ``predict`` runs, dropping every column it does not
+declare (with a warning) and refusing repeated or multi-level labels with its own error. A
+misspelt consent (``Consent_email``) would then be dropped and the persona's default consent
+applied: the request silently not honoured. Without an input schema every column reaches the
+scorer as given (no column dropped, no value cast) and the request schema alone decides what
+is valid, with the messages of :meth:`PolicyScorer.score_batch`. MLflow's own column types would
+also change meaning: ``mlflow models serve`` casts a ``boolean`` column with a missing cell to
+``True`` (consent granted). The request's JSON Schema (every field, its type, optional or
+required) travels in the model's metadata as ``request_json_schema``, and the input example
+shows every field.
 
 Bad requests raise :class:`ServedInputError`: a :class:`ScoringInputError` (for
 ``predict`` callers) that MLflow's scoring server also answers as a 400 with our message
@@ -30,7 +30,6 @@ import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.models import ModelSignature, infer_signature
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
-from mlflow.types.schema import AnyType, ColSpec, Schema
 
 from nba.serving.schema import ScoringInputError
 from nba.serving.scorer import PolicyScorer
@@ -63,16 +62,26 @@ class NBAPolicyModel(mlflow.pyfunc.PythonModel):
             raise ServedInputError(str(exc)) from None
 
 
-def model_signature(scorer: PolicyScorer) -> ModelSignature:
-    """Every request field as an optional column of any type; outputs as ``score_batch`` gives.
+def logged_model_fields(scorer: PolicyScorer) -> dict[str, Any]:
+    """What the logged pyfunc says about its requests: signature, input example, JSON Schema.
 
-    Optional and untyped on purpose (see the module docstring): MLflow neither drops nor casts
-    a declared field, and the scorer refuses what is missing or of the wrong type, naming it.
+    The keyword arguments of ``mlflow.pyfunc.log_model``/``save_model`` that the trainer and the
+    tests pass alike.
     """
-    inputs = Schema([ColSpec(AnyType(), name, required=False) for name in scorer.schema.fields])
+    return {
+        "signature": model_signature(scorer),
+        "input_example": example_input(scorer),
+        "metadata": {"request_json_schema": scorer.input_schema()},
+    }
+
+
+def model_signature(scorer: PolicyScorer) -> ModelSignature:
+    """Outputs as ``score_batch`` gives them, and no input schema (see the module docstring):
+    MLflow then neither drops nor casts a column, and the scorer refuses what is unknown,
+    missing or of the wrong type, naming it."""
     example = example_input(scorer)
     outputs = infer_signature(example, scorer.score_batch(example)).outputs
-    return ModelSignature(inputs=inputs, outputs=outputs)
+    return ModelSignature(inputs=None, outputs=outputs)
 
 
 def example_input(scorer: PolicyScorer) -> pd.DataFrame:

@@ -42,7 +42,7 @@ from nba.scenario import Scenario
 from nba.scenarios import load_scenario
 from nba.serving import pyfunc
 from nba.serving.export import export_policy, served_policy
-from nba.serving.pyfunc import ARTIFACT_KEY, example_input, model_signature
+from nba.serving.pyfunc import ARTIFACT_KEY, logged_model_fields
 from nba.serving.scorer import PolicyScorer
 from nba.serving.spec import default_signing_key, load_exported
 from nba.signals import handled
@@ -314,7 +314,7 @@ def _final_phase(
         else "exporting and logging the policy"
     ):
         model_uri = _logged_policy(client, run_id, step) or _log_pyfunc(
-            client, run_id, cfg, export_dir, step
+            client, run_id, scenario, export_dir, step
         )
         version = None
         if cfg.register_model:
@@ -523,22 +523,19 @@ def _log_figures(
 
 
 def _log_pyfunc(
-    client: MlflowClient, run_id: str, cfg: TrainConfig, export_dir: Path, step: int
+    client: MlflowClient, run_id: str, scenario: Scenario, export_dir: Path, step: int
 ) -> str:
-    scorer = PolicyScorer(load_exported(export_dir))
-    example = example_input(scorer)
+    # the export was written a moment ago from this scenario: check it against it
+    scorer = PolicyScorer(load_exported(export_dir, trusted_scenario=scenario))
     with warnings.catch_warnings():
         # integer columns are intended: the scorer rejects missing values with a clear error
         warnings.filterwarnings("ignore", message=".*integer column", category=UserWarning)
-        signature = model_signature(scorer)  # every request field, optional, never cast
         info = mlflow.pyfunc.log_model(
             name="policy",
             python_model=str(Path(pyfunc.__file__).with_name("pyfunc_model.py")),  # no pickling
             artifacts={ARTIFACT_KEY: str(export_dir)},
             model_config={"model_version": f"run:{run_id}"},
-            signature=signature,
-            input_example=example,
-            metadata={"request_json_schema": scorer.input_schema()},
+            **logged_model_fields(scorer),  # no input schema: MLflow drops no field
             pip_requirements=[f"nba=={nba.__version__}", "numpy", "pandas"],
             tags={MODEL_STEP_TAG: str(step)},  # registration: _register_once, once
         )
