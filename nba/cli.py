@@ -641,8 +641,11 @@ def serve(
     host: Annotated[str, typer.Option("--host", help="Bind address.")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", min=1, max=65535)] = 8000,
     workers: Annotated[
-        int, typer.Option("--workers", min=1, max=64, help="Server processes sharing the port.")
-    ] = 1,
+        int,
+        typer.Option(
+            "--workers", min=1, max=64, help="Server processes sharing the port (2: measured best)."
+        ),
+    ] = 2,
     log: Annotated[
         Path | None,
         typer.Option("--log", help="Record every decision here; answers wait for the commit."),
