@@ -14,14 +14,15 @@ Why not pydantic models: the request schema is the scenario's (personas, channel
 the one validator every entry point shares is :mod:`nba.serving.schema`; a second validator
 would drift from it. Bodies are read raw, bounded, decoded as strict JSON (no NaN or Infinity,
 no duplicate keys, UTF-8 only), and every refusal is one line ``{"error": "..."}`` with 400,
-401, 413, 415 or 422. An unexpected failure answers 500 ``internal error`` and the traceback
-goes to the server's log only.
+401, 409, 413, 415, 422 or 503. An unexpected failure answers 500 ``internal error`` and the
+traceback goes to the server's log only.
 
 With a decision log, a response leaves only after its rows are committed: a writer thread takes
 whatever requests queued while the previous transaction committed and writes them in one
 transaction (group commit), and each request awaits its commit. The request id (the client's
 ``X-Request-ID``, else a new UUID) is the log's batch id, so a retry with the same id is logged
-once. Several worker processes share one log through SQLite's locking.
+once (the same id with other decisions: 409). Several worker processes share one log, taking
+turns on a file lock beside it.
 
 For a ``models:/NAME@ALIAS`` source a background task re-resolves the alias every
 ``reload_every`` seconds; a new version is loaded and warmed in a thread and then the scorer
