@@ -228,6 +228,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=20.0, help="timed seconds per run")
     parser.add_argument("--workers", default="1,2", help="worker counts to compare")
+    parser.add_argument("--log", choices=["both", "on", "off"], default="both")
     parser.add_argument("--load", type=int, help=argparse.SUPPRESS)  # the client process
     parser.add_argument("--tag", default="r", help=argparse.SUPPRESS)
     parser.add_argument("--result", type=Path, help=argparse.SUPPRESS)
@@ -242,7 +243,7 @@ def main() -> None:
         model = Path(folder) / "policy"
         export(model)
         for workers in counts:
-            for logged in (False, True):
+            for logged in {"both": (False, True), "on": (True,), "off": (False,)}[args.log]:
                 log = Path(folder) / f"decisions-{workers}.db" if logged else None
                 tag = f"w{workers}{'l' if logged else ''}"
                 figures = measure(model, workers, log, args.seconds, tag)
@@ -260,17 +261,16 @@ def main() -> None:
                     f"{figures['load_average_1m'][0]:.2f} -> {figures['load_average_1m'][1]:.2f})",
                     flush=True,
                 )
-    chosen = next(
-        (r for r in rows if r["workers"] == DEFAULT_WORKERS and r["log"]),
-        next(r for r in rows if r["log"]),
-    )
-    plain = next(r for r in rows if r["workers"] == chosen["workers"] and not r["log"])
+    # the headline: the default worker count with the log (the strictest case) when measured
+    ranked = sorted(rows, key=lambda r: (not r["log"], r["workers"] != DEFAULT_WORKERS))
+    chosen = ranked[0]
+    plain = next((r for r in rows if r["workers"] == chosen["workers"] and not r["log"]), {})
     met = (
         chosen["decisions_per_s"] >= TARGETS["decisions_per_s"]
         and chosen["p99_ms"] < TARGETS["p99_ms"]
         and chosen["errors"] == 0
-        and chosen["log_rows_lost"] == 0
-        and chosen["log_rows_duplicated"] == 0
+        and chosen.get("log_rows_lost", 0) == 0
+        and chosen.get("log_rows_duplicated", 0) == 0
     )
     print(
         json.dumps(
@@ -283,9 +283,10 @@ def main() -> None:
                 "p50_ms": chosen["p50_ms"],
                 "p99_ms": chosen["p99_ms"],
                 "errors": chosen["errors"],
-                "log_rows_lost": chosen["log_rows_lost"],
-                "log_rows_duplicated": chosen["log_rows_duplicated"],
-                "without_log": {k: plain[k] for k in ("decisions_per_s", "p50_ms", "p99_ms")},
+                "log": chosen["log"],
+                "log_rows_lost": chosen.get("log_rows_lost"),
+                "log_rows_duplicated": chosen.get("log_rows_duplicated"),
+                "without_log": {k: plain.get(k) for k in ("decisions_per_s", "p50_ms", "p99_ms")},
                 "load_average_1m": chosen["load_average_1m"],
                 "targets": TARGETS,
                 "targets_met": bool(met),
