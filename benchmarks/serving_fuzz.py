@@ -47,8 +47,7 @@ def build_paths(folder: Path, workdir: Path) -> dict[str, fuzz_oracle.Path]:
         str(saved),
         python_model=str(Path(pyfunc.__file__).with_name("pyfunc_model.py")),
         artifacts={pyfunc.ARTIFACT_KEY: str(folder)},
-        signature=pyfunc.model_signature(scorer),
-        input_example=pyfunc.example_input(scorer),
+        **pyfunc.logged_model_fields(scorer),
     )
     paths = fuzz_oracle.paths(scorer, mlflow.pyfunc.load_model(str(saved)))
     return paths
