@@ -39,6 +39,16 @@ ScenarioOption = Annotated[
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 
 
+TrustedScenarioOption = Annotated[
+    str | None,
+    typer.Option(
+        "--trusted-scenario",
+        help="Built-in scenario name or YAML file the model must have been trained on: an "
+        "export whose consent, contact rules or anything else differ is refused.",
+    ),
+]
+
+
 @app.command()
 def scenarios(as_json: JsonOption = False) -> None:
     """List the built-in scenarios and the size of their state spaces."""
@@ -197,6 +207,18 @@ def _model_uri(source: str) -> str:
     if len(text) == 32 and all(ch in "0123456789abcdef" for ch in text):
         return f"runs:/{text}/policy"
     return text
+
+
+def _trusted_scenario(source: str | None) -> Any:
+    """The ``--trusted-scenario`` as a loaded scenario (refused early, naming the option)."""
+    if source is None:
+        return None
+    from nba.scenarios import load_scenario
+
+    try:
+        return load_scenario(source)
+    except NBAValidationError as exc:
+        raise NBAValidationError(f"--trusted-scenario: {exc}") from None
 
 
 def _scenario_for_model(scenario: Any, scorer: Any) -> Any:
@@ -411,7 +433,11 @@ def score(
     output: Annotated[Path, typer.Option("--output", "-o", help="decisions.parquet or .csv")],
     capacity: Annotated[
         list[str] | None,
-        typer.Option("--capacity", help="CHANNEL=N contacts available in this batch (repeat)."),
+        typer.Option(
+            "--capacity",
+            help="CHANNEL=N contacts available in this batch (repeat); CHANNEL=none lifts the "
+            "scenario's daily_capacity.",
+        ),
     ] = None,
     log: Annotated[
         Path | None,
@@ -445,6 +471,7 @@ def score(
         str | None,
         typer.Option("--tracking-uri", help="MLflow store for models:/ and runs:/ URIs."),
     ] = None,
+    trusted_scenario: TrustedScenarioOption = None,
 ) -> None:
     """Score customers from a file; write one decision per customer.
 
@@ -465,23 +492,27 @@ def score(
     from nba.serving.scorer import Exploration
 
     check_output(output, "--output", TABLE_SUFFIXES)
-    limits = {}
+    limits: dict[str, int | None] = {}
     for item in capacity or []:
         name, _, number = item.partition("=")
-        if not number.strip().isdigit():
-            raise NBAValidationError(f"--capacity: expected CHANNEL=N, got {item!r}")
-        limits[name.strip()] = int(number)
+        if not (number.strip().isdigit() or number.strip().lower() == "none"):
+            raise NBAValidationError(
+                f"--capacity: expected CHANNEL=N or CHANNEL=none, got {item!r}"
+            )
+        limits[name.strip()] = None if number.strip().lower() == "none" else int(number)
     when = parse_as_of(as_of)
+    trusted = _trusted_scenario(trusted_scenario)
     if log is not None:
         check_decision_log(log, "--log", must_exist=False)
     customers = read_table(input_path, "--input", first_row=1, text_columns=("customer_id",))
     if log is not None:
         decisions, note = _score_logged(
-            model, tracking_uri, input_path, customers, limits, epsilon, seed, when, log, output
-        )
+            model, tracking_uri, input_path, customers, limits, epsilon, seed, when, log, output,
+            trusted,
+        )  # fmt: skip
     else:
         exploration = Exploration(kind="epsilon", epsilon=epsilon, seed=seed) if epsilon else None
-        scorer = load_scorer(model, tracking_uri, exploration)
+        scorer = load_scorer(model, tracking_uri, exploration, trusted_scenario=trusted)
         decisions = scorer.score_batch(customers, capacity=limits or None, as_of=when)
         _write_decisions(decisions, output)
         note = ""
@@ -495,12 +526,13 @@ def _score_logged(
     tracking_uri: str | None,
     input_path: Path,
     customers: Any,
-    limits: dict[str, int],
+    limits: dict[str, int | None],
     epsilon: float,
     seed: int | None,
     when: Any,
     log: Path,
     output: Path,
+    trusted: Any = None,
 ) -> tuple[Any, str]:
     """``nba score --log``: score, log once under a derived batch id, then write the output.
 
@@ -522,7 +554,7 @@ def _score_logged(
     from nba.serving.scorer import Exploration
 
     new_log = not log.exists()
-    scorer = load_scorer(model, tracking_uri)
+    scorer = load_scorer(model, tracking_uri, trusted_scenario=trusted)
     run = ScoreRun(
         input_sha256=file_sha256(input_path, "--input"),
         model=model_fingerprint(model, scorer),

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlparse
 
 import pandas as pd
@@ -293,8 +293,12 @@ def load_scorer(
     tracking_uri: str | None = None,
     exploration: Exploration | None = None,
     option: str = "--model",
+    trusted_scenario: Any = None,
 ) -> PolicyScorer:
-    """``PolicyScorer.load`` with every way of not finding the model as one line on ``option``."""
+    """``PolicyScorer.load`` with every way of not finding the model as one line on ``option``.
+
+    ``trusted_scenario`` (a loaded scenario) is what the export must have been trained on.
+    """
     from nba.serving.scorer import PolicyScorer
 
     if model.startswith(MODEL_URI_PREFIXES):
@@ -304,7 +308,9 @@ def load_scorer(
         uri = tracking_store(tracking_uri, option)
         mlflow.set_tracking_uri(uri)
         try:
-            return PolicyScorer.load(model, exploration=exploration)
+            return PolicyScorer.load(
+                model, exploration=exploration, trusted_scenario=trusted_scenario
+            )
         except NBAError:
             raise
         except (MlflowException, OSError) as exc:
@@ -322,4 +328,4 @@ def load_scorer(
             f"{option}: no export directory {model!r} (or pass models:/NAME@ALIAS or runs:/...)"
         )
     with reading(option, folder):
-        return PolicyScorer.load(folder, exploration=exploration)
+        return PolicyScorer.load(folder, exploration=exploration, trusted_scenario=trusted_scenario)

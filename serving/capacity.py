@@ -76,3 +76,24 @@ def allocate(gains: FloatArray, capacity: Mapping[int, int] | list[int]) -> IntA
     take = result.x > 0.5
     assigned[rows[take]] = channels[take]
     return assigned
+
+
+def open_to(gains: FloatArray, capacity: Mapping[int, int] | list[int]) -> np.ndarray:
+    """(N, K): which customers may be offered each scarce channel while exploring.
+
+    Exploration must not exceed a limit and must know its propensities before drawing, so the
+    channel is opened to at most ``capacity[k]`` customers, fixed in advance: everyone it is
+    allowed for when they fit, else the ``capacity[k]`` with the largest gains (ties: first
+    rows). With one scarce channel, the customers a greedy allocation serves are among them.
+    """
+    gains = np.asarray(gains, dtype=np.float64)
+    limits = np.asarray(list(capacity.values()) if isinstance(capacity, Mapping) else capacity)
+    eligible = np.isfinite(gains)
+    opened = np.zeros(gains.shape, dtype=bool)
+    for k in range(gains.shape[1]):
+        rows = np.flatnonzero(eligible[:, k])
+        if len(rows) > limits[k]:
+            order = np.argsort(-gains[rows, k], kind="stable")[: int(limits[k])]
+            rows = rows[order]
+        opened[rows, k] = True
+    return opened

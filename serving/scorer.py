@@ -31,7 +31,7 @@ from nba.errors import NBAValidationError
 from nba.features import FeatureBuilder
 from nba.parameters import ScenarioArrays
 from nba.policy_head import Exploration, HeadOutput
-from nba.serving.capacity import allocate
+from nba.serving.capacity import allocate, open_to
 from nba.serving.schema import ParsedRequest, RequestSchema, ScoringInputError
 from nba.serving.spec import ExportedPolicy, load_exported
 from nba.state import StateSpace
@@ -479,19 +479,19 @@ class PolicyScorer:
         head = unique.head
         displaced = np.zeros(n, dtype=bool)
         limits = self._limits(capacity)
-        if limits:
+        probabilities: FloatArray | None = None  # per row, when capacity reshapes the policy
+        if limits and self.exploration.kind != "greedy":
+            chosen, propensity, explored, displaced, probabilities = self._explore_within(
+                head, inverse, allowed, limits, request
+            )
+        elif limits:
             chosen, displaced = self._allocate(head.masked, inverse, limits)
             propensity, explored = np.ones(n), np.zeros(n, dtype=bool)
         elif self.exploration.kind == "greedy":
             chosen, propensity, explored = head.greedy[inverse], np.ones(n), np.zeros(n, bool)
         else:
-            uniforms = policy_head.exploration_uniforms(
-                self.exploration_seed,
-                request.customer_id,
-                _decision_times(request.as_of, len(request.customer_id)),
-            )
             chosen, propensity, explored = policy_head.explore_with(
-                head.take(inverse), allowed, self.exploration, uniforms
+                head.take(inverse), allowed, self.exploration, self._uniforms(request)
             )
 
         result = self._frame(
@@ -519,10 +519,20 @@ class PolicyScorer:
                 propensities=propensity,
                 explored=explored,
                 features=unique.obs[inverse],
-                probabilities=head.probabilities[inverse],
+                probabilities=(
+                    head.probabilities[inverse] if probabilities is None else probabilities
+                ),
                 batch_id=batch_id,
             )
         return result
+
+    def _uniforms(self, request: ParsedRequest) -> FloatArray:
+        """Each row's exploration draw: a function of seed, customer and decision time only."""
+        return policy_head.exploration_uniforms(
+            self.exploration_seed,
+            request.customer_id,
+            _decision_times(request.as_of, len(request.customer_id)),
+        )
 
     @property
     def default_capacity(self) -> dict[str, int]:
@@ -534,10 +544,11 @@ class PolicyScorer:
         }
 
     def _limits(self, capacity: Mapping[str, int | None] | None) -> dict[str, int]:
-        """The batch's limits: the caller's per channel, else the scenario's (greedy only).
+        """The batch's limits: the caller's per channel, else the scenario's.
 
-        ``None`` for a channel lifts its limit. Exploring keeps its exact propensities: the
-        scenario's limits do not apply, and limits the caller names are refused.
+        ``None`` for a channel lifts its limit. An exploring scorer explores within the
+        allocation: a scarce channel is open only to the customers the greedy allocation gave
+        it, so no limit is exceeded and every propensity is exact under that mask.
         """
         given = dict(capacity or {})
         channels = self.policy.scenario.channel_names
@@ -555,12 +566,6 @@ class PolicyScorer:
                     f"capacity.{name}: expected a non-negative integer or None, got {limit!r}"
                 )
         explicit = {name: int(limit) for name, limit in given.items() if limit is not None}
-        if self.exploration.kind != "greedy":
-            if explicit:
-                raise NBAValidationError(
-                    "capacity: allocation is deterministic; use greedy exploration with it"
-                )
-            return {}
         defaults = {k: v for k, v in self.default_capacity.items() if k not in given}
         return {**defaults, **explicit}
 
@@ -568,6 +573,48 @@ class PolicyScorer:
         self, masked: FloatArray, inverse: IntArray, capacity: Mapping[str, int]
     ) -> tuple[IntArray, BoolArray]:
         """Share the scarce channels: ``masked`` per distinct combination, rows by ``inverse``."""
+        scarce, gains, best_scarce, fallback = self._scarce_gains(masked, inverse, capacity)
+        channels = self.policy.scenario.channel_names
+        assigned = allocate(gains, [int(capacity[channels[c]]) for c in scarce])
+        chosen = np.where(
+            assigned >= 0,
+            best_scarce[np.arange(len(inverse)), np.maximum(assigned, 0)],
+            fallback,
+        )
+        displaced = (gains.max(axis=1) > 0) & (assigned < 0)
+        return chosen, displaced
+
+    def _explore_within(
+        self,
+        head: HeadOutput,
+        inverse: IntArray,
+        allowed: BoolArray,
+        capacity: Mapping[str, int],
+        request: ParsedRequest,
+    ) -> tuple[IntArray, FloatArray, BoolArray, BoolArray, FloatArray]:
+        """Explore without exceeding a limit: each scarce channel is open to at most its
+        capacity of customers, chosen before drawing (:func:`~nba.serving.capacity.open_to`),
+        so every propensity is exact under the customer's mask."""
+        scarce, gains, _, _ = self._scarce_gains(head.masked, inverse, capacity)
+        channels = self.policy.scenario.channel_names
+        opened = open_to(gains, [int(capacity[channels[c]]) for c in scarce])
+        action_channel = self.arrays.rules.action_channel
+        closed = np.zeros(allowed.shape, dtype=bool)
+        for k, channel in enumerate(scarce):
+            closed |= ~opened[:, k, None] & (action_channel == channel)[None, :]
+        allowed = allowed & ~closed
+        capped = policy_head.decide(head.preferences[inverse], allowed, self.policy.output_kind)
+        chosen, propensity, explored = policy_head.explore_with(
+            capped, allowed, self.exploration, self._uniforms(request)
+        )
+        displaced = closed[np.arange(len(inverse)), head.greedy[inverse]]  # favourite closed
+        return chosen, propensity, explored, displaced, capped.probabilities
+
+    def _scarce_gains(
+        self, masked: FloatArray, inverse: IntArray, capacity: Mapping[str, int]
+    ) -> tuple[list[int], FloatArray, IntArray, IntArray]:
+        """Per row: each scarce channel's gain over the best unlimited action, its best action
+        on that channel, and that fallback (computed per distinct combination, spread)."""
         channels = self.policy.scenario.channel_names
         action_channel = self.arrays.rules.action_channel
         scarce = [channels.index(name) for name in capacity]
@@ -582,15 +629,7 @@ class PolicyScorer:
             on_channel = np.where((action_channel == channel)[None, :], masked, -np.inf)
             best_scarce[:, k] = np.argmax(on_channel, axis=1)
             gains[:, k] = on_channel[distinct, best_scarce[:, k]] - best_fallback
-        gains, best_scarce, fallback = gains[inverse], best_scarce[inverse], fallback[inverse]
-        assigned = allocate(gains, [int(capacity[channels[c]]) for c in scarce])
-        chosen = np.where(
-            assigned >= 0,
-            best_scarce[np.arange(len(inverse)), np.maximum(assigned, 0)],
-            fallback,
-        )
-        displaced = (gains.max(axis=1) > 0) & (assigned < 0)
-        return chosen, displaced
+        return scarce, gains[inverse], best_scarce[inverse], fallback[inverse]
 
     def _frame(
         self,

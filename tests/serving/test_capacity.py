@@ -96,18 +96,48 @@ def test_retail_call_centre_has_its_500_by_default(export_dir: Path) -> None:
     assert PolicyScorer.load(export_dir).default_capacity == {"call_centre": 500}
 
 
-def test_exploring_scorers_keep_exact_propensities_under_a_default_capacity(
-    export_dir: Path,
-) -> None:
+def test_exploring_scorers_explore_within_the_capacity(export_dir: Path) -> None:
+    """A limit holds while exploring: the scarce channel is open to at most its capacity of
+    customers, fixed before drawing, and each propensity is the probability under that mask."""
     exploring = Exploration(kind="epsilon", epsilon=0.3, seed=5)
     scorer, channel = scorer_with_capacity(export_dir, 40, exploring)
     customers = population(2_000, seed=3)
-    decisions = scorer.score_batch(customers, as_of=AS_OF)  # no error: defaults are greedy-only
+    decisions = scorer.score_batch(customers, as_of=AS_OF)
     assert decisions["explored"].any()
+    assert 0 < (decisions["channel"] == channel).sum() <= 40
+    explicit = scorer.score_batch(customers, as_of=AS_OF, capacity={channel: 7})
+    assert 0 < (explicit["channel"] == channel).sum() <= 7
+    displaced = decisions["suppressed_reason"].astype(str).str.startswith("capacity")
+    assert displaced.sum() > 0
+    # exact propensities: epsilon spread over the actions left open, the rest to the favourite
+    kept = ~decisions["explored"]
+    assert (decisions.loc[kept, "propensity"] > 1 - 0.3).all()
+    assert (decisions.loc[~kept, "propensity"] < 0.3).all()
+    # room for everyone: nothing is closed, exactly as without a limit
+    roomy = scorer.score_batch(customers, as_of=AS_OF, capacity={channel: 2_000})
     plain, _ = scorer_with_capacity(export_dir, None, exploring)
-    assert decisions.equals(plain.score_batch(customers, as_of=AS_OF))
-    with pytest.raises(NBAValidationError, match="use greedy exploration"):
-        scorer.score_batch(customers, as_of=AS_OF, capacity={channel: 40})
+    pd.testing.assert_frame_equal(roomy, plain.score_batch(customers, as_of=AS_OF))
+
+
+def test_exploring_under_capacity_draws_with_the_stated_propensities(export_dir: Path) -> None:
+    """Over many seeds, each customer's action frequencies match the logged propensities."""
+    scorer, channel = scorer_with_capacity(export_dir, 40)
+    customers = population(300, seed=8)
+    counts = np.zeros((300, len(scorer.action_names)))
+    stated = np.zeros_like(counts)
+    for seed in range(300):
+        explorer = PolicyScorer(
+            scorer.policy, exploration=Exploration(kind="epsilon", epsilon=0.5, seed=seed)
+        )
+        decisions = explorer.score_batch(customers, as_of=AS_OF, capacity={channel: 20})
+        rows = np.arange(300)
+        counts[rows, decisions["action"]] += 1
+        stated[rows, decisions["action"]] = decisions["propensity"]
+        assert (decisions["channel"] == channel).sum() <= 20
+    seen = counts > 0
+    frequency = counts[seen] / 300
+    # binomial standard error at n=300 is at most 0.029: allow 5 of them
+    assert np.abs(frequency - stated[seen]).max() < 0.15
 
 
 @pytest.mark.parametrize("limit", [-1, 2.5, True, "40"])
@@ -116,3 +146,15 @@ def test_capacity_values_are_checked(export_dir: Path, limit: object) -> None:
         PolicyScorer.load(export_dir).score_batch(
             population(5), as_of=AS_OF, capacity={"call_centre": limit}
         )
+
+
+def test_exploration_opens_a_scarce_channel_to_at_most_its_capacity() -> None:
+    from nba.serving.capacity import open_to
+
+    gains = np.array([[3.0, -np.inf], [-1.0, 2.0], [5.0, 1.0], [-np.inf, -np.inf], [0.5, 4.0]])
+    everyone = open_to(gains, [10, 10])  # room for all: open wherever the rules allow
+    np.testing.assert_array_equal(everyone, np.isfinite(gains))
+    tight = open_to(gains, [2, 1])
+    assert tight[:, 0].tolist() == [True, False, True, False, False]  # the two largest gains
+    assert tight[:, 1].tolist() == [False, False, False, False, True]
+    assert not open_to(gains, [0, 0]).any()

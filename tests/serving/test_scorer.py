@@ -7,9 +7,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 from nba.errors import NBAValidationError
 from nba.serving.scorer import Exploration, PolicyScorer
+from nba.serving.spec import PolicyFormatError
 from tests.serving.conftest import customer, frame
 from tests.serving.conftest import population as random_customers
 
@@ -159,7 +161,7 @@ def test_score_csv_output_quotes_formula_like_ids(export_dir: Path, tmp_path: Pa
 
 
 def test_score_reads_csv_ids_as_written(export_dir: Path, tmp_path: Path) -> None:
-    """"007" and "7" are two customers, "+1" is not the number 1: ids are text in a CSV."""
+    """ "007" and "7" are two customers, "+1" is not the number 1: ids are text in a CSV."""
     from typer.testing import CliRunner
 
     from nba.cli import app
@@ -173,6 +175,31 @@ def test_score_reads_csv_ids_as_written(export_dir: Path, tmp_path: Path) -> Non
     result = CliRunner().invoke(app, command)
     assert result.exit_code == 0, result.output
     assert pd.read_parquet(out)["customer_id"].tolist() == ids
+
+
+def test_score_refuses_a_model_not_trained_on_the_trusted_scenario(
+    export_dir: Path, tmp_path: Path
+) -> None:
+    """--trusted-scenario: the export must carry exactly that scenario's rules."""
+    from typer.testing import CliRunner
+
+    from nba.cli import app
+    from nba.scenarios import load_scenario
+
+    source, out = tmp_path / "customers.parquet", tmp_path / "decisions.parquet"
+    random_customers(20, seed=6).to_parquet(source)
+    command = ["score", "--model", str(export_dir), "--input", str(source), "--output", str(out)]
+    trusted = CliRunner().invoke(app, [*command, "--trusted-scenario", "retail"])
+    assert trusted.exit_code == 0, trusted.output
+    stricter = load_scenario("retail").to_dict()
+    stricter["contact_rules"]["pressure_capacity"] -= 1
+    path = tmp_path / "stricter.yaml"
+    path.write_text(yaml.safe_dump(stricter))
+    out.unlink()
+    refused = CliRunner().invoke(app, [*command, "--trusted-scenario", str(path)])
+    assert isinstance(refused.exception, PolicyFormatError)  # main() prints it, exits 2
+    assert "pressure_capacity: export 6, trusted 5" in str(refused.exception)
+    assert not out.exists()
 
 
 def test_distinct_combinations_never_merge_for_large_catalogues(
@@ -190,20 +217,24 @@ def test_distinct_combinations_never_merge_for_large_catalogues(
 # ------------------------------------------------------------------ exploration draws
 @pytest.mark.parametrize("kind", ["epsilon", "softmax"])
 def test_a_customers_draw_does_not_depend_on_the_batch(export_dir: Path, kind: str) -> None:
-    """4 x 5,000, 1 x 20,000, shuffled, or one by one: the same decisions and propensities."""
+    """4 x 5,000, 1 x 20,000, shuffled, or one by one: the same decisions and propensities.
+
+    The call centre's daily capacity is lifted: it is shared within a batch, by definition.
+    """
     population = random_customers(20_000, seed=12)
     exploration = Exploration(kind=kind, epsilon=0.3, temperature=2.0, seed=21)
     scorer = PolicyScorer.load(export_dir, exploration=exploration)
-    whole = scorer.score_batch(population, as_of=MONDAY)
+    unlimited = {"call_centre": None}
+    whole = scorer.score_batch(population, as_of=MONDAY, capacity=unlimited)
     parts = pd.concat(
         [
-            scorer.score_batch(population.iloc[i : i + 5_000], as_of=MONDAY)
+            scorer.score_batch(population.iloc[i : i + 5_000], as_of=MONDAY, capacity=unlimited)
             for i in range(0, 20_000, 5_000)
         ]
     )
     pd.testing.assert_frame_equal(parts, whole)
     order = np.random.default_rng(0).permutation(20_000)
-    shuffled = scorer.score_batch(population.iloc[order], as_of=MONDAY)
+    shuffled = scorer.score_batch(population.iloc[order], as_of=MONDAY, capacity=unlimited)
     pd.testing.assert_frame_equal(shuffled.loc[whole.index], whole)
     for i in range(0, 20_000, 1_000):
         single = scorer.score(population.iloc[i].to_dict(), as_of=MONDAY)
