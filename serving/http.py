@@ -60,6 +60,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from nba.errors import NBAValidationError
+from nba.serving.schema import timestamp_schema
 from nba.serving.scorer import Decision, PolicyScorer
 
 __all__ = ["ServeSettings", "ServiceError", "app_from_environment", "create_app"]
@@ -667,25 +668,34 @@ def _batch_request(payload: Any, settings: ServeSettings) -> tuple[pd.DataFrame,
     if capacity is not None:
         if not isinstance(capacity, dict):
             raise ServiceError(422, f"capacity: expected an object, got {_json_kind(capacity)}")
+        whole = {name: _whole_number(limit) for name, limit in capacity.items()}
         for name, limit in capacity.items():
-            if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int)):
+            if limit is not None and whole[name] is None:
                 raise ServiceError(
                     422,
                     f"capacity.{_cut(name)}: expected a non-negative integer or null, got "
                     f"{_cut(repr(limit))}",
                 )
-        options["capacity"] = capacity
+        options["capacity"] = whole
     if "as_of" in payload:
         options["as_of"] = _timestamp(payload["as_of"], "as_of")
     if "top_k" in payload:
-        top_k = payload["top_k"]
-        if isinstance(top_k, bool) or not isinstance(top_k, int) or not 1 <= top_k <= 64:
+        top_k = _whole_number(payload["top_k"])
+        if top_k is None or not 1 <= top_k <= 64:
             raise ServiceError(
-                422, f"top_k: expected an integer in [1, 64], got {_cut(repr(top_k))}"
+                422, f"top_k: expected an integer in [1, 64], got {_cut(repr(payload['top_k']))}"
             )
         options["top_k"] = top_k
     frame = pd.DataFrame(customers, columns=list(fields))
     return frame, options
+
+
+def _whole_number(value: Any) -> int | None:
+    """A JSON integer as an int: 3 or 3.0 (JSON Schema's integers, as the request fields read
+    them); None for anything else."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def _timestamp(value: Any, name: str) -> datetime:
@@ -983,11 +993,7 @@ def _schemas(
                 "propertyNames": {"enum": channels},
                 "additionalProperties": {"type": ["integer", "null"], "minimum": 0},
             },
-            "as_of": {
-                "type": "string",
-                "format": "date-time",
-                "description": "Decision time for customers without their own as_of.",
-            },
+            "as_of": timestamp_schema("Decision time for customers without their own as_of."),
             "top_k": {"type": "integer", "minimum": 1, "maximum": 64},
         },
     }

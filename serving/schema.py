@@ -5,8 +5,8 @@ Fields (``<channel>`` and ``<cap>`` come from the scenario); nothing else is acc
 =======================  ===========================================================  =========
 field                    meaning                                                      required
 =======================  ===========================================================  =========
-``customer_id``          a non-empty string or an integer (not a float, bool or       yes
-                         bytes); integers stay integers; unique within a batch
+``customer_id``          a non-empty string or a 64-bit integer (not a float, bool    yes
+                         or bytes); integers stay integers; unique within a batch
 ``persona``              persona name                                                 yes
 ``stage``                journey-stage name                                           yes
 ``pressure``             contact-pressure level, 0 .. capacity (the leaky bucket)     yes
@@ -28,7 +28,11 @@ Time: a timestamp (text in ISO 8601, a ``datetime`` or a pandas timestamp, in a 
 or the call's ``as_of``) is read in its own offset: quiet days follow the weekday of its local
 wall time (``2026-11-29T19:00:00-05:00`` is a Sunday, although it is Monday in UTC); a tz-aware
 pandas column keeps its zone; naive text, naive datetimes and ``Z`` are UTC. Elapsed days
-(``last_contact_*`` to the decision time) are counted between the UTC instants.
+(``last_contact_*`` to the decision time) are counted between the UTC instants. The JSON Schema
+(:meth:`RequestSchema.json_schema`) promises RFC 3339 text of the years 1678-2261, which every
+entry point reads alike in any batch; it admits nothing the validator refuses but a contact
+after the decision time and an integer id written as a float (``7.0``), which JSON Schema
+cannot state.
 
 Every problem raises :class:`ScoringInputError` naming the row, the field and the problem;
 nothing is filled in silently and no other exception leaves validation. Unknown fields (a
@@ -144,22 +148,26 @@ class RequestSchema:
         ]
 
     def json_schema(self) -> dict[str, Any]:
+        """The request as JSON Schema 2020-12: never looser than the validator, so that every
+        request it admits is scored (but for what it cannot state: see the module doc)."""
         sc = self.arrays.scenario
         zone = (
             "Read in its own offset: quiet days follow the weekday of its local wall time; "
             "naive or Z is UTC."
         )
-        timestamp = {
-            "type": ["string", "null"],
-            "format": "date-time",
-            "description": "Last contact on the channel (ISO 8601; null = never). Give every "
-            f"last_contact_* field or none; elapsed days count between UTC instants. {zone}",
-        }
+        timestamp = timestamp_schema(
+            "Last contact on the channel (null = never), not after the decision time. Give "
+            f"every last_contact_* field or none; elapsed days count between UTC instants. {zone}",
+            nullable=True,
+        )
         properties: dict[str, Any] = {
             "customer_id": {
                 "type": ["string", "integer"],
                 "minLength": 1,
-                "description": "A non-empty string or an integer; unique within a batch.",
+                "minimum": _ID_RANGE[0],
+                "maximum": _ID_RANGE[1],
+                "description": "A non-empty string or a 64-bit integer (7, not 7.0); unique "
+                "within a batch.",
             },
             "persona": {"type": "string", "enum": sc.persona_names},
             "stage": {"type": "string", "enum": sc.stage_names},
@@ -170,11 +178,9 @@ class RequestSchema:
             },
             "discount_habit": {"type": "boolean"},
             "opted_out": {"type": "boolean"},
-            "as_of": {
-                "type": "string",
-                "format": "date-time",
-                "description": "The decision time (default: the call's as_of, else now). " + zone,
-            },
+            "as_of": timestamp_schema(
+                "The decision time (default: the call's as_of, else now). " + zone
+            ),
             "day": {"type": "integer", "minimum": 0, "maximum": sc.horizon_days - 1},
         }
         for column in self.last_contact_columns:
@@ -183,6 +189,7 @@ class RequestSchema:
             properties[column] = {
                 "type": "integer",
                 "minimum": 1,
+                "maximum": _MAX_WHOLE,
                 "description": f"Whole days since the last contact on {cap.channels}. Give "
                 "every days_since_* field or none; with every last_contact_* field too, the "
                 "timestamps decide.",
@@ -378,8 +385,7 @@ class RequestSchema:
                 for channel in cap.channels[1:]:  # the latest contact, empty if none
                     other = last[channel]
                     latest = other.where(latest.isna() | (other > latest), latest)
-                whole_days = (decision_time - latest) // pd.Timedelta(days=1)  # exact, floored
-                elapsed = whole_days.to_numpy(dtype=np.float64, na_value=np.nan)
+                elapsed = _whole_days(decision_time, latest)
                 days = np.where(np.isnan(elapsed), window, elapsed)
                 columns.append(np.clip(days, 1, window).astype(np.int64))
             result = np.stack(columns, axis=1)
@@ -539,6 +545,18 @@ class RequestSchema:
 
 _MAX_WHOLE = 10**9  # beyond any count, day or level a request can mean
 
+
+def timestamp_schema(description: str, nullable: bool = False) -> dict[str, Any]:
+    """The JSON Schema of a request timestamp (``as_of``, ``last_contact_*``, a batch's
+    ``as_of``): what every entry point reads alike, and nothing the validator refuses."""
+    return {
+        "type": ["string", "null"] if nullable else "string",
+        "format": "date-time",
+        "pattern": TIMESTAMP_PATTERN,
+        "description": f"{description} RFC 3339, years 1678-2261.",
+    }
+
+
 # ISO 8601 as machines write it: a date, optionally a time (hh:mm, seconds, up to nine
 # decimals) with "Z" or +hh:mm. Read exactly (to the nanosecond) as pandas' ISO8601 parser does.
 _PLAIN_ISO = re.compile(
@@ -552,6 +570,26 @@ _EPOCH_NAIVE = datetime(1970, 1, 1)
 _MICROSECOND = timedelta(microseconds=1)
 _DAY_NS = 86_400 * 10**9
 _NS_YEARS = range(1678, 2262)  # what nanosecond timestamps (pandas' default) can hold
+_ID_RANGE = (-(2**63), 2**63 - 1)  # integer ids: what an int64 column holds
+
+# The timestamps the JSON Schema promises: RFC 3339 date-times (a "T", seconds, up to nine
+# decimals, "Z" or +hh:mm) on real calendar days of the years 1678-2261, written in their own
+# offset: every one of them is read, in any batch, alike by both paths. The validator reads more
+# (naive or date-only text, other years where pandas can), which the schema need not promise.
+_YEAR = r"(?:16(?:7[89]|[89][0-9])|1[7-9][0-9]{2}|2[01][0-9]{2}|22[0-5][0-9]|226[01])"
+_LEAP_YEAR = (
+    r"(?:16(?:8[048]|9[26])|(?:1[7-9]|2[01])(?:0[48]|[2468][048]|[13579][26])|2000"
+    r"|22(?:0[48]|[24][048]|[135][26]|60))"
+)
+_MONTH_DAY = (
+    r"(?:(?:0[13578]|1[02])-(?:0[1-9]|[12][0-9]|3[01])|(?:0[469]|11)-(?:0[1-9]|[12][0-9]|30)"
+    r"|02-(?:0[1-9]|1[0-9]|2[0-8]))"
+)
+TIMESTAMP_PATTERN = (
+    rf"^(?:{_YEAR}-{_MONTH_DAY}|{_LEAP_YEAR}-02-29)"
+    r"T(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:\.[0-9]{1,9})?"
+    r"(?:Z|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])$"
+)
 
 
 class _AskPandas(Exception):
@@ -601,7 +639,12 @@ def _identifier_problem(value: Any) -> str | None:
     if isinstance(value, str):
         return None if value else "missing or empty"
     if _is_integer(value):
-        return None
+        if _ID_RANGE[0] <= value <= _ID_RANGE[1]:
+            return None
+        low, high = _ID_RANGE
+        return (
+            f"{_shown(value)} is out of range; expected a string or an integer in [{low}, {high}]"
+        )
     if _is_missing(value):
         return "missing or empty"
     return f"expected a string or an integer, got {_shown(value)}"
@@ -801,9 +844,9 @@ def _identifiers(frame: pd.DataFrame) -> np.ndarray:
     kind = pd.api.types.infer_dtype(values, skipna=False)
     if kind == "string":  # text throughout: refuse the empty and missing cells
         bad = values.isna().to_numpy() | values.eq("").fillna(False).to_numpy(dtype=bool)
-    elif kind == "integer" and not values.isna().any():
+    elif kind == "integer" and values.dtype == np.int64:
         bad = np.zeros(len(values), dtype=bool)
-    else:
+    else:  # cell by cell: mixed, missing, or integers an int64 may not hold
         bad = values.map(lambda v: _identifier_problem(v) is not None).to_numpy(dtype=bool)
     if bad.any():
         row = _first(frame, bad)
@@ -917,6 +960,26 @@ def _timestamps(frame: pd.DataFrame, column: str, allow_missing: bool) -> pd.Ser
         row = _first(frame, parsed.isna().to_numpy())
         raise ScoringInputError(f"row {_shown(row)}, {column}: missing timestamp")
     return parsed
+
+
+def _day_parts(moments: pd.Series | pd.Timestamp) -> tuple[IntArray, IntArray]:
+    """(whole days since the epoch, nanoseconds into that day) of UTC times, in any unit."""
+    index = pd.DatetimeIndex(moments if isinstance(moments, pd.Series) else [moments])
+    per_second = {"s": 1, "ms": 10**3, "us": 10**6, "ns": 10**9}[index.unit]
+    days, rest = np.divmod(index.asi8, 86_400 * per_second)
+    return days, rest * (10**9 // per_second)
+
+
+def _whole_days(later: pd.Series | pd.Timestamp, earlier: pd.Series) -> np.ndarray:
+    """Whole days from each ``earlier`` to ``later``, floored (NaN where ``earlier`` is empty).
+
+    Counted in days and nanoseconds apart, as :meth:`RequestSchema.parse_one` counts: the
+    difference of two nanosecond times from 1678 and 2261 overflows int64 (292 years).
+    """
+    later_days, later_ns = _day_parts(later)
+    earlier_days, earlier_ns = _day_parts(earlier)
+    whole = later_days - earlier_days - (later_ns < earlier_ns)
+    return np.where(earlier.isna().to_numpy(), np.nan, whole.astype(np.float64))
 
 
 def _local_weekdays(raw: pd.Series, utc: pd.Series) -> IntArray:

@@ -3,10 +3,12 @@ from __future__ import annotations
 import re
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import strategies as st
 
 from nba.serving.scorer import PolicyScorer, ScoringInputError
 from tests.serving.conftest import customer, frame, population
@@ -294,3 +296,220 @@ def test_long_values_are_cut_in_messages(scorer: PolicyScorer) -> None:
     assert len(message) < 300 and "ppp..." in message
     message = both_paths_refuse(scorer, customer(**{"x" * 5000: 1}), "unknown field")
     assert len(message) < 300
+
+
+# ------------------------------------------------------------------ the JSON Schema's promise
+# What JSON Schema cannot state, and the validator refuses: a contact after the decision time
+# (a comparison of two fields), and an integer id written as a float (JSON Schema reads 7.0 as
+# the integer 7; the validator refuses float ids, which hide NaN-holed id columns).
+LATER_CONTACT = r"row 0, last_contact_\w+: .* is in the future"
+FLOAT_ID = "row 0, customer_id: expected a string or an integer"
+
+
+def _calendar_text(year: int, month: int, day: int) -> str:
+    return f"{year:04d}-{month:02d}-{day:02d}T12:00:00Z"
+
+
+def test_the_timestamp_pattern_holds_exactly_the_days_of_1678_to_2261() -> None:
+    """Every real calendar day from 1678 to 2261 and nothing else: no 30 February, 29 February
+    of leap years only (2000 and 2260, not 1700, 1800, 1900, 2100 or 2200)."""
+    from nba.serving.schema import TIMESTAMP_PATTERN
+
+    pattern = re.compile(TIMESTAMP_PATTERN)
+    for year in range(1670, 2271):
+        for month in range(1, 13):
+            for day in range(1, 32):
+                try:
+                    real = 1678 <= datetime(year, month, day).year <= 2261
+                except ValueError:
+                    real = False
+                text = _calendar_text(year, month, day)
+                assert bool(pattern.fullmatch(text)) is real, text
+
+
+@pytest.mark.parametrize(
+    ("text", "admitted"),
+    [
+        ("2026-11-25T10:00:00Z", True),
+        ("2026-11-25T10:00:00.123456789+23:59", True),
+        ("2026-11-25T23:59:59.5-00:00", True),
+        ("2026-11-25T10:00:00.1234567891Z", False),  # ten decimals
+        ("2026-11-25T24:00:00Z", False),
+        ("2026-11-25T10:60:00Z", False),
+        ("2026-11-25T10:00:60Z", False),  # a leap second: RFC 3339 has it, pandas does not
+        ("2026-11-25T10:00:00+24:00", False),
+        ("2026-11-25T10:00:00+05:60", False),
+        ("2026-11-25t10:00:00z", False),  # lower case: RFC 3339 has it, pandas does not
+        ("2026-11-25T10:00Z", False),
+        ("2026-11-25T10:00:00", False),  # naive: read as UTC, but not RFC 3339
+        ("2026-11-25", False),
+    ],
+)
+def test_the_timestamp_pattern_is_rfc_3339_as_pandas_reads_it(text: str, admitted: bool) -> None:
+    from nba.serving.schema import TIMESTAMP_PATTERN
+
+    assert bool(re.fullmatch(TIMESTAMP_PATTERN, text)) is admitted
+
+
+@pytest.mark.parametrize(
+    ("last", "as_of", "days"),
+    [
+        # messaging's window is 2 days: centuries ago reads as 2, a contact just now as 1
+        ("1678-01-01T00:00:00.000000001+23:59", "2261-12-31T23:59:59.999999999-23:59", 2),
+        ("1678-01-01T00:00:00Z", "2261-12-31T23:59:59.999999999Z", 2),
+        ("1680-02-29T00:00:00Z", "2260-02-29T00:00:00Z", 2),
+        ("2261-12-31T23:59:59.999999999-23:59", "2261-12-31T23:59:59.999999999-23:59", 1),
+    ],
+)
+def test_timestamps_at_the_ends_of_the_range_are_read_alike(
+    scorer: PolicyScorer, last: str, as_of: str, days: int
+) -> None:
+    """Centuries apart in nanoseconds (more than int64 holds as one difference): both paths
+    count the same days; the single path reads these without pandas."""
+    row = customer(**{**STAMPS, "last_contact_email": last}, as_of=as_of)
+    one = scorer.schema.parse_one(row)
+    assert one is not None and one.days_since == (7, days)
+    batch = scorer.schema.parse(frame(row, customer(**STAMPS, customer_id="c-2", as_of=as_of)))
+    np.testing.assert_array_equal(batch.state.days_since[0], one.days_since)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [2**63 - 1, -(2**63), np.uint64(2**64 - 1), 2**63, 10**5000],
+    ids=["int64 max", "int64 min", "uint64 max", "2**63", "10**5000"],
+)
+def test_integer_ids_are_64_bit(scorer: PolicyScorer, value: object) -> None:
+    row = customer(customer_id=value)
+    if -(2**63) <= int(value) < 2**63:  # type: ignore[call-overload]
+        assert scorer.schema.parse_one(row, as_of=AS_OF) is not None
+        assert scorer.schema.parse(frame(row), as_of=AS_OF).customer_id.tolist() == [value]
+    else:
+        message = both_paths_refuse(scorer, row, r"row 0, customer_id: .* is out of range")
+        assert len(message) < 300
+    bounds = scorer.input_schema()["properties"]["customer_id"]
+    assert (bounds["minimum"], bounds["maximum"]) == (-(2**63), 2**63 - 1)
+
+
+def test_counts_are_bounded_in_the_schema_as_in_the_validator(scorer: PolicyScorer) -> None:
+    top = scorer.input_schema()["properties"]["days_since_direct"]["maximum"]
+    assert scorer.schema.parse_one(customer(days_since_direct=top), as_of=AS_OF) is not None
+    both_paths_refuse(scorer, customer(days_since_direct=top + 1), "is out of range")
+
+
+def _drawn_customers(scorer: PolicyScorer) -> Any:
+    """Customers drawn from the published JSON Schema by schemathesis's generator (the one the
+    HTTP contract test uses), each checked against the schema by an independent validator."""
+    import jsonschema
+    import schemathesis
+
+    schema = scorer.input_schema()
+    document = {
+        "openapi": "3.1.0",
+        "info": {"title": "nba", "version": "1"},
+        "paths": {
+            "/decide": {
+                "post": {
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/json": {
+                                "schema": {k: v for k, v in schema.items() if k != "$schema"}
+                            }
+                        },
+                    },
+                    "responses": {"200": {"description": "OK"}},
+                }
+            }
+        },
+    }
+    (operation,) = [op.ok() for op in schemathesis.openapi.from_dict(document).get_all_operations()]
+    checker = jsonschema.Draft202012Validator(
+        schema, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER
+    )
+
+    def checked(case: Any) -> dict[str, Any]:
+        checker.validate(case.body)  # the generator keeps to the schema, or this proves nothing
+        return case.body
+
+    return operation.as_strategy(schemathesis.GenerationMode.POSITIVE).map(checked)
+
+
+def _refusal(row: dict[str, Any], as_of: pd.Timestamp) -> str | None:
+    """What the validator refuses in a schema-valid customer (see LATER_CONTACT), or None."""
+    if isinstance(row["customer_id"], float):
+        return FLOAT_ID
+    decision = pd.Timestamp(row["as_of"]) if "as_of" in row else as_of
+    for name, value in row.items():
+        if name.startswith("last_contact_") and value is not None:
+            if pd.Timestamp(value) > decision:
+                return LATER_CONTACT
+    return None
+
+
+def _same_reading(one: Any, batch: Any, i: int) -> None:
+    """Row ``i`` of a parsed batch reads as the one customer ``one`` (both ParsedRequest)."""
+    assert str(batch.customer_id[i]) == str(one.customer_id[0])
+    for name in ("persona", "stage", "pressure", "habit", "opted_out", "days_since"):
+        np.testing.assert_array_equal(getattr(batch.state, name)[i], getattr(one.state, name)[0])
+    np.testing.assert_array_equal(batch.consent[i], one.consent[0])
+    assert (batch.day[i], batch.weekday[i]) == (one.day[0], one.weekday[0])
+    when = batch.as_of.iloc[i] if isinstance(batch.as_of, pd.Series) else batch.as_of
+    mine = one.as_of.iloc[0] if isinstance(one.as_of, pd.Series) else one.as_of
+    assert when == mine
+
+
+CALL_AS_OF = st.from_regex(  # the call's decision time, for rows without their own
+    r"(?:1[7-9][0-9]{2}|2[01][0-9]{2})-(?:0[1-9]|1[0-2])-(?:0[1-9]|1[0-9]|2[0-8])T"
+    r"(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:\.[0-9]{1,9})?(?:Z|[+-]0[0-9]:[0-5][0-9])",
+    fullmatch=True,
+).map(pd.Timestamp)
+
+
+def test_every_customer_the_json_schema_admits_is_accepted_by_both_paths(
+    scorer: PolicyScorer,
+) -> None:
+    """The schema is no looser than the validator: each customer drawn from it is read by the
+    single-customer and the DataFrame paths alike, or refused by both with the same message
+    for the one rule JSON Schema cannot state (or a float id, see LATER_CONTACT)."""
+    from hypothesis import HealthCheck, given, settings
+
+    rows = _drawn_customers(scorer)
+
+    @given(row=rows, as_of=CALL_AS_OF)
+    @settings(max_examples=150, deadline=None, database=None,
+              suppress_health_check=list(HealthCheck))  # fmt: skip
+    def check(row: dict[str, Any], as_of: pd.Timestamp) -> None:
+        refusal = _refusal(row, as_of)
+        if refusal is not None:
+            both_paths_refuse(scorer, row, refusal, as_of=as_of)
+            return
+        one = scorer.schema.parse_mapping(row, as_of=as_of)
+        _same_reading(one, scorer.schema.parse(frame(row), as_of=as_of), 0)
+
+    check()
+
+
+def test_every_batch_of_schema_valid_customers_is_read_row_by_row(scorer: PolicyScorer) -> None:
+    """A batch of drawn customers (one set of fields, each id once, as the batch schema asks)
+    reads each row as that customer alone: no row's timestamps change how another's are read."""
+    from hypothesis import HealthCheck, given, settings
+
+    rows = _drawn_customers(scorer)
+
+    @given(first=rows, others=st.lists(rows, max_size=6), as_of=CALL_AS_OF)
+    @settings(max_examples=40, deadline=None, database=None,
+              suppress_health_check=list(HealthCheck))  # fmt: skip
+    def check(first: dict[str, Any], others: list[dict[str, Any]], as_of: pd.Timestamp) -> None:
+        batch, ids = [], set()
+        for row in [first, *others]:
+            if row.keys() == first.keys() and str(row["customer_id"]) not in ids:
+                if _refusal(row, as_of) is None:
+                    batch.append(row)
+                    ids.add(str(row["customer_id"]))
+        if not batch:
+            return
+        parsed = scorer.schema.parse(frame(*batch), as_of=as_of)
+        for i, row in enumerate(batch):
+            _same_reading(scorer.schema.parse_mapping(row, as_of=as_of), parsed, i)
+
+    check()
