@@ -27,17 +27,20 @@ later as **outcomes** keyed by ``customer_id`` and ``decided_at`` (see :func:`wr
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
 import sqlite3
+import struct
+import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import closing
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
@@ -76,6 +79,8 @@ OUTCOMES_TABLE = "outcomes"
 _ARRAYS = (pd.Series, pd.Index, np.ndarray, list, tuple)
 _BATCH_ID_LIMIT = 200  # characters
 _CHUNK = 65_536  # rows converted to Python values at a time while streaming into SQLite
+_BOUND_ROWS = 1_024  # batches up to this size share one executemany per group, every value bound
+_IN_LIMIT = 512  # batch ids looked up per query (SQLite's oldest limit on parameters is 999)
 
 _DECISIONS = """
 CREATE TABLE IF NOT EXISTS decisions (
@@ -173,11 +178,39 @@ def format_stamp(value: Any) -> Any:
     if isinstance(value, _ARRAYS):
         codes, uniques = _stamp_codes(value)
         return uniques[codes]
+    if isinstance(value, datetime):
+        text = _quick_stamp(value)
+        if text is not None:
+            return text
     stamp = pd.Timestamp(value)
     if stamp is pd.NaT:
         raise DecisionLogError("decided_at: no time")
     stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
     return stamp.strftime(STAMP_FORMAT)
+
+
+_EPOCH = datetime(1970, 1, 1)
+
+
+def _quick_stamp(value: datetime) -> str | None:
+    """``format_stamp`` of one timestamp without pandas' ``strftime`` (~20 us, once per logged
+    request); ``None`` for what only pandas should read: other time zones, years outside
+    1000-9999, units other than nanoseconds (naive or UTC only, so the instant is the one
+    pandas reads)."""
+    if isinstance(value, pd.Timestamp):
+        if value.unit != "ns" or (value.tzinfo is not None and value.utcoffset()):
+            return None  # other units reach past the years a nanosecond count can
+        moment = _EPOCH + timedelta(microseconds=value.value // 1000)  # .value: ns, UTC
+    elif value.tzinfo is None or value.tzinfo is UTC:
+        moment = value.replace(tzinfo=None)
+    else:
+        return None
+    if not 1000 <= moment.year <= 9999:
+        return None
+    return (
+        f"{moment.year:04d}-{moment.month:02d}-{moment.day:02d}T{moment.hour:02d}:"
+        f"{moment.minute:02d}:{moment.second:02d}.{moment.microsecond:06d}Z"
+    )
 
 
 def _stamp_codes(values: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -271,11 +304,7 @@ class _Prepared:
             )
         self.features = _blobs("features", batch.features, n)
         self.probabilities = _blobs("probabilities", batch.probabilities, n)
-        self.feature_names = (
-            json.dumps([str(name) for name in batch.feature_names])
-            if batch.feature_names is not None
-            else None
-        )
+        self.feature_names = _names_json(batch.feature_names)
         self.sha256 = self._digest()
 
     def _digest(self) -> str:
@@ -288,7 +317,7 @@ class _Prepared:
             digest.update(len(data).to_bytes(8, "little"))
             digest.update(data)
 
-        part(f"{self.n}|{self.model_version}|{json.dumps(self.provenance)}".encode())
+        part(f"{self.n}|{self.model_version}|{_json_of(self.provenance)}".encode())
         part((self.feature_names or "").encode())
         for start in range(0, self.n, _CHUNK):
             ids = np.asarray([str(i) for i in self.ids[start : start + _CHUNK].tolist()], str)
@@ -340,6 +369,19 @@ class _Prepared:
 
         return statement, rows()
 
+    def bound_rows(self, batch: int) -> Iterable[tuple[Any, ...]]:
+        """Rows for :data:`_INSERT` (every value bound), to share one ``executemany`` with the
+        other small batches of a group: one compiled statement however many batches."""
+        name, number, run_id = self.provenance
+        shared = {
+            "model_version": self.model_version,
+            "model_name": name,
+            "model_number": number,
+            "run_id": run_id,
+            "batch": batch,
+        }
+        return zip(*self._chunk(0, self.n, list(_COLUMNS), shared), strict=True)
+
     def _chunk(
         self, start: int, stop: int, columns: list[str], shared: dict[str, Any]
     ) -> list[Any]:
@@ -360,6 +402,155 @@ class _Prepared:
             convert[column]() if column in convert else [shared[column]] * (stop - start)
             for column in columns
         ]
+
+
+_INSERT = f"INSERT INTO decisions ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
+_NATIVE_INT64, _NATIVE_FLOAT64 = struct.Struct("=q"), struct.Struct("=d")  # numpy's byte order
+_LITTLE_ENDIAN = sys.byteorder == "little"  # the one-row hash spells numpy's "<U" and "=q"
+_ZERO_CODE = bytes(8)  # an int64 0: the one row's code for its decision time and action name
+_NOT_ONE = object()
+
+
+class _PreparedRow:
+    """A one-row batch (what ``nba serve``'s ``/decide`` logs) prepared in plain Python.
+
+    The per-batch numpy and pandas work of :class:`_Prepared` (factorising, stamp codes, a
+    dozen small arrays) costs more than SQLite does for one row, so this path builds the row
+    tuple directly and hashes the very bytes :meth:`_Prepared._digest` hashes (the same
+    ``content_sha256``: a retry is recognised whichever path logged it). :meth:`build` returns
+    ``None`` for anything unusual and the general path takes it, errors included.
+    """
+
+    n = 1
+
+    def __init__(self, batch_id: str, row: tuple[Any, ...], sha256: str, names: str | None):
+        self.batch_id, self.row, self.sha256, self.feature_names = batch_id, row, sha256, names
+
+    @classmethod
+    def build(cls, batch: LoggedBatch) -> _PreparedRow | None:
+        customer = _one(batch.customer_id)
+        if type(customer) is int:
+            customer = str(customer)
+        if (
+            not _LITTLE_ENDIAN
+            or type(customer) is not str
+            or "\x00" in customer  # numpy's text arrays drop trailing NULs: theirs to say
+            or isinstance(batch.decided_at, _ARRAYS)
+        ):
+            return None
+        action, name = _one(batch.actions), _one(batch.action_names)
+        propensity, explored = _one(batch.propensities), _one(batch.explored)
+        if (
+            type(action) not in (int, bool)
+            or type(name) is not str
+            or type(propensity) not in (float, int)
+            or not 0 < propensity <= 1
+            or type(explored) not in (bool, int)
+        ):
+            return None
+        features = _one_blob(batch.features)
+        probabilities = _one_blob(batch.probabilities)
+        if features is None or probabilities is None:
+            return None
+        stamp = format_stamp(batch.decided_at)
+        model_version = str(batch.model_version)
+        provenance = tuple(
+            None
+            if getattr(batch.model_version, part, None) is None
+            else str(getattr(batch.model_version, part))
+            for part in ("name", "version", "run_id")
+        )
+        names = _names_json(batch.feature_names)
+        batch_id = _batch_id(batch.batch_id)
+        action, propensity, explored = int(action), float(propensity), bool(explored)
+        ids = customer.encode("utf-32-le", "surrogatepass").ljust(4, b"\x00")  # numpy's <U
+        parts = (
+            f"1|{model_version}|{_json_of(provenance)}".encode(),
+            (names or "").encode(),
+            f"<U{len(ids) // 4}".encode(),
+            ids,
+            stamp.encode(),
+            _ZERO_CODE,
+            name.encode(),
+            _ZERO_CODE,
+            _NATIVE_INT64.pack(action),
+            _NATIVE_FLOAT64.pack(propensity),
+            b"\x01" if explored else b"\x00",
+            f"|V{len(features)}".encode(),
+            features,
+            f"|V{len(probabilities)}".encode(),
+            probabilities,
+        )
+        digest = hashlib.sha256(
+            b"".join(len(part).to_bytes(8, "little") + part for part in parts)
+        ).hexdigest()
+        row = (
+            customer,
+            stamp,
+            model_version,
+            action,
+            name,
+            propensity,
+            int(explored),
+            features,
+            probabilities,
+            *provenance,
+            0,  # the batch: set by bound_rows
+            0,  # position
+        )
+        return cls(batch_id, row, digest, names)
+
+    def bound_rows(self, batch: int) -> Iterable[tuple[Any, ...]]:
+        return ((*self.row[:-2], batch, 0),)
+
+    def insert(self, batch: int) -> tuple[str, Iterable[tuple[Any, ...]]]:
+        return _INSERT, self.bound_rows(batch)
+
+
+def _one(values: Any) -> Any:
+    """The single value of a one-element list, tuple or 1-D array (as numpy's ``tolist`` gives
+    it, so values convert as in :class:`_Prepared`); otherwise a marker no check accepts."""
+    if isinstance(values, np.ndarray):
+        return values.tolist()[0] if values.shape == (1,) else _NOT_ONE
+    if type(values) in (list, tuple) and len(values) == 1:
+        value = values[0]
+        return value if type(value) in (str, int, float, bool) else _NOT_ONE
+    return _NOT_ONE
+
+
+def _one_blob(values: Any) -> bytes | None:
+    """A (1, k) matrix as the k float32 values' bytes (what :func:`_blobs` stores), k >= 1."""
+    try:
+        matrix = np.ascontiguousarray(values, dtype=np.float32)
+    except (TypeError, ValueError):
+        return None
+    if matrix.ndim != 2 or matrix.shape[0] != 1 or matrix.shape[1] < 1:
+        return None
+    return matrix.tobytes()
+
+
+@functools.lru_cache(maxsize=64)
+def _json_of(provenance: tuple[str | None, ...]) -> str:
+    return json.dumps(provenance)
+
+
+def _names_json(names: Sequence[str] | None) -> str | None:
+    """The feature names as ``meta`` stores them (a batch per request names the same ones)."""
+    if names is None:
+        return None
+    try:
+        return _names_text(names if type(names) is tuple else tuple(names))
+    except TypeError:  # names that cannot be a cache key
+        return json.dumps([str(name) for name in names])
+
+
+@functools.lru_cache(maxsize=64)
+def _names_text(names: tuple[Any, ...]) -> str:
+    return json.dumps([str(name) for name in names])
+
+
+def _prepare(batch: LoggedBatch) -> _Prepared | _PreparedRow:
+    return _PreparedRow.build(batch) or _Prepared(batch)
 
 
 def _literal(value: Any) -> str | None:
@@ -417,6 +608,7 @@ class DecisionLog:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
         self._pid = os.getpid()
+        self._busy_timeout: tuple[sqlite3.Connection, int] | None = None  # last one set
         self._connection = self._open()
 
     # -------------------------------------------------------------------- connection
@@ -520,20 +712,16 @@ class DecisionLog:
         twice here). A conflicting one (:class:`BatchConflictError`) fails the whole group:
         nothing is written, and the error names the batch.
         """
-        prepared = [_Prepared(batch) for batch in batches]  # validate and hash before locking
+        prepared = [_prepare(batch) for batch in batches]  # validate and hash before locking
 
         def write(connection: sqlite3.Connection) -> list[int]:
+            stored = _stored_hashes(connection, [batch.batch_id for batch in prepared])
             written: list[int] = []
-            seen: dict[str, str] = {}
+            new: list[_Prepared | _PreparedRow] = []
             for batch in prepared:
-                stored = seen.get(batch.batch_id)
-                if stored is None:
-                    found = connection.execute(
-                        "SELECT content_sha256 FROM batches WHERE batch_id = ?", (batch.batch_id,)
-                    ).fetchone()
-                    stored = found[0] if found else None
-                if stored is not None:
-                    if stored != batch.sha256:
+                known = stored.get(batch.batch_id)
+                if known is not None:
+                    if known != batch.sha256:
                         raise BatchConflictError(
                             f"batch_id: {batch.batch_id!r:.80} is already logged with different "
                             "content; a retry must send the same decisions, a new batch a new id",
@@ -541,16 +729,11 @@ class DecisionLog:
                         )
                     written.append(0)
                     continue
-                key = connection.execute(
-                    "INSERT INTO batches (batch_id, row_count, content_sha256, logged_at) "
-                    "VALUES (?, ?, ?, ?)",
-                    (batch.batch_id, batch.n, batch.sha256, _now()),
-                ).lastrowid
-                connection.executemany(*batch.insert(int(key or 0)))
-                if batch.feature_names is not None:
-                    _upsert_meta(connection, "feature_names", batch.feature_names)
-                seen[batch.batch_id] = batch.sha256
+                stored[batch.batch_id] = batch.sha256  # given twice in this group: once
+                new.append(batch)
                 written.append(batch.n)
+            if new:
+                _write_new(connection, new)
             return written
 
         with self._lock:
@@ -653,9 +836,11 @@ class DecisionLog:
         """
         deadline = time.monotonic() + self.timeout
         pause = 0.005
+        wait = int(self.timeout * 1000)  # the first try may wait it all (microseconds over)
         while True:
-            left = deadline - time.monotonic()
-            connection.execute(f"PRAGMA busy_timeout = {max(int(left * 1000), 0)}")
+            if self._busy_timeout != (connection, wait):  # a PRAGMA only when it changes
+                connection.execute(f"PRAGMA busy_timeout = {wait}")
+                self._busy_timeout = (connection, wait)
             try:
                 return attempt()
             except sqlite3.OperationalError as exc:
@@ -668,6 +853,7 @@ class DecisionLog:
                     ) from None
                 time.sleep(pause)
                 pause = min(pause * 2, 0.25)
+                wait = max(int((deadline - time.monotonic()) * 1000), 0)
 
 
 def _is_busy(exc: sqlite3.OperationalError) -> bool:
@@ -675,6 +861,62 @@ def _is_busy(exc: sqlite3.OperationalError) -> bool:
     if code is not None:
         return code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
     return "locked" in str(exc) or "busy" in str(exc)
+
+
+def _stored_hashes(connection: sqlite3.Connection, batch_ids: list[str]) -> dict[str, str]:
+    """``content_sha256`` of the ids already in ``batches``: one query per 512 ids, padded to a
+    power of two so that a handful of statements serve every group size from SQLite's cache."""
+    unique = list(dict.fromkeys(batch_ids))
+    found: dict[str, str] = {}
+    for start in range(0, len(unique), _IN_LIMIT):
+        chunk = unique[start : start + _IN_LIMIT]
+        size = 1 << (len(chunk) - 1).bit_length()
+        chunk += [chunk[-1]] * (size - len(chunk))
+        found.update(
+            connection.execute(
+                "SELECT batch_id, content_sha256 FROM batches WHERE batch_id IN "
+                f"({', '.join('?' * size)})",
+                chunk,
+            ).fetchall()
+        )
+    return found
+
+
+def _write_new(connection: sqlite3.Connection, new: list[_Prepared | _PreparedRow]) -> None:
+    """Insert a group's new batches and their rows, in order (inside its transaction).
+
+    Batch keys are numbered from the table's largest: the transaction holds the write lock, so
+    they are the keys SQLite would choose, and the batches go in with one ``executemany``. Small
+    batches' rows share one ``executemany`` of :data:`_INSERT`; a large batch streams its own.
+    """
+    first = int(connection.execute("SELECT COALESCE(MAX(id), 0) FROM batches").fetchone()[0]) + 1
+    logged_at = _now()
+    connection.executemany(
+        "INSERT INTO batches (id, batch_id, row_count, content_sha256, logged_at) "
+        "VALUES (?, ?, ?, ?, ?)",
+        [
+            (first + k, batch.batch_id, batch.n, batch.sha256, logged_at)
+            for k, batch in enumerate(new)
+        ],
+    )
+    rows: list[tuple[Any, ...]] = []
+    for k, batch in enumerate(new):
+        if batch.n <= _BOUND_ROWS:
+            rows.extend(batch.bound_rows(first + k))
+            continue
+        if rows:
+            connection.executemany(_INSERT, rows)
+            rows = []
+        connection.executemany(*batch.insert(first + k))
+    if rows:
+        connection.executemany(_INSERT, rows)
+    names = next(
+        (batch.feature_names for batch in reversed(new) if batch.feature_names is not None), None
+    )
+    if names is not None:  # the last batch's names, as when each batch wrote its own
+        found = connection.execute("SELECT value FROM meta WHERE key = 'feature_names'").fetchone()
+        if found is None or found[0] != names:
+            _upsert_meta(connection, "feature_names", names)
 
 
 def _upsert_meta(connection: sqlite3.Connection, key: str, value: str) -> None:

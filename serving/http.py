@@ -33,6 +33,7 @@ flight finish on the model they started with and none is dropped.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import dataclasses
 import fcntl
@@ -218,9 +219,11 @@ class GroupCommitLog:
     Requests :meth:`commit` their batch and await it; the thread takes every batch queued while
     the previous transaction was committing, lingers while more keep arriving (``linger_gap``
     apart, ``linger`` at most: an fsync costs milliseconds on a busy disk, a request a fraction
-    of one), appends them in one transaction, then wakes their requests. Throughput is then
-    bounded by transactions, not by requests, and no request is answered before its rows are
-    committed.
+    of one) but only until the group is as large as the last groups were (a steady set of
+    clients is all there: waiting longer only adds latency), takes what queued while it waited
+    for other workers' turn, appends them in one transaction, then wakes their requests, one
+    wake-up per event loop. Throughput is then bounded by transactions, not by requests, and no
+    request is answered before its rows are committed.
     """
 
     def __init__(
@@ -266,33 +269,62 @@ class GroupCommitLog:
             os.close(self._lock_file)
 
     def _run(self) -> None:
+        recent: collections.deque[int] = collections.deque([1], maxlen=16)  # group sizes
         stopping = False
         while not stopping:
             first = self._queue.get()
             if first is None:
                 break
-            group = [first]
-            deadline = time.monotonic() + self.linger
-            while len(group) < self.max_batches:
+            group, stopping = self._gather(first, max(recent))
+            recent.append(len(group))
+            with self._turn():
+                if not stopping:  # what came while other workers committed joins in
+                    stopping = self._drain(group)
+                outcomes = self._write(group)
+            settled: dict[asyncio.AbstractEventLoop, list[tuple[Any, BaseException | None]]] = {}
+            for pending, error in outcomes:
+                settled.setdefault(pending.loop, []).append((pending.future, error))
+            for loop, results in settled.items():  # one wake-up per event loop, not per request
                 try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    left = deadline - time.monotonic()
-                    if left <= 0:
-                        break
-                    try:  # a request or two more per fsync is worth a few hundred us
-                        item = self._queue.get(timeout=min(self.linger_gap, left))
-                    except queue.Empty:
-                        break
-                if item is None:
-                    stopping = True
-                    break
-                group.append(item)
-            for pending, error in self._write(group):
-                try:
-                    pending.loop.call_soon_threadsafe(_settle, pending.future, error)
+                    loop.call_soon_threadsafe(_settle, results)
                 except RuntimeError:  # its event loop is closed: nobody waits any more
                     pass
+
+    def _gather(self, first: _Pending, usual: int) -> tuple[list[_Pending], bool]:
+        """``first`` and what follows it: everything queued, then what arrives ``linger_gap``
+        apart (``linger`` at most) until the group is as large as groups lately have been.
+        ``True`` with it when the writer is asked to stop."""
+        group = [first]
+        deadline = time.monotonic() + self.linger
+        while len(group) < self.max_batches:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                if len(group) >= usual:  # as many as lately: waiting would only delay them
+                    break
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                try:  # a request or two more per fsync is worth a few hundred us
+                    item = self._queue.get(timeout=min(self.linger_gap, left))
+                except queue.Empty:
+                    break
+            if item is None:
+                return group, True
+            group.append(item)
+        return group, False
+
+    def _drain(self, group: list[_Pending]) -> bool:
+        """Add what is queued to ``group`` without waiting; ``True`` when asked to stop."""
+        while len(group) < self.max_batches:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return False
+            if item is None:
+                return True
+            group.append(item)
+        return False
 
     @contextlib.contextmanager
     def _turn(self) -> Any:
@@ -319,8 +351,7 @@ class GroupCommitLog:
         remaining = group
         while remaining:
             try:
-                with self._turn():
-                    self._log.append_batches([pending.batch for pending in remaining])
+                self._log.append_batches([pending.batch for pending in remaining])
             except BatchConflictError as exc:
                 reused = [p for p in remaining if p.batch.batch_id == exc.batch_id]
                 remaining = [p for p in remaining if p.batch.batch_id != exc.batch_id]
@@ -352,13 +383,14 @@ class GroupCommitLog:
         return outcome
 
 
-def _settle(future: asyncio.Future[None], error: BaseException | None) -> None:
-    if future.done():  # the request was cancelled (client gone): nothing to wake
-        return
-    if error is None:
-        future.set_result(None)
-    else:
-        future.set_exception(error)
+def _settle(outcomes: list[tuple[asyncio.Future[None], BaseException | None]]) -> None:
+    for future, error in outcomes:
+        if future.done():  # the request was cancelled (client gone): nothing to wake
+            continue
+        if error is None:
+            future.set_result(None)
+        else:
+            future.set_exception(error)
 
 
 class _BatchCollector:
@@ -385,21 +417,21 @@ def _logged_batch(batch_id: str, fields: Mapping[str, Any]) -> Any:
 
 def _single_batch(batch_id: str, scorer: PolicyScorer, traced: Any) -> Any:
     """The one-row log batch of a single-path decision."""
+    from nba.serving.decision_log import LoggedBatch
+
     decision: Decision = traced.decision
-    return _logged_batch(
-        batch_id,
-        {
-            "customer_id": np.array([decision.customer_id], dtype=object),
-            "decided_at": traced.decided_at,
-            "model_version": decision.model_version,
-            "actions": np.array([decision.action]),
-            "action_names": np.array([decision.action_name], dtype=object),
-            "feature_names": scorer.features.names,
-            "propensities": np.array([decision.propensity]),
-            "explored": np.array([decision.explored]),
-            "features": traced.features[None, :],
-            "probabilities": np.asarray(traced.probabilities)[None, :],
-        },
+    return LoggedBatch(  # one-element lists: the log's one-row path takes them without numpy
+        customer_id=[decision.customer_id],
+        decided_at=traced.decided_at,
+        model_version=decision.model_version,
+        actions=[decision.action],
+        action_names=[decision.action_name],
+        propensities=[decision.propensity],
+        explored=[decision.explored],
+        features=traced.features[None, :],
+        probabilities=np.asarray(traced.probabilities)[None, :],
+        feature_names=scorer.features.names,
+        batch_id=batch_id,
     )
 
 

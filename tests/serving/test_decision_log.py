@@ -10,6 +10,7 @@ import sqlite3
 import threading
 import time
 import zlib
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import numpy as np
@@ -130,6 +131,110 @@ def test_group_commit_is_one_transaction(tmp_path: Path) -> None:
     }
 
 
+def one_row(customer_id: object, batch_id: str, **overrides: object) -> LoggedBatch:
+    """A one-row batch as ``nba serve`` logs it (one-element lists, a single timestamp)."""
+    fields: dict[str, object] = {
+        "customer_id": [customer_id],
+        "decided_at": pd.Timestamp("2026-11-23T10:00:00.123456789Z"),
+        "model_version": ModelVersion("nba-retail/3", "nba-retail", "3", "run-1"),
+        "actions": [2],
+        "action_names": ["sms"],
+        "propensities": [0.25],
+        "explored": [True],
+        "features": np.array([[0.5, -1.25, 3.0]], dtype=np.float32),
+        "probabilities": np.array([[0.5, 0.25, 0.25]]),
+        "feature_names": ["f0", "f1", "f2"],
+        "batch_id": batch_id,
+    }
+    fields.update(overrides)
+    return LoggedBatch(**fields)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "customer_id", ["c-1", 42, "", "\u00e9\u20ac\U0001f600", "with 'quote'", -(2**70)]
+)
+def test_one_row_batches_store_and_hash_as_any_batch_does(
+    tmp_path: Path, customer_id: object
+) -> None:
+    """A one-row batch skips numpy, yet its rows and content hash are the general path's: a
+    retry is recognised whichever path logged the first attempt."""
+    from nba.serving.decision_log import _PreparedRow
+
+    quick = one_row(customer_id, "r")
+    general = one_row(customer_id, "r", decided_at=[quick.decided_at])  # an array: general
+    assert _PreparedRow.build(quick) is not None and _PreparedRow.build(general) is None
+    frames, hashes = [], []
+    for name, logged in (("quick", quick), ("general", general)):
+        with DecisionLog(tmp_path / f"{name}.db") as log:
+            assert append(log, logged) == 1
+            record = log.batch("r")
+            assert record is not None
+            hashes.append(record.content_sha256)
+            frames.append(log.read().drop(columns=["features", "probabilities"]))
+            assert log.read()["features"].iloc[0].tolist() == [0.5, -1.25, 3.0]
+    assert hashes[0] == hashes[1]
+    pd.testing.assert_frame_equal(frames[0], frames[1])
+    assert frames[0]["customer_id"].tolist() == [str(customer_id)]
+    assert frames[0]["decided_at"].tolist() == ["2026-11-23T10:00:00.123456Z"]
+    with DecisionLog(tmp_path / "quick.db") as log:
+        assert append(log, general) == 0  # the retry, by the other path: nothing written
+        for changed in (
+            one_row(customer_id, "r", propensities=[0.5]),
+            one_row(customer_id, "r", explored=[False]),
+            one_row(customer_id, "r", model_version="nba-retail/3"),  # no provenance
+            one_row(customer_id, "r", feature_names=["f0", "f1", "g2"]),
+            one_row(f"{customer_id}x", "r"),
+        ):
+            with pytest.raises(BatchConflictError):
+                append(log, changed)
+        assert len(log) == 1
+
+
+def test_one_row_batches_refused_as_any_batch_is(tmp_path: Path) -> None:
+    with DecisionLog(tmp_path / "d.db") as log:
+        for bad, message in (
+            (one_row("c", "b", propensities=[0.0]), r"propensities\[0\]"),
+            (one_row("c", "b", propensities=[float("nan")]), r"propensities\[0\]"),
+            (one_row("c", "b", actions=[1, 2]), "actions: expected 1 rows"),
+            (one_row("c", "b", features=np.ones((2, 3))), r"features: expected shape \(1, k\)"),
+            (one_row("c", "b", decided_at=pd.NaT), "decided_at: no time"),
+            (one_row("c", ""), "batch_id: expected a non-empty string"),
+        ):
+            with pytest.raises(DecisionLogError, match=message):
+                append(log, bad)
+        assert len(log) == 0
+
+
+def test_a_large_group_is_checked_and_written_in_order(tmp_path: Path) -> None:
+    """700 one-row batches around a large one: ids looked up in chunks, rows in group order."""
+    group = [one_row(f"c{k}", f"r{k}") for k in range(700)]
+    group.insert(300, batch(2_000, tag="big", batch_id="big"))
+    group.insert(10, batch(3, tag="small", batch_id="small"))
+    with DecisionLog(tmp_path / "d.db") as log:
+        assert log.append_batches(group) == [len(b.customer_id) for b in group]
+        frame_ = log.read()
+        assert frame_["batch_id"].drop_duplicates().tolist() == [b.batch_id for b in group]
+        assert frame_["id"].is_monotonic_increasing and len(frame_) == 700 + 2_000 + 3
+        last = frame_.groupby("batch_id")["position"].max()
+        assert last.loc[["big", "small", "r5"]].tolist() == [1_999, 2, 0]
+        again = [*group[::-1], one_row("new", "new")]
+        assert log.append_batches(again) == [0] * len(group) + [1]
+        with pytest.raises(BatchConflictError, match="'r650'"):
+            log.append_batches([*group, one_row("c650", "r650", actions=[1])])
+        assert len(log) == 700 + 2_000 + 3 + 1
+
+
+def test_feature_names_are_the_last_logged_batchs(tmp_path: Path) -> None:
+    path = tmp_path / "d.db"
+    with DecisionLog(path) as log:
+        log.append_batches([one_row("a", "a"), one_row("b", "b", feature_names=["x", "y", "z"])])
+        assert read_decision_log(path).feature_names == ["x", "y", "z"]
+        append(log, one_row("c", "c", feature_names=None))  # no names: the log keeps its own
+        assert read_decision_log(path).feature_names == ["x", "y", "z"]
+        append(log, one_row("d", "d"))
+        assert read_decision_log(path).feature_names == ["f0", "f1", "f2"]
+
+
 def test_bad_batches_are_refused_before_writing(tmp_path: Path) -> None:
     with DecisionLog(tmp_path / "d.db") as log:
         cases = [
@@ -171,6 +276,22 @@ def test_timestamps_have_one_format(tmp_path: Path) -> None:
         "2026-11-23T00:00:00.123456Z",
     ]
     assert format_stamp(pd.Timestamp("2026-11-23 10:00")) == "2026-11-23T10:00:00.000000Z"
+    # one timestamp formats without pandas where it can: the same text either way
+    for value in (
+        pd.Timestamp("2026-11-23T10:00:00.999999999Z"),
+        pd.Timestamp("1969-12-31T23:59:59.9999995Z"),
+        pd.Timestamp("2026-11-22T19:00:00.5-05:00"),
+        pd.Timestamp("2026-11-23T10:00", tz="Etc/UTC"),
+        datetime(2026, 11, 23, 10, 0, 0, 7),
+        datetime(2026, 11, 23, 10, 0, tzinfo=UTC),
+        datetime(2026, 11, 23, 10, 0, tzinfo=timezone(timedelta(hours=-5))),
+        "2026-11-23T10:00:00+01:00",
+        pd.Timestamp("0807-07-18T13:09:46-02:29"),  # not a nanosecond unit: pandas formats it
+        pd.Timestamp("0807-07-18T13:09:46Z"),
+    ):
+        utc = pd.Timestamp(value)
+        utc = utc.tz_localize("UTC") if utc.tzinfo is None else utc.tz_convert("UTC")
+        assert format_stamp(value) == utc.strftime("%Y-%m-%dT%H:%M:%S.%fZ"), value
     parsed = parse_stamps(format_stamp(stamps))
     assert str(parsed.tz) == "UTC" and (parsed == pd.to_datetime(stamps, utc=True)).all()
     with DecisionLog(tmp_path / "d.db") as log:

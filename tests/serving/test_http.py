@@ -308,6 +308,56 @@ def test_the_log_keeps_each_decision_once_as_score_batch_logs_it(
         assert row["propensity"] == want["propensity"] == 1.0
 
 
+def test_group_commit_writes_concurrent_requests_together_and_each_once(tmp_path: Path) -> None:
+    """In process: 64 requests awaiting at once share a few transactions, a retry in the same
+    group is logged once, and a reused id fails its own request only (409)."""
+    import asyncio
+
+    from nba.serving.decision_log import LoggedBatch
+    from nba.serving.http import GroupCommitLog, ServiceError
+
+    def one(i: int, batch_id: str) -> LoggedBatch:
+        return LoggedBatch(
+            customer_id=[f"c{i}"],
+            decided_at=pd.Timestamp(AS_OF),
+            model_version="v1",
+            actions=[1],
+            action_names=["email"],
+            propensities=[1.0],
+            explored=[False],
+            features=np.full((1, 4), i, dtype=np.float32),
+            probabilities=np.array([[0.0, 1.0, 0.0]]),
+            batch_id=batch_id,
+        )
+
+    async def requests_() -> tuple[list[Any], list[Any]]:
+        log = GroupCommitLog(str(tmp_path / "d.db"))
+        try:
+            first = await asyncio.gather(
+                *(log.commit(one(i, f"r{i}")) for i in range(64)),
+                log.commit(one(0, "r0")),  # a retry racing its original
+                return_exceptions=True,
+            )
+            second = await asyncio.gather(
+                log.commit(one(999, "r1")),  # r1's id with other decisions
+                log.commit(one(64, "r64")),
+                return_exceptions=True,
+            )
+        finally:
+            await asyncio.to_thread(log.close)
+        return first, second
+
+    first, second = asyncio.run(requests_())
+    assert first == [None] * 65
+    assert isinstance(second[0], ServiceError) and second[0].status == 409
+    assert second[1] is None
+    with sqlite3.connect(tmp_path / "d.db") as connection:
+        rows = connection.execute("SELECT customer_id FROM decisions ORDER BY id").fetchall()
+        commits = connection.execute("SELECT COUNT(DISTINCT logged_at) FROM batches").fetchone()
+    assert sorted(row[0] for row in rows) == sorted(f"c{i}" for i in range(65))
+    assert commits[0] <= 8  # one transaction per group, not per request
+
+
 # ------------------------------------------------------------------------------- OpenAPI
 @pytest.mark.integration
 def test_openapi_request_bodies_are_the_validator_schema(
