@@ -7,7 +7,8 @@ each path; an oracle with its own rule code judges every answer from the raw req
 
 Paths: ``dict`` (``PolicyScorer.score``, one customer; batches are skipped), ``dataframe``
 (``score_batch``), ``pyfunc`` (``mlflow.pyfunc.load_model(...).predict`` of the model saved as
-training logs it). Add a path to :func:`build_paths`' dict (e.g. ``"http"``) to fuzz it too.
+training logs it), ``http`` (``nba serve`` in its own process on loopback: one customer to
+``/decide``, several to ``/decide/batch``). Add a path to :func:`build_paths`' dict to fuzz it.
 
 Run: ``python benchmarks/serving_fuzz.py [--requests 40000]``. The last line is one JSON object.
 """
@@ -15,13 +16,18 @@ Run: ``python benchmarks/serving_fuzz.py [--requests 40000]``. The last line is 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
+import os
+import signal
+import socket
+import subprocess
 import sys
 import tempfile
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +59,31 @@ def build_paths(folder: Path, workdir: Path) -> dict[str, fuzz_oracle.Path]:
     return paths
 
 
+@contextlib.contextmanager
+def served(folder: Path) -> Iterator[str]:
+    """``nba serve`` on the export, on a free loopback port; its base URL."""
+    from tests.servers import wait_until_answers
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    command = [sys.executable, "-m", "nba.cli", "serve", "--model", str(folder)]
+    process = subprocess.Popen(
+        [*command, "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_answers(process, url + "/healthz", 120, "nba serve")
+        yield url
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=30)
+
+
 def single_customer_cases(scenario: Any, seed: int, n: int) -> list[fuzz_oracle.Case]:
     """``n`` requests of one customer each (what the dict path takes), from the same fuzzer."""
     fuzzer, cases = fuzz_oracle.RequestFuzzer(scenario, seed), []
@@ -65,6 +96,9 @@ def main(extra: Callable[[Path], dict[str, fuzz_oracle.Path]] | None = None) -> 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=40_000, help="fuzzed requests per path")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--no-http", dest="http", action="store_false", help="skip the nba serve path"
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
     warnings.simplefilter("ignore")
@@ -78,6 +112,9 @@ def main(extra: Callable[[Path], dict[str, fuzz_oracle.Path]] | None = None) -> 
         paths = build_paths(folder, Path(workdir))
         if extra is not None:
             paths.update(extra(folder))
+        server = contextlib.ExitStack()
+        if args.http:
+            paths["http"] = fuzz_oracle.http_path(server.enter_context(served(folder)))
         cases = list(fuzz_oracle.RequestFuzzer(scenario, args.seed).cases(args.requests))
         singles = single_customer_cases(scenario, args.seed, args.requests)
         tallies, seconds = {}, {}
@@ -87,6 +124,7 @@ def main(extra: Callable[[Path], dict[str, fuzz_oracle.Path]] | None = None) -> 
             for case in singles if name == "dict" else cases:
                 fuzz_oracle.judge(scenario, case, path, tally)
             seconds[name] = time.perf_counter() - started
+        server.close()
 
     print(f"{'path':>10} {'sent':>7} {'accepted':>9} {'refused':>8} {'skipped':>8} {'seconds':>8}")
     for name, tally in tallies.items():

@@ -16,6 +16,7 @@ callables for the dict, DataFrame and pyfunc paths; add more (HTTP) to the dict 
 
 from __future__ import annotations
 
+import json
 import math
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -488,3 +489,72 @@ def run(scenario: Scenario, chosen: dict[str, Path], n: int, seed: int = 0) -> d
         for case in cases:
             judge(scenario, case, path, tally)
     return tallies
+
+
+# ------------------------------------------------------------------ over HTTP
+def _jsonable(value: Any) -> Any:
+    """A request value as a JSON client sends it (timestamps as ISO text, numpy as Python)."""
+    if isinstance(value, bytes):
+        raise _CannotCarry
+    if isinstance(value, datetime):  # pd.Timestamp too
+        return value.isoformat()
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, list):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    return value
+
+
+class _CannotCarry(Exception):
+    """A value JSON cannot carry (bytes): no HTTP client can send that request."""
+
+
+def http_path(url: str, headers: dict[str, str] | None = None) -> Path:
+    """The fuzz oracle's path through ``nba serve``: one row to /decide, several to
+    /decide/batch; 400 and 422 are refusals (our error), anything else but 200 is foreign."""
+    import requests
+
+    session = requests.Session()
+    headers = {"Content-Type": "application/json", **(headers or {})}
+
+    def encode_row(row: dict[str, Any], duplicate: str | None) -> str:
+        text = json.dumps(_jsonable(row))
+        if duplicate is not None:  # a repeated key, as a DataFrame with a repeated column
+            again = json.dumps({duplicate: _jsonable(row[duplicate])})[1:]
+            text = text[:-1] + ", " + again
+        return text
+
+    def run(case: Case) -> list[str | None]:
+        rows = case.rows
+        duplicate = None
+        if case.frame_edit == "multiindex":
+            raise _Skip
+        if case.frame_edit == "integer_label":
+            rows = [{**row, "0": 1} for row in rows]
+        elif case.frame_edit == "dotted":
+            rows = [{**row, "opted_out.1": not row["opted_out"]} for row in rows]
+        elif case.frame_edit == "duplicate":
+            duplicate = list(rows[0])[int(len(rows[0]) > 3)]
+        stamp = None if case.as_of is None else _jsonable(case.as_of)
+        try:
+            if len(rows) == 1:
+                row = rows[0] if stamp is None else {"as_of": stamp, **rows[0]}
+                path, body = "/decide", encode_row(row, duplicate)
+            else:
+                encoded = ", ".join(encode_row(row, duplicate) for row in rows)
+                extra = "" if stamp is None else f', "as_of": {json.dumps(stamp)}'
+                path, body = "/decide/batch", f'{{"customers": [{encoded}]{extra}}}'
+        except _CannotCarry:
+            raise _Skip from None
+        answer = session.post(url + path, data=body.encode(), headers=headers, timeout=30)
+        if answer.status_code in (400, 422):
+            raise ScoringInputError(answer.json()["error"])
+        if answer.status_code != 200:
+            raise RuntimeError(f"HTTP {answer.status_code}: {answer.text[:200]}")
+        if len(rows) == 1:
+            return [answer.json()["channel"]]
+        return [decision["channel"] for decision in answer.json()["decisions"]]
+
+    return run
