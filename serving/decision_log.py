@@ -40,7 +40,7 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import closing
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
@@ -189,27 +189,18 @@ def format_stamp(value: Any) -> Any:
     return stamp.strftime(STAMP_FORMAT)
 
 
-_EPOCH = datetime(1970, 1, 1)
-
-
 def _quick_stamp(value: datetime) -> str | None:
-    """``format_stamp`` of one timestamp without pandas' ``strftime`` (~20 us, once per logged
-    request); ``None`` for what only pandas should read: other time zones, years outside
-    1000-9999, units other than nanoseconds (naive or UTC only, so the instant is the one
-    pandas reads)."""
-    if isinstance(value, pd.Timestamp):
-        if value.unit != "ns" or (value.tzinfo is not None and value.utcoffset()):
-            return None  # other units reach past the years a nanosecond count can
-        moment = _EPOCH + timedelta(microseconds=value.value // 1000)  # .value: ns, UTC
-    elif value.tzinfo is None or value.tzinfo is UTC:
-        moment = value.replace(tzinfo=None)
-    else:
+    """``format_stamp`` of one timestamp without pandas' ``strftime`` (a logged request's
+    ``decided_at``); ``None`` for what pandas should convert: a moment off UTC, a year outside
+    1000-9999. Its own fields are the UTC ones when it is naive or at offset 0 (nanoseconds
+    cut, as ``strftime`` cuts them), whatever the unit of a pandas timestamp."""
+    if value.tzinfo is not None and value.utcoffset():
         return None
-    if not 1000 <= moment.year <= 9999:
+    if not 1000 <= value.year <= 9999:
         return None
     return (
-        f"{moment.year:04d}-{moment.month:02d}-{moment.day:02d}T{moment.hour:02d}:"
-        f"{moment.minute:02d}:{moment.second:02d}.{moment.microsecond:06d}Z"
+        f"{value.year:04d}-{value.month:02d}-{value.day:02d}T{value.hour:02d}:"
+        f"{value.minute:02d}:{value.second:02d}.{value.microsecond:06d}Z"
     )
 
 

@@ -277,10 +277,15 @@ class GroupCommitLog:
                 break
             group, stopping = self._gather(first, max(recent))
             recent.append(len(group))
-            with self._turn():
-                if not stopping:  # what came while other workers committed joins in
-                    stopping = self._drain(group)
-                outcomes = self._write(group)
+            try:
+                with self._turn():
+                    if not stopping:  # what came while other workers committed joins in
+                        stopping = self._drain(group)
+                    outcomes = self._write(group)
+            except Exception:  # the workers' lock failed: the requests must hear of it
+                logger.exception("decision log %s: the writers' lock failed", self.path)
+                failed = ServiceError(503, "decision log: the decision could not be recorded")
+                outcomes = [(pending, failed) for pending in group]
             settled: dict[asyncio.AbstractEventLoop, list[tuple[Any, BaseException | None]]] = {}
             for pending, error in outcomes:
                 settled.setdefault(pending.loop, []).append((pending.future, error))

@@ -288,10 +288,15 @@ def test_timestamps_have_one_format(tmp_path: Path) -> None:
         "2026-11-23T10:00:00+01:00",
         pd.Timestamp("0807-07-18T13:09:46-02:29"),  # not a nanosecond unit: pandas formats it
         pd.Timestamp("0807-07-18T13:09:46Z"),
+        pd.Timestamp("2026-01-15T10:00:00.25", tz="Europe/London"),  # offset 0 in winter
+        pd.Timestamp.now(tz="UTC"),  # microseconds: what nba serve logs
     ):
         utc = pd.Timestamp(value)
         utc = utc.tz_localize("UTC") if utc.tzinfo is None else utc.tz_convert("UTC")
         assert format_stamp(value) == utc.strftime("%Y-%m-%dT%H:%M:%S.%fZ"), value
+    from nba.serving.decision_log import _quick_stamp
+
+    assert _quick_stamp(pd.Timestamp.now(tz="UTC")) is not None  # the request path's is quick
     parsed = parse_stamps(format_stamp(stamps))
     assert str(parsed.tz) == "UTC" and (parsed == pd.to_datetime(stamps, utc=True)).all()
     with DecisionLog(tmp_path / "d.db") as log:

@@ -357,6 +357,23 @@ def test_group_commit_writes_concurrent_requests_together_and_each_once(tmp_path
     assert sorted(row[0] for row in rows) == sorted(f"c{i}" for i in range(65))
     assert commits[0] <= 8  # one transaction per group, not per request
 
+    def broken(*args: object) -> None:
+        raise OSError("no locks here")
+
+    async def locked_out() -> list[Any]:
+        log = GroupCommitLog(str(tmp_path / "d.db"), shared=True)
+        try:
+            return await asyncio.wait_for(
+                asyncio.gather(log.commit(one(70, "r70")), return_exceptions=True), 10
+            )
+        finally:
+            await asyncio.to_thread(log.close)
+
+    with pytest.MonkeyPatch.context() as patch:  # workers' lock failing: refused, never hung
+        patch.setattr("nba.serving.http.fcntl.flock", broken)
+        (refused,) = asyncio.run(locked_out())
+    assert isinstance(refused, ServiceError) and refused.status == 503
+
 
 # ------------------------------------------------------------------------------- OpenAPI
 @pytest.mark.integration
