@@ -715,6 +715,7 @@ def serve(
         str | None,
         typer.Option("--tracking-uri", help="MLflow store for models:/ and runs:/ URIs."),
     ] = None,
+    trusted_scenario: TrustedScenarioOption = None,
 ) -> None:
     """Serve decisions over HTTP: POST /decide, POST /decide/batch, GET /healthz, GET /version.
 
@@ -733,7 +734,8 @@ def serve(
     if log is not None:
         check_decision_log(log, "--log", must_exist=False)
     exploration = Exploration(kind="epsilon", epsilon=epsilon, seed=seed) if epsilon else None
-    scorer = load_scorer(model, tracking_uri, exploration)
+    trusted = _trusted_scenario(trusted_scenario)
+    scorer = load_scorer(model, tracking_uri, exploration, trusted_scenario=trusted)
     registry = model.startswith(("models:/", "runs:/"))
     version = scorer.model_version
     pinned = None
@@ -751,6 +753,12 @@ def serve(
         epsilon=epsilon,
         seed=getattr(scorer, "exploration_seed", seed) if epsilon else seed,
         pinned=pinned,
+        # workers read it again: a file by its absolute path, whatever their directory
+        trusted_scenario=(
+            str(Path(trusted_scenario).resolve())
+            if trusted_scenario and Path(trusted_scenario).is_file()
+            else trusted_scenario
+        ),
     )
     if log is not None:  # create the tables once, before workers open the file together
         from nba.serving.decision_log import DecisionLog

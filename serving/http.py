@@ -94,6 +94,7 @@ class ServeSettings:
     seed: int | None = None
     pinned: str | None = None  # the version the parent resolved: workers load exactly that
     workers: int = 1
+    trusted_scenario: str | None = None  # every version loaded must carry this scenario
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -469,7 +470,11 @@ def load_scorer_for(settings: ServeSettings, source: str | None = None) -> Polic
         if settings.epsilon
         else None
     )
-    scorer = PolicyScorer.load(source or settings.pinned or settings.model, exploration=exploration)
+    scorer = PolicyScorer.load(
+        source or settings.pinned or settings.model,
+        exploration=exploration,
+        trusted_scenario=settings.trusted_scenario,
+    )
     warm(scorer)
     return scorer
 

@@ -708,6 +708,12 @@ def test_serve_refuses_a_taken_port_and_an_empty_token_in_one_line(
         cwd=tmp_path, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert result.returncode == 2 and "--model: no export directory" in result.stderr
+    result = subprocess.run(
+        [sys.executable, "-m", "nba.cli", "serve", "-m", str(export_dir), "--port",
+         str(free_port()), "--trusted-scenario", "no_such_scenario"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 2 and "--trusted-scenario:" in result.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == []  # nothing created
 
 
