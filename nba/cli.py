@@ -39,6 +39,10 @@ ScenarioOption = Annotated[
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 
 
+TrackingUriOption = Annotated[
+    str | None,
+    typer.Option("--tracking-uri", help="MLflow store for models:/ and runs:/ URIs."),
+]
 TrustedScenarioOption = Annotated[
     str | None,
     typer.Option(
@@ -467,10 +471,7 @@ def score(
             "at the same time.",
         ),
     ] = None,
-    tracking_uri: Annotated[
-        str | None,
-        typer.Option("--tracking-uri", help="MLflow store for models:/ and runs:/ URIs."),
-    ] = None,
+    tracking_uri: TrackingUriOption = None,
     trusted_scenario: TrustedScenarioOption = None,
 ) -> None:
     """Score customers from a file; write one decision per customer.
@@ -711,10 +712,7 @@ def serve(
         float, typer.Option("--epsilon", min=0.0, max=1.0, help="Epsilon-greedy exploration.")
     ] = 0.0,
     seed: Annotated[int | None, typer.Option("--seed", help="Seed of the exploration.")] = None,
-    tracking_uri: Annotated[
-        str | None,
-        typer.Option("--tracking-uri", help="MLflow store for models:/ and runs:/ URIs."),
-    ] = None,
+    tracking_uri: TrackingUriOption = None,
     trusted_scenario: TrustedScenarioOption = None,
 ) -> None:
     """Serve decisions over HTTP: POST /decide, POST /decide/batch, GET /healthz, GET /version.
