@@ -39,6 +39,9 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/twin_throughput.py
 	$(BIN)/python benchmarks/env_throughput.py
 	$(BIN)/python benchmarks/train_to_optimum.py
+	$(BIN)/python benchmarks/serving_latency.py
+	$(BIN)/python benchmarks/serving_fuzz.py
+	$(BIN)/python benchmarks/http_service.py
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache checkpoints nba-runs
