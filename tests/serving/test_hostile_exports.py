@@ -439,7 +439,7 @@ def test_each_hostile_export_is_one_policy_format_error(case: str, copy: Path) -
     started = time.perf_counter()
     with pytest.raises(PolicyFormatError, match=expected) as info:
         load_exported(copy)
-    assert time.perf_counter() - started < 1.0
+    assert time.perf_counter() - started < 20  # refused, not worked through: no hang
     assert type(info.value) is PolicyFormatError
     message = str(info.value)
     assert message.startswith(("policy.json", "weights.npz", "policy: missing")), message
