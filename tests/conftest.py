@@ -15,6 +15,21 @@ from nba.scenarios import load_scenario
 
 
 @pytest.fixture(scope="session")
+def export_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An exported (untrained, seeded) PPO policy: what the serving and CLI tests score with."""
+    from stable_baselines3 import PPO
+
+    from nba.envs import TwinVecEnv
+    from nba.serving.export import export_policy
+
+    scenario = load_scenario("retail")
+    model = PPO("MlpPolicy", TwinVecEnv(scenario, n_envs=4, seed=0), seed=0, device="cpu")
+    folder = tmp_path_factory.mktemp("policy")
+    export_policy(model, scenario, folder, algo="ppo", value_scale=3.0)
+    return folder
+
+
+@pytest.fixture(scope="session")
 def retail() -> Scenario:
     return load_scenario("retail")
 

@@ -15,13 +15,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from stable_baselines3 import PPO
 
 from nba.cli import main
-from nba.envs import TwinVecEnv
-from nba.scenarios import load_scenario
 from nba.serving.decision_log import DecisionLog
-from nba.serving.export import export_policy
 from tests.serving.conftest import population
 
 # Runs ``nba`` after arranging to SIGKILL itself: "rows N" inside the log's transaction after N
@@ -62,13 +58,10 @@ main(args)
 """
 
 
-@pytest.fixture(scope="module")
-def policy(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    scenario = load_scenario("retail")
-    model = PPO("MlpPolicy", TwinVecEnv(scenario, n_envs=4, seed=0), seed=0, device="cpu")
-    folder = tmp_path_factory.mktemp("policy")
-    export_policy(model, scenario, folder, algo="ppo", value_scale=3.0)
-    return folder
+@pytest.fixture
+def policy(export_dir: Path) -> Path:
+    """The shared exported policy (tests/conftest.py)."""
+    return export_dir
 
 
 def nba(args: list[str], cwd: Path, kill: str | None = None) -> subprocess.CompletedProcess[str]:

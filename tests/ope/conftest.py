@@ -1,7 +1,7 @@
 """OPE fixtures: synthetic bandits with known value, registered policies, and logged decisions.
 
-The exported policy comes from the serving tests' ``export_dir`` fixture (an untrained, seeded
-PPO); variants with a fixed preference order are made by rewriting its output layer, so tests
+The exported policy is the shared ``export_dir`` fixture of tests/conftest.py (an untrained,
+seeded PPO); variants with a fixed preference order are made by rewriting its output layer, so tests
 can register a clearly bad champion and a clearly better challenger without training.
 """
 
@@ -25,9 +25,7 @@ from nba.serving.decision_log import DecisionLog
 from nba.serving.scorer import Exploration, PolicyScorer
 from nba.serving.spec import WEIGHTS_FILE, load_exported
 from nba.twin import CustomerTwin
-from tests.serving.conftest import export_dir, population
-
-__all__ = ["export_dir"]
+from tests.serving.conftest import population
 
 MODEL = "nba-retail"
 #: direct mail first: it loses money on most customers (see the twin's expected rewards)

@@ -2,25 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
-import pytest
-from stable_baselines3 import PPO
 
-from nba.envs import TwinVecEnv
 from nba.scenarios import load_scenario
-from nba.serving.export import export_policy
 
-
-@pytest.fixture(scope="session")
-def export_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    scenario = load_scenario("retail")
-    model = PPO("MlpPolicy", TwinVecEnv(scenario, n_envs=4, seed=0), seed=0, device="cpu")
-    folder = tmp_path_factory.mktemp("policy")
-    export_policy(model, scenario, folder, algo="ppo", value_scale=3.0)
-    return folder
+# ``export_dir`` (the exported PPO policy) lives in tests/conftest.py, shared with the CLI tests.
 
 
 def population(n: int, seed: int = 0, consent: bool = False) -> pd.DataFrame:
