@@ -20,6 +20,16 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from nba.errors import ScenarioError
+from nba.scenario_yaml import (
+    MAX_YAML_ALIASES,
+    MAX_YAML_BYTES,
+    MAX_YAML_DEPTH,
+    MAX_YAML_NODES,
+    read_scenario_yaml,
+)
+
+#: The YAML limits are part of this module's public face (they moved to nba.scenario_yaml).
+YAML_LIMITS = (MAX_YAML_BYTES, MAX_YAML_DEPTH, MAX_YAML_NODES, MAX_YAML_ALIASES)
 
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]
 NonNegative = Annotated[float, Field(ge=0.0)]
@@ -31,18 +41,15 @@ NO_ACTION = "no_action"
 _FIELD_PREFIX = re.compile(r"^[A-Za-z_][\w.\[\]*]*: ")
 _SUM_TOLERANCE = 1e-6
 
-# Bounds on what a scenario file may ask of us: reading one is linear in its size and the
-# catalogues stay small enough that validation and the arrays built from them are instant.
-MAX_YAML_BYTES = 1 << 20  # 1 MiB: the built-in scenario is about 25 KiB
-MAX_YAML_DEPTH = 32  # nested collections; a scenario needs 6
-MAX_YAML_NODES = 50_000  # scalars and collections, aliases at full size; built-in: 970
-MAX_YAML_ALIASES = 100
+# Bounds on what a scenario may ask of us: the catalogues stay small enough that validation and
+# the arrays built from them are instant (the YAML limits live in nba.scenario_yaml).
 MAX_STAGES = 64
 MAX_CHANNELS = 64
 MAX_OFFERS = 256
 MAX_ACTIONS = 1024
 MAX_PERSONAS = 1024
 MAX_CAPS = 16
+MAX_EXCLUSIONS = 64
 
 
 class _Config(BaseModel):
@@ -238,8 +245,32 @@ class CapRule(_Config):
     window_days: int = Field(ge=2, le=60)
 
 
+class Exclusion(_Config):
+    """Offers a customer in one of ``stages`` must not get (a business rule, not a preference).
+
+    An action is excluded when the customer's stage is listed and the action's offer is in
+    ``offers`` and its channel in ``channels``; an empty ``offers`` or ``channels`` means every
+    offer or channel. For example, no plan upgrade pitched to a customer at risk of cancelling::
+
+        exclusions:
+          - {name: no_upsell_at_risk, stages: [at_risk], offers: [plan_upgrade]}
+    """
+
+    name: str = Field(min_length=1, description="Reported as the reason an action is blocked.")
+    description: str = ""
+    stages: list[str] = Field(min_length=1, description="Stages the exclusion applies in.")
+    offers: list[str] = Field(
+        default_factory=list, description="Offers excluded in those stages (empty: every offer)."
+    )
+    channels: list[str] = Field(
+        default_factory=list,
+        description="Channels the exclusion covers (empty: every channel).",
+    )
+
+
 class ContactRules(_Config):
-    """Business rules applied before any contact: consent, caps, a global cap, quiet days.
+    """Business rules applied before any contact: consent, caps, a global cap, quiet days and
+    stage exclusions (:mod:`nba.contact_rules` decides them, in that module's order).
 
     The global cap is a leaky bucket (the usual frequency-capping algorithm): each contact adds
     its channel's ``pressure``, each day without contact drains ``pressure_drain``, and a contact
@@ -250,6 +281,12 @@ class ContactRules(_Config):
     pressure_drain: int = Field(ge=1)
     caps: list[CapRule] = Field(default_factory=list, max_length=MAX_CAPS)
     quiet_days: dict[str, list[Weekday]] = Field(default_factory=dict)
+    exclusions: list[Exclusion] = Field(
+        default_factory=list,
+        max_length=MAX_EXCLUSIONS,
+        description="Offers never made to customers in given stages (see Exclusion).",
+        exclude_if=lambda value: not value,  # absent when empty: older fingerprints hold
+    )
 
 
 class JourneyMapStep(_Config):
@@ -335,6 +372,12 @@ class Scenario(_Config):
             _check_known(f"contact_rules.caps[{i}].channels", cap.channels, channels, problems)
         _unique_names("contact_rules.caps", rules.caps, problems)
         _check_known("contact_rules.quiet_days", rules.quiet_days, channels, problems)
+        _unique_names("contact_rules.exclusions", rules.exclusions, problems)
+        for i, exclusion in enumerate(rules.exclusions):
+            where = f"contact_rules.exclusions[{i}]"
+            _check_known(f"{where}.stages", exclusion.stages, stages, problems)
+            _check_known(f"{where}.offers", exclusion.offers, offers, problems)
+            _check_known(f"{where}.channels", exclusion.channels, channels, problems)
         for i, channel in enumerate(self.channels):
             if channel.pressure > rules.pressure_capacity:
                 problems.append(
@@ -377,7 +420,7 @@ class Scenario(_Config):
     @classmethod
     def from_yaml(cls, source: str | Path) -> Scenario:
         """Load from a YAML file path or a YAML string."""
-        return cls.from_dict(_load_yaml(_read_text(source)))
+        return cls.from_dict(read_scenario_yaml(source))
 
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
@@ -451,128 +494,3 @@ def _format_validation_error(exc: ValidationError) -> str:
             else:
                 lines.append(f"{location or 'scenario'}: {part}")
     return "invalid scenario: " + "; ".join(lines)
-
-
-def _read_text(source: str | Path) -> str:
-    """The YAML text of a path or of a string, refused past :data:`MAX_YAML_BYTES`.
-
-    A file is read at most one byte past the limit, so a huge file or an endless device costs
-    nothing. Bytes that are not UTF-8 raise :class:`UnicodeDecodeError` (a ``ValueError``) as
-    they did before: the CLI names the file and the offset.
-    """
-    if isinstance(source, Path) or (
-        isinstance(source, str) and "\n" not in source and len(source) < 4096
-    ):
-        path = Path(source)
-        if path.suffix in {".yaml", ".yml"} or path.exists():
-            if not path.is_file():
-                raise ScenarioError(f"scenario path: no such file {str(path)!r}")
-            with path.open("rb") as handle:
-                data = handle.read(MAX_YAML_BYTES + 1)
-            if len(data) > MAX_YAML_BYTES:
-                raise ScenarioError(
-                    f"scenario file {str(path)!r}: larger than the {MAX_YAML_BYTES:,} byte limit"
-                )
-            return data.decode("utf-8")
-    text = str(source)
-    if len(text) > MAX_YAML_BYTES:
-        raise ScenarioError(
-            f"scenario YAML: {len(text):,} characters, over the {MAX_YAML_BYTES:,} byte limit"
-        )
-    return text
-
-
-_BaseLoader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-_STR_TAG = "tag:yaml.org,2002:str"
-_MERGE_TAG = "tag:yaml.org,2002:merge"
-
-
-class _ScenarioLoader(_BaseLoader):  # type: ignore[misc,valid-type]
-    """PyYAML's safe loader (libyaml when present) that also refuses what a scenario never needs.
-
-    Mapping keys must be plain strings (``no:`` or ``1:`` would silently become a bool or an
-    int) and appear once (YAML keeps the last of a duplicate without a word).
-    """
-
-    def construct_mapping(self, node: yaml.Node, deep: bool = False) -> dict[Any, Any]:
-        if isinstance(node, yaml.MappingNode):
-            seen: set[str] = set()
-            for key, _ in node.value:
-                if key.tag == _MERGE_TAG:
-                    continue
-                line = key.start_mark.line + 1
-                if not isinstance(key, yaml.ScalarNode) or key.tag != _STR_TAG:
-                    shown = key.value if isinstance(key, yaml.ScalarNode) else key.id
-                    raise ScenarioError(
-                        f"scenario YAML: line {line}: key {_short(shown)} is not a string; quote it"
-                    )
-                if key.value in seen:
-                    raise ScenarioError(
-                        f"scenario YAML: line {line}: duplicate key {_short(key.value)}"
-                    )
-                seen.add(key.value)
-        return super().construct_mapping(node, deep=deep)  # type: ignore[no-any-return]
-
-
-def _load_yaml(text: str) -> Any:
-    """Parse scenario YAML in time and memory linear in its length, whatever it contains.
-
-    A first pass over the parser's events (no objects built) bounds the nesting depth, the
-    number of aliases and the size of the document with every alias expanded, and refuses
-    explicit tags: a "billion laughs" block of 1.3 KB is refused after a few dozen events.
-    """
-    try:
-        _check_events(text)
-        return yaml.load(text, Loader=_ScenarioLoader)  # a safe loader subclass
-    except yaml.YAMLError as exc:
-        raise ScenarioError(f"scenario YAML: cannot parse: {exc}") from None
-
-
-def _check_events(text: str) -> None:
-    open_anchors: list[tuple[str | None, int]] = []  # per open collection: (anchor, nodes before)
-    sizes: dict[str, int] = {}  # expanded node count of each anchored node
-    nodes = aliases = 0
-    for event in yaml.parse(text, Loader=_ScenarioLoader):
-        if not isinstance(event, yaml.NodeEvent | yaml.CollectionEndEvent):
-            continue
-        line = event.start_mark.line + 1
-        if isinstance(event, yaml.AliasEvent):
-            aliases += 1
-            if aliases > MAX_YAML_ALIASES:
-                raise ScenarioError(
-                    f"scenario YAML: line {line}: more than {MAX_YAML_ALIASES} aliases"
-                )
-            if any(anchor == event.anchor for anchor, _ in open_anchors):
-                raise ScenarioError(
-                    f"scenario YAML: line {line}: alias *{event.anchor} is recursive"
-                )
-            nodes += sizes.get(str(event.anchor), 1)  # an unknown anchor: the parser says so
-        elif isinstance(event, yaml.CollectionEndEvent):
-            anchor, before = open_anchors.pop()
-            if anchor is not None:
-                sizes[anchor] = nodes - before
-            continue
-        else:
-            if event.tag is not None:  # type: ignore[attr-defined]
-                raise ScenarioError(
-                    f"scenario YAML: line {line}: tag {_short(event.tag)} is not allowed"  # type: ignore[attr-defined]
-                )
-            nodes += 1
-            if isinstance(event, yaml.CollectionStartEvent):
-                open_anchors.append((event.anchor, nodes - 1))
-                if len(open_anchors) > MAX_YAML_DEPTH:
-                    raise ScenarioError(
-                        f"scenario YAML: line {line}: nested deeper than {MAX_YAML_DEPTH} levels"
-                    )
-            elif event.anchor is not None:
-                sizes[event.anchor] = 1
-        if nodes > MAX_YAML_NODES:
-            raise ScenarioError(
-                f"scenario YAML: line {line}: more than {MAX_YAML_NODES:,} values "
-                "(aliases counted at their full size)"
-            )
-
-
-def _short(value: object, limit: int = 40) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -240,3 +240,30 @@ def test_anchors_and_merge_keys_within_bounds_still_load(retail: Scenario) -> No
     )
     with pytest.raises(ScenarioError, match="journey_defaults"):  # parsed, then validated
         Scenario.from_yaml(shared)
+
+
+def test_exclusions_validate_their_references_and_round_trip(
+    retail: Scenario, retail_dict: dict[str, Any], tmp_path: Path
+) -> None:
+    rule = {"name": "no_discount_loyal", "stages": ["loyal"], "offers": ["discount_20"]}
+    retail_dict["contact_rules"]["exclusions"] = [rule]
+    scenario = Scenario.from_dict(retail_dict)
+    assert scenario.contact_rules.exclusions[0].channels == []  # empty: every channel
+    assert Scenario.from_yaml(scenario.to_yaml(tmp_path / "x.yaml")) == scenario
+    assert scenario.fingerprint() != retail.fingerprint()
+    # a scenario without exclusions serialises as before (its fingerprint is unchanged)
+    assert "exclusions" not in retail.to_dict()["contact_rules"]
+
+    bad = dict(rule, stages=["lapsing"], channels=["fax"])
+    retail_dict["contact_rules"]["exclusions"] = [bad, dict(rule, stages=[])]
+    with pytest.raises(ScenarioError) as error:
+        Scenario.from_dict(retail_dict)
+    message = str(error.value)
+    assert "contact_rules.exclusions[1].stages: List should have at least 1 item" in message
+    retail_dict["contact_rules"]["exclusions"] = [bad, rule]
+    with pytest.raises(ScenarioError) as error:
+        Scenario.from_dict(retail_dict)
+    message = str(error.value)
+    assert "contact_rules.exclusions: duplicate names ['no_discount_loyal']" in message
+    assert "contact_rules.exclusions[0].stages: unknown ['lapsing']" in message
+    assert "contact_rules.exclusions[0].channels: unknown ['fax']" in message
