@@ -233,15 +233,7 @@ class CustomerTwin:
         persona = categorical(shares, self.rng.random(n))
         stage = categorical(a.persona_initial_stage[persona], self.rng.random(n))
         habit = self.rng.random(n) < a.persona_initial_habit[persona]
-        windows = a.rules.cap_windows
-        return CustomerState(
-            persona=persona,
-            stage=stage,
-            pressure=np.zeros(n, dtype=np.int64),
-            days_since=np.broadcast_to(windows, (n, windows.shape[0])).copy(),
-            habit=habit,
-            opted_out=np.zeros(n, dtype=bool),
-        )
+        return self.space.rested_state(persona, stage, habit=habit)
 
     def reset(self, n: int, seed: SeedLike = None) -> CustomerState:
         """Start ``n`` fresh customers; a seed re-seeds the twin's generator."""
@@ -273,8 +265,8 @@ class CustomerTwin:
         """Replace the given customers by fresh draws from the start distribution (auto-reset)."""
         fresh = self.sample_initial_state(rows.shape[0])
         state = self.state
-        for f in fields(CustomerState):
-            getattr(state, f.name)[rows] = getattr(fresh, f.name)
+        for name, array in fresh.items():
+            state.__dict__[name][rows] = array
         self._day[rows] = 0
         self.kpis.reset_rows(rows)
 

@@ -25,7 +25,7 @@ import random
 import re
 import shutil
 from collections.abc import Callable, Collection
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -260,8 +260,8 @@ def _twin_env(env: VecEnv | None) -> TwinVecEnv | None:
 def _capture_twin(twin_env: TwinVecEnv, tensors: dict[str, torch.Tensor]) -> dict[str, Any]:
     twin = twin_env.twin
     customers = twin.state
-    for item in fields(CustomerState):
-        tensors[f"env/state/{item.name}"] = _tensor(getattr(customers, item.name))
+    for name, array in customers.items():
+        tensors[f"env/state/{name}"] = _tensor(array)
     tensors["env/day"] = _tensor(twin.day)
     return {"twin_rng": twin.rng.bit_generator.state}
 
@@ -414,12 +414,13 @@ def _restore_env(
 ) -> None:
     twin = twin_env.twin
     columns = {}
-    for item in fields(CustomerState):
-        array = tensors[f"env/state/{item.name}"].numpy().copy()
+    for component in twin.space.components:
+        array = tensors[f"env/state/{component.name}"].numpy().copy()
         if array.shape[0] != n:
-            raise ValueError(f"env/state/{item.name}: expected {n} customers")
-        columns[item.name] = array
-    twin.set_state(CustomerState(**columns), _array(tensors["env/day"], (n,)))
+            raise ValueError(f"env/state/{component.name}: expected {n} customers")
+        columns[component.name] = array
+    state = CustomerState.of(columns, twin.space.components)
+    twin.set_state(state, _array(tensors["env/day"], (n,)))
     twin.rng.bit_generator.state = saved["twin_rng"]
 
 
