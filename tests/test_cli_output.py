@@ -12,8 +12,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from nba import cli
-from nba.cli import app
+from nba.cli import app, output
 from tests.training.conftest import tiny_config_for
 
 runner = CliRunner()  # not a terminal: what a pipe, a log or a notebook gets
@@ -22,7 +21,7 @@ runner = CliRunner()  # not a terminal: what a pipe, a log or a notebook gets
 def _emit_output(rows: list[dict[str, Any]], as_json: bool = False) -> str:
     @app.command("emit-probe", hidden=True)
     def probe() -> None:
-        cli._emit(rows, as_json, title="probe")
+        output.emit(rows, as_json, title="probe")
 
     try:
         result = runner.invoke(app, ["emit-probe"])

@@ -329,3 +329,15 @@ def load_scorer(
         )
     with reading(option, folder):
         return PolicyScorer.load(folder, exploration=exploration, trusted_scenario=trusted_scenario)
+
+
+def trusted_scenario(source: str | None) -> Any:
+    """The ``--trusted-scenario`` as a loaded scenario (refused early, naming the option)."""
+    if source is None:
+        return None
+    from nba.scenarios import load_scenario
+
+    try:
+        return load_scenario(source)
+    except NBAValidationError as exc:
+        raise NBAValidationError(f"--trusted-scenario: {exc}") from None

@@ -10,12 +10,19 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from nba.cli.options import (
+    JsonOption,
+    ModelOption,
+    NBootAlias,
+    TrackingUriOption,
+    bootstrap_count,
+    bootstrap_option,
+    seed_option,
+)
+from nba.cli.output import console, print_table
 from nba.errors import NBAValidationError
-
-console = Console()
 
 LogOption = Annotated[
     Path | None, typer.Option("--log", help="Decision log (SQLite) written by the scorer.")
@@ -36,22 +43,16 @@ MissingOption = Annotated[
 TargetOption = Annotated[
     str, typer.Option("--target", help="Evaluate the model greedy (as served) or softmax.")
 ]
-BootOption = Annotated[int, typer.Option("--n-boot", min=2, help="Bootstrap replicates.")]
-SeedOption = Annotated[int, typer.Option("--seed", help="Seed of folds and bootstrap.")]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
-TrackingOption = Annotated[
-    str | None,
-    typer.Option("--tracking-uri", help="MLflow store [default: MLFLOW_TRACKING_URI, mlflow.db]"),
-]
+BOOTSTRAP_MIN = 2
+BootstrapOption = Annotated[int, bootstrap_option(BOOTSTRAP_MIN)]
+SeedOption = Annotated[int, seed_option("Seed of folds and bootstrap.")]
 
 
 def ope(
     log: Annotated[
         Path, typer.Option("--log", help="Decision log (SQLite) written by the scorer.")
     ],
-    model: Annotated[
-        str, typer.Option("--model", "-m", help="Export directory, models:/NAME@ALIAS or runs:/...")
-    ],
+    model: ModelOption,
     estimators: Annotated[
         str,
         typer.Option("--estimators", help="Comma-separated: dm, ips, snips, dr, switch_dr, dr_os."),
@@ -60,13 +61,14 @@ def ope(
     since: SinceOption = None,
     missing: MissingOption = "error",
     target: TargetOption = "greedy",
-    n_boot: BootOption = 1000,
+    bootstrap: BootstrapOption = 1000,
+    n_boot: NBootAlias = None,
     seed: SeedOption = 0,
-    tracking_uri: TrackingOption = None,
+    tracking_uri: TrackingUriOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Estimate a model's value per decision from logged decisions and their outcomes."""
-    from nba.cli_inputs import load_scorer, reading
+    from nba.cli.inputs import load_scorer, reading
     from nba.ope.decision_log import read_decision_log
     from nba.ope.report import diagnostics, evaluate_bandit
     from nba.ope.target import allowed_actions, model_features, policy_probabilities
@@ -86,7 +88,9 @@ def ope(
     allowed = allowed_actions(scorer, features, records.probabilities)
     probabilities = policy_probabilities(scorer, features, allowed, _target(target))
     data = records.bandit(probabilities, actions)
-    intervals = evaluate_bandit(data, names, n_boot=n_boot, seed=seed)
+    intervals = evaluate_bandit(
+        data, names, n_boot=bootstrap_count(bootstrap, n_boot, BOOTSTRAP_MIN), seed=seed
+    )
     overlap = diagnostics(data)
     if as_json:
         payload = {
@@ -114,7 +118,7 @@ def ope(
             f"[{interval.lower:.4f}, {interval.upper:.4f}]",
             f"{interval.std_error:.4f}",
         )
-    console.print(table)
+    print_table(table)
 
 
 def promote(
@@ -130,12 +134,13 @@ def promote(
     ] = None,
     estimator: Annotated[str, typer.Option("--estimator", help="OPE estimator for logs.")] = "dr",
     target: TargetOption = "greedy",
-    n_boot: BootOption = 1000,
+    bootstrap: BootstrapOption = 1000,
+    n_boot: NBootAlias = None,
     seed: SeedOption = 0,
     customers: Annotated[
         int, typer.Option("--customers", "-n", min=2, help="Twin cohort size.")
     ] = 20_000,
-    tracking_uri: TrackingOption = None,
+    tracking_uri: TrackingUriOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Move the 'champion' alias to a version only if its lower 95% bound beats the champion.
@@ -143,7 +148,7 @@ def promote(
     Evidence: OPE on the decision log (with outcomes) or, without logs, the twin scenario;
     with neither it refuses. Exit code 0 when promoted, 1 when refused.
     """
-    from nba.cli_inputs import reading, tracking_store
+    from nba.cli.inputs import reading, tracking_store
     from nba.ope.promotion import GateSettings
     from nba.ope.promotion import promote as run_gate
 
@@ -168,7 +173,7 @@ def promote(
         scenario=scenario,
         estimator=estimator,
         target=_target(target),
-        n_boot=n_boot,
+        n_boot=bootstrap_count(bootstrap, n_boot, BOOTSTRAP_MIN),
         seed=seed,
         twin_customers=customers,
     )
@@ -186,7 +191,7 @@ def promote(
 
 def _check_evidence(log: Path, outcomes: Path | None) -> None:
     """The decision log (and outcomes file) exist and are what they claim, before any work."""
-    from nba.cli_inputs import TABLE_SUFFIXES, check_decision_log, check_input
+    from nba.cli.inputs import TABLE_SUFFIXES, check_decision_log, check_input
 
     check_decision_log(log, "--log", must_exist=True)
     if outcomes is not None:

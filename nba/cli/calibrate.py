@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Annotated
 import numpy as np
 import typer
 
+from nba.cli.options import CustomerTableOption, JsonOption, bootstrap_option, seed_option
+from nba.cli.output import cell, console, describe, emit
 from nba.errors import NBAValidationError
 
 if TYPE_CHECKING:
@@ -16,11 +18,6 @@ if TYPE_CHECKING:
 
 AUDIT_REPLICATES = 20  # per-arm KPIs: many customers per cell, little simulation noise
 FORECAST_REPLICATES = 200  # per-customer forecasts: the mean of few runs adds to the MAE
-
-JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
-CustomersOption = Annotated[
-    Path | None, typer.Option("--customers", "-c", help="Customer table (CSV or parquet).")
-]
 
 
 def register(app: typer.Typer) -> None:
@@ -41,8 +38,7 @@ def convert(
     """Turn a public data set into the event-log schema (see ``nba.calibration.events``)."""
     from nba.calibration.adapters import ADAPTERS
     from nba.calibration.events import save_events
-    from nba.cli import console
-    from nba.cli_inputs import TABLE_SUFFIXES, check_output, reading
+    from nba.cli.inputs import TABLE_SUFFIXES, check_output, reading
 
     if dataset not in ADAPTERS:
         raise NBAValidationError(f"DATASET: unknown {dataset!r}; expected one of {list(ADAPTERS)}")
@@ -64,7 +60,7 @@ def convert(
 def calibrate(
     events: Annotated[Path, typer.Option("--events", "-e", help="Event log (CSV or parquet).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Scenario YAML to write.")],
-    customers: CustomersOption = None,
+    customers: CustomerTableOption = None,
     holdout_after: Annotated[
         str | None, typer.Option("--holdout-after", help="Ignore events from this date on.")
     ] = None,
@@ -83,8 +79,8 @@ def calibrate(
         str | None, typer.Option("--reference-time", help="Calibration cutoff (ISO 8601).")
     ] = None,
     max_personas: Annotated[int, typer.Option("--max-personas", min=2)] = 12,
-    bootstrap: Annotated[int, typer.Option("--bootstrap", min=20, help="Replicates.")] = 200,
-    seed: Annotated[int, typer.Option("--seed")] = 0,
+    bootstrap: Annotated[int, bootstrap_option(20)] = 200,
+    seed: Annotated[int, seed_option("Seed of the holdout split, clustering and bootstrap.")] = 0,
     name: Annotated[str, typer.Option("--name", help="Scenario name.")] = "calibrated",
     mlflow: Annotated[bool, typer.Option(help="Log the report as an MLflow run.")] = True,
     as_json: JsonOption = False,
@@ -93,8 +89,7 @@ def calibrate(
     from nba.calibration.events import save_events
     from nba.calibration.fit import calibrate as fit
     from nba.calibration.report import log_to_mlflow, write_report
-    from nba.cli import _cell, _emit, console
-    from nba.cli_inputs import check_output
+    from nba.cli.inputs import check_output
     from nba.progress import phase
 
     check_output(out, "--out", (".yaml", ".yml"))
@@ -152,13 +147,13 @@ def calibrate(
     if as_json:
         print(json.dumps(summary, default=str))
         return
-    _emit(
+    emit(
         result.parameters.round(6).to_dict(orient="records"),
         False,
         title=f"Calibrated {result.scenario.name}",
     )
     console.print(
-        f"{summary['personas']} personas (silhouette by k: {_cell(summary['silhouette'])}); "
+        f"{summary['personas']} personas (silhouette by k: {cell(summary['silhouette'])}); "
         f"{summary['fitted']} fitted, {summary['assumed']} assumed; {summary['seconds']} s. "
         f"Scenario -> {out}; report -> {report}"
     )
@@ -167,7 +162,7 @@ def calibrate(
 def audit(
     scenario: Annotated[Path, typer.Option("--scenario", "-s", help="Calibrated scenario YAML.")],
     events: Annotated[Path, typer.Option("--events", "-e", help="Held-out event log.")],
-    customers: CustomersOption = None,
+    customers: CustomerTableOption = None,
     segment: Annotated[
         list[str] | None,
         typer.Option(
@@ -205,7 +200,7 @@ def audit(
             "('log', a panel, the default) or from their own first event ('first_event').",
         ),
     ] = None,
-    seed: Annotated[int, typer.Option("--seed")] = 0,
+    seed: Annotated[int, seed_option("Seed of the twin's simulation.")] = 0,
     strict: Annotated[bool, typer.Option(help="Exit with status 1 when a KPI fails.")] = False,
     as_json: JsonOption = False,
 ) -> None:
@@ -216,8 +211,7 @@ def audit(
     """
     from nba.calibration.audit import audit as run_audit
     from nba.calibration.forecast import forecast_audit
-    from nba.cli import _describe, _emit, console
-    from nba.cli_inputs import check_input, reading
+    from nba.cli.inputs import check_input, reading
     from nba.progress import phase
     from nba.scenario import Scenario
 
@@ -261,9 +255,9 @@ def audit(
     if as_json:
         print(json.dumps({"summary": result.summary(), "kpis": rows}, default=str))
     else:
-        _emit(rows, False, title=title)
+        emit(rows, False, title=title)
         verdict = "PASS" if result.passed else "FAIL"
-        console.print(f"{verdict}: {_describe(result.summary())}")
+        console.print(f"{verdict}: {describe(result.summary())}")
     if strict and not result.passed:
         raise typer.Exit(1)
 
@@ -288,7 +282,7 @@ def _segments(items: list[str]) -> dict[str, str]:
 
 def _check_event_files(events: Path, customers: Path | None) -> None:
     """Refuse unreadable event/customer files before any work (or progress line) starts."""
-    from nba.cli_inputs import sniff_table
+    from nba.cli.inputs import sniff_table
 
     sniff_table(events, "--events")
     if customers is not None:
@@ -299,7 +293,7 @@ def _load_events(events: Path, customers: Path | None) -> EventLog:
     """The event log (and customer table), read after :func:`_check_event_files`; a failure
     further into a file (a ragged row) is still one line naming the option."""
     from nba.calibration.events import load_events
-    from nba.cli_inputs import reading
+    from nba.cli.inputs import reading
 
     option = "--events" if customers is None else "--events/--customers"
     with reading(option, events if customers is None else f"{events}', '{customers}"):
