@@ -12,7 +12,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 from nba.evaluation import ExactScorer
 from nba.progress import count, duration, progress_line, say
 from nba.serving.export import served_policy
-from nba.training.tracking import log_metrics
+from nba.tracking import log_metrics
 
 
 class ExactEvaluationCallback(BaseCallback):

@@ -46,6 +46,15 @@ from nba.serving.pyfunc import ARTIFACT_KEY, logged_model_fields
 from nba.serving.scorer import PolicyScorer
 from nba.serving.spec import default_signing_key, load_exported
 from nba.signals import handled
+from nba.tracking import (
+    ensure_experiment,
+    git_commit,
+    log_metrics,
+    log_params,
+    resolve_tracking_uri,
+    run_tags,
+    set_description,
+)
 from nba.training import figures
 from nba.training.callbacks import (
     AtomicCheckpointCallback,
@@ -58,16 +67,7 @@ from nba.training.checkpoint import Checkpoint, RunCheckpoints
 from nba.training.config import HyperParameters, TrainConfig, load_hyperparameters
 from nba.training.masking import rule_mask_spec
 from nba.training.registry import get_algorithm
-from nba.training.tracking import (
-    MLflowWriter,
-    ensure_experiment,
-    git_commit,
-    log_metrics,
-    log_params,
-    resolve_tracking_uri,
-    run_tags,
-    set_description,
-)
+from nba.training.tracking import MLflowWriter
 
 BASELINE_NAMES = ("no_action", "random", "journey_map", "myopic", "optimal")
 CANDIDATE_ALIAS = "candidate"

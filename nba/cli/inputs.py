@@ -260,7 +260,7 @@ def tracking_store(tracking_uri: str | None, option: str = "--tracking-uri") -> 
     MLflow creates a SQLite file (or an ``mlruns`` folder) on first contact; a read-only command
     that did so would leave an empty ``mlflow.db`` behind a typo.
     """
-    from nba.training.tracking import resolve_tracking_uri
+    from nba.tracking import resolve_tracking_uri
 
     uri = resolve_tracking_uri(tracking_uri)
     local = _local_store(uri)

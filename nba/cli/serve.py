@@ -41,7 +41,7 @@ def ui(
     import os
     import subprocess
 
-    from nba.training.tracking import DEFAULT_ARTIFACTS, resolve_tracking_uri
+    from nba.tracking import DEFAULT_ARTIFACTS, resolve_tracking_uri
 
     _check_port_free(host, port)
     uri = resolve_tracking_uri(tracking_uri)

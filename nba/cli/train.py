@@ -153,7 +153,7 @@ def _report_interrupted(stopped: Any, tracking_uri: str | None) -> NoReturn:
     """Say which run stopped and the exact command that resumes it; exit 128 + signal."""
     import shlex
 
-    from nba.training.tracking import resolve_tracking_uri
+    from nba.tracking import resolve_tracking_uri
 
     command = f"nba train --resume {stopped.run_id}"
     if tracking_uri and tracking_uri != resolve_tracking_uri(None):

@@ -19,10 +19,10 @@ from stable_baselines3.common.callbacks import BaseCallback
 
 from nba.cli import main
 from nba.errors import NBAValidationError
+from nba.tracking import resolve_tracking_uri
 from nba.training import train
 from nba.training.callbacks import TrainingInterrupted
 from nba.training.checkpoint import LOGGED_TAG, MANIFEST_TAG
-from nba.training.tracking import resolve_tracking_uri
 from nba.training.trainer import FINAL_DONE_TAG
 from tests.training.conftest import TINY_RUN
 

@@ -20,9 +20,9 @@ from typer.testing import CliRunner
 import nba.training.trainer as trainer
 from nba.cli import app
 from nba.errors import NBAValidationError
+from nba.tracking import resolve_tracking_uri
 from nba.training import train
 from nba.training.callbacks import TrainingInterrupted
-from nba.training.tracking import resolve_tracking_uri
 from tests.training.conftest import TINY_RUN
 
 

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
+from nba.tracking import resolve_tracking_uri
 from nba.training.checkpoint import MANIFEST_TAG, PREVIOUS_TAG
-from nba.training.tracking import resolve_tracking_uri
 
 TIMESTEPS = 32_768
 EVAL_EVERY = 16_384

@@ -20,8 +20,8 @@ from nba.evaluation import ExactScorer, evaluate_policies
 from nba.features import FeatureBuilder
 from nba.policy_head import one_hot
 from nba.serving.scorer import PolicyScorer
+from nba.tracking import resolve_tracking_uri
 from nba.training import train
-from nba.training.tracking import resolve_tracking_uri
 from nba.types import BoolArray, FloatArray, IntArray
 from tests.training.conftest import tiny_config_for
 

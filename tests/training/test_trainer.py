@@ -10,8 +10,8 @@ from mlflow.tracking import MlflowClient
 from stable_baselines3.common.callbacks import BaseCallback
 
 from nba.errors import NBAValidationError, UnknownNameError
+from nba.tracking import resolve_tracking_uri
 from nba.training import train
-from nba.training.tracking import resolve_tracking_uri
 from tests.training.conftest import TINY_RUN, tiny_config_for
 
 
