@@ -29,6 +29,10 @@ there. Every value lies in [0, 1].
 
 Exports made before the block existed are read with ``final_days=0``
 (:meth:`FeatureBuilder.for_names`), so their networks see the features they were trained on.
+
+The state blocks are derived from the state's declaration (:mod:`nba.state_components`): each
+component's one-hot blocks in component order, then its flag columns, so a new component gets
+its features without an edit here.
 """
 
 from __future__ import annotations
@@ -40,7 +44,7 @@ import numpy as np
 
 from nba.errors import NBAValidationError
 from nba.parameters import ScenarioArrays
-from nba.state import CustomerState
+from nba.state import COMPONENTS, CustomerState, StateComponent
 from nba.types import WEEKDAYS, FloatArray, IntArray
 
 #: Days at the end of the horizon with a one-hot ``days_left`` feature.
@@ -53,41 +57,48 @@ class FeatureBuilder:
 
     arrays: ScenarioArrays
     final_days: int = FINAL_DAYS
+    components: tuple[StateComponent, ...] = COMPONENTS
 
     @classmethod
-    def for_names(cls, arrays: ScenarioArrays, names: list[str]) -> FeatureBuilder:
+    def for_names(
+        cls,
+        arrays: ScenarioArrays,
+        names: list[str],
+        components: tuple[StateComponent, ...] = COMPONENTS,
+    ) -> FeatureBuilder:
         """The builder whose features are ``names`` (an export's, possibly from before a block).
 
         :raises NBAValidationError: when no layout of this scenario has those features.
         """
         for final_days in (FINAL_DAYS, 0):
-            builder = cls(arrays, final_days)
+            builder = cls(arrays, final_days, components)
             if builder.names == list(names):
                 return builder
         raise NBAValidationError("features: do not match any feature layout of the scenario")
 
     @cached_property
     def blocks(self) -> list[tuple[str, list[str]]]:
-        """(block name, feature names) in order."""
-        sc = self.arrays.scenario
-        rules = sc.contact_rules
-        blocks = [
-            ("persona", [f"persona={p}" for p in sc.persona_names]),
-            ("stage", [f"stage={s}" for s in sc.stage_names]),
-            ("pressure", [f"pressure={i}" for i in range(rules.pressure_capacity + 1)]),
-        ]
-        for cap in rules.caps:
-            days = [f"{cap.name}_days={d}" for d in range(1, cap.window_days + 1)]
-            blocks.append((f"{cap.name}_days", days))
+        """(block name, feature names) in order: state one-hot blocks, flags, then time."""
+        one_hot = [c for c in self.components if c.encoding == "one_hot"]
+        flags = [c for c in self.components if c.encoding == "flag"]
+        blocks = [block for c in [*one_hot, *flags] for block in c.blocks(self.arrays)]
         blocks += [
-            ("discount_habit", ["discount_habit"]),
-            ("opted_out", ["opted_out"]),
             ("time_left", ["time_left"]),
             ("weekday", [f"weekday={d}" for d in WEEKDAYS]),
         ]
         if self.final_days:
             blocks.append(("days_left", [f"days_left={k}" for k in range(1, self.final_days + 1)]))
         return blocks
+
+    @cached_property
+    def _state_plan(self) -> list[tuple[StateComponent, list[int], list[int]]]:
+        """(component, first feature column of each of its blocks, block widths)."""
+        plan = []
+        for component in self.components:
+            blocks = component.blocks(self.arrays)
+            starts = [self.offsets[block] for block, _ in blocks]
+            plan.append((component, starts, [len(names) for _, names in blocks]))
+        return plan
 
     @cached_property
     def names(self) -> list[str]:
@@ -127,13 +138,15 @@ class FeatureBuilder:
             obs.fill(0.0)
         rows = np.arange(n)
         o = self.offsets
-        obs[rows, o["persona"] + state.persona] = 1.0
-        obs[rows, o["stage"] + state.stage] = 1.0
-        obs[rows, o["pressure"] + state.pressure] = 1.0
-        for g, cap in enumerate(self.arrays.scenario.contact_rules.caps):
-            obs[rows, o[f"{cap.name}_days"] + state.days_since[:, g] - 1] = 1.0
-        obs[:, o["discount_habit"]] = state.habit
-        obs[:, o["opted_out"]] = state.opted_out
+        for component, starts, _ in self._state_plan:
+            values = state.__dict__[component.name]
+            if component.encoding == "flag":
+                obs[:, starts[0]] = values
+            elif component.columns is None:
+                obs[rows, starts[0] - component.digit_offset + values] = 1.0
+            else:
+                for g, start in enumerate(starts):  # a handful of columns (cap rules)
+                    obs[rows, start - component.digit_offset + values[:, g]] = 1.0
         obs[:, o["time_left"]] = (self.horizon - day) / self.horizon
         if weekday is None:
             weekday = (self.arrays.weekday_of_start + day) % 7
@@ -150,25 +163,29 @@ class FeatureBuilder:
         if obs.ndim != 2 or obs.shape[1] != self.size:
             raise NBAValidationError(f"obs: expected shape (N, {self.size}), got {obs.shape}")
 
-        def block(name: str) -> IntArray:
-            start = self.offsets[name]
-            width = len(dict(self.blocks)[name])
-            return np.argmax(obs[:, start : start + width], axis=1).astype(np.int64)
-
-        caps = self.arrays.scenario.contact_rules.caps
-        days_since = (
-            np.stack([block(f"{c.name}_days") + 1 for c in caps], axis=1)
-            if caps
-            else (np.zeros((obs.shape[0], 0), dtype=np.int64))
-        )
-        state = CustomerState(
-            persona=block("persona"),
-            stage=block("stage"),
-            pressure=block("pressure"),
-            days_since=days_since.astype(np.int64),
-            habit=obs[:, self.offsets["discount_habit"]] > 0.5,
-            opted_out=obs[:, self.offsets["opted_out"]] > 0.5,
-        )
+        values = {
+            component.name: self._decode_component(obs, component, starts, widths)
+            for component, starts, widths in self._state_plan
+        }
+        state = CustomerState.of(values, self.components)
         time_left = obs[:, self.offsets["time_left"]].astype(np.float64)
         day = np.rint(self.horizon * (1.0 - time_left)).astype(np.int64)
         return state, day
+
+    @staticmethod
+    def _decode_component(
+        obs: FloatArray, component: StateComponent, starts: list[int], widths: list[int]
+    ) -> np.ndarray:
+        """A component's values from its blocks: argmax of a one-hot block, > 0.5 of a flag."""
+        if component.encoding == "flag":
+            return np.asarray(obs[:, starts[0]] > 0.5)
+        columns = [
+            np.argmax(obs[:, start : start + width], axis=1).astype(np.int64)
+            + component.digit_offset
+            for start, width in zip(starts, widths, strict=True)
+        ]
+        if component.columns is None:
+            return columns[0]
+        if not columns:
+            return np.zeros((obs.shape[0], 0), dtype=np.int64)
+        return np.stack(columns, axis=1)

@@ -8,6 +8,7 @@ horizon and discount, this is exactly the objective that evaluation measures.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,9 +17,9 @@ import scipy.sparse as sp
 from nba.contact_rules import advance_contact_history
 from nba.dynamics import N_CASES
 from nba.scenario import Scenario
-from nba.state import CustomerState
+from nba.state import CustomerState, StateSpace
 from nba.twin import CustomerTwin
-from nba.types import BoolArray, FloatArray
+from nba.types import BoolArray, FloatArray, IntArray
 
 
 @dataclass(frozen=True)
@@ -50,45 +51,37 @@ def build_kernel(scenario: Scenario | str | CustomerTwin) -> TransitionKernel:
     """Enumerate every (state, action, outcome) of a scenario into a sparse kernel."""
     twin = scenario if isinstance(scenario, CustomerTwin) else CustomerTwin(scenario, tabulate=True)
     arrays, space = twin.arrays, twin.space
-    tables = twin.tables
+    tables = twin.tables  # first: it refuses a space too large for its tables
     n_states, n_actions = space.size, arrays.n_actions
 
     states = space.all_states()
     pair_state = np.repeat(np.arange(n_states), n_actions)
     pair_action = np.tile(np.arange(n_actions), n_states)
-    pressure, days_since = advance_contact_history(
-        arrays.rules, states.pressure[pair_state], states.days_since[pair_state], pair_action
-    )
-    # Index of the successor with stage, habit and opt-out set to zero; those three vary below.
-    template = CustomerState(
-        persona=states.persona[pair_state],
-        stage=np.zeros_like(pair_state),
-        pressure=pressure,
-        days_since=days_since,
-        habit=np.zeros(pair_state.shape[0], dtype=bool),
-        opted_out=np.zeros(pair_state.shape[0], dtype=bool),
-    )
-    base = space.encode(template)
+    base = _successor_base(space, states, pair_state, pair_action)
     outcomes = tables.outcomes.take(space.response_key(pair_state) * n_actions + pair_action)
-    stage_offsets = np.arange(arrays.n_stages) * space.strides[1]
+    stage_offsets = np.arange(arrays.n_stages) * space.stride("stage")
     rows = np.arange(pair_state.shape[0])
+    # the flags the day's outcome sets (habit, opt-out): every combination of their values
+    flags = [c for c in space.components if c.outcome is not None]
+    flag_strides = [space.stride(c.name) for c in flags]
 
     row_parts, col_parts, prob_parts = [], [], []
     for case in range(N_CASES):
         stage_prob = outcomes.case_probs[:, case, None] * outcomes.next_stage[:, case, :]
-        habit_on = outcomes.habit_next[:, case]
-        opt_on = outcomes.opt_out_next[:, case]
-        for habit in (0, 1):
-            habit_prob = habit_on if habit else 1.0 - habit_on
-            for opted in (0, 1):
-                opt_prob = opt_on if opted else 1.0 - opt_on
-                prob = stage_prob * (habit_prob * opt_prob)[:, None]
-                keep = prob > 0.0
-                offset = habit * space.strides[3] + opted * space.strides[4]
-                columns = base[:, None] + stage_offsets[None, :] + offset
-                row_parts.append(np.broadcast_to(rows[:, None], keep.shape)[keep])
-                col_parts.append(columns[keep])
-                prob_parts.append(prob[keep])
+        flag_on = [getattr(outcomes, str(c.outcome))[:, case] for c in flags]
+        for values in itertools.product((0, 1), repeat=len(flags)):
+            flag_prob: FloatArray | None = None
+            offset = 0
+            for value, on, stride in zip(values, flag_on, flag_strides, strict=True):
+                p = on if value else 1.0 - on
+                flag_prob = p if flag_prob is None else flag_prob * p
+                offset = offset + value * stride
+            prob = stage_prob if flag_prob is None else stage_prob * flag_prob[:, None]
+            keep = prob > 0.0
+            columns = base[:, None] + stage_offsets[None, :] + offset
+            row_parts.append(np.broadcast_to(rows[:, None], keep.shape)[keep])
+            col_parts.append(columns[keep])
+            prob_parts.append(prob[keep])
     transition = sp.csr_matrix(
         (np.concatenate(prob_parts), (np.concatenate(row_parts), np.concatenate(col_parts))),
         shape=(n_states * n_actions, n_states),
@@ -106,11 +99,33 @@ def build_kernel(scenario: Scenario | str | CustomerTwin) -> TransitionKernel:
     )
 
 
+def _successor_base(
+    space: StateSpace, states: CustomerState, pair_state: IntArray, pair_action: IntArray
+) -> IntArray:
+    """Index of each (state, action)'s successor with the stage and outcome flags at zero.
+
+    The contact history moves by the rules; stage and outcome flags vary in the kernel's loop;
+    every other component (persona, and any without dynamics) keeps its value.
+    """
+    pressure, days_since = advance_contact_history(
+        space.arrays.rules, states.pressure[pair_state], states.days_since[pair_state], pair_action
+    )
+    n = pair_state.shape[0]
+    values: dict[str, np.ndarray] = {"pressure": pressure, "days_since": days_since}
+    for component in space.components:
+        if component.name == "stage" or component.outcome is not None:
+            values[component.name] = np.zeros(n, dtype=component.dtype)
+        elif component.name not in values:
+            values[component.name] = states.__dict__[component.name][pair_state]
+    return space.encode(CustomerState.of(values, space.components))
+
+
 def initial_distribution(twin: CustomerTwin) -> FloatArray:
     """(S,) probability of each state at day 0, matching :meth:`CustomerTwin.reset`."""
     a, space = twin.arrays, twin.space
     stages = np.arange(a.n_stages)
     distribution = np.zeros(space.size)
+    n = a.n_stages
     for persona in range(a.n_personas):
         for habit in (False, True):
             p_habit = (
@@ -118,15 +133,7 @@ def initial_distribution(twin: CustomerTwin) -> FloatArray:
                 if habit
                 else 1.0 - a.persona_initial_habit[persona]
             )
-            n = a.n_stages
-            state = CustomerState(
-                persona=np.full(n, persona),
-                stage=stages,
-                pressure=np.zeros(n, dtype=np.int64),
-                days_since=np.broadcast_to(a.rules.cap_windows, (n, a.rules.n_caps)).copy(),
-                habit=np.full(n, habit),
-                opted_out=np.zeros(n, dtype=bool),
-            )
+            state = space.rested_state(np.full(n, persona), stages, habit=np.full(n, habit))
             distribution[space.encode(state)] += (
                 a.persona_share[persona] * p_habit * a.persona_initial_stage[persona]
             )
