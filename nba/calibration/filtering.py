@@ -11,9 +11,9 @@ same arithmetic as BG/NBD's "probability alive", with the twin's stages instead 
 
 What the filter conditions on: purchase days and the logged sends the scenario knows (other
 sends count as no action). Contact pressure, discount habit and opt-outs are held at their
-rested values, as in :meth:`ObservedCustomers.initial_state`. The prior on the first day read
-(the log's, or with ``history_start="first_event"`` each customer's own) is the scenario's
-persona shares and starting stages.
+rested values (:func:`nba.state.rested_state`, as in :meth:`ObservedCustomers.initial_state`).
+The prior on the first day read (the log's, or with ``history_start="first_event"`` each
+customer's own) is the scenario's persona shares and starting stages.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from nba.calibration.events import EventLog, EventLogError, utc_time
 from nba.dynamics import outcome_model
 from nba.parameters import ScenarioArrays
 from nba.scenario import Scenario
-from nba.state import CustomerState
+from nba.state import rested_state
 from nba.types import BoolArray, FloatArray, IntArray
 
 DAY = pd.Timedelta(days=1)
@@ -201,15 +201,10 @@ def _kernels(arrays: ScenarioArrays) -> tuple[FloatArray, FloatArray]:
     stage) under each action; one array for a purchase day, one for a quiet day."""
     n_personas, n_stages, n_actions = arrays.n_personas, arrays.n_stages, arrays.n_actions
     pairs = n_personas * n_stages
-    windows = arrays.rules.cap_windows
-    size = pairs * n_actions
-    state = CustomerState(
-        persona=np.tile(np.repeat(np.arange(n_personas), n_stages), n_actions),
-        stage=np.tile(np.arange(n_stages), n_personas * n_actions),
-        pressure=np.zeros(size, dtype=np.int64),
-        days_since=np.broadcast_to(windows, (size, windows.shape[0])).copy(),
-        habit=np.zeros(size, dtype=bool),
-        opted_out=np.zeros(size, dtype=bool),
+    state = rested_state(
+        arrays,
+        np.tile(np.repeat(np.arange(n_personas), n_stages), n_actions),
+        np.tile(np.arange(n_stages), n_personas * n_actions),
     )
     outcomes = outcome_model(arrays, state, np.repeat(np.arange(n_actions), pairs))
     cases, moves = outcomes.case_probs, outcomes.next_stage  # (size, 4), (size, 4, K)

@@ -15,8 +15,9 @@ from nba.calibration.events import EventLog, EventLogError
 from nba.calibration.personas import PersonaModel
 from nba.calibration.snapshot import take_snapshot
 from nba.calibration.stages import StageRules
+from nba.parameters import ScenarioArrays
 from nba.scenario import Calibration, Scenario
-from nba.state import CustomerState
+from nba.state import CustomerState, rested_state
 from nba.types import FloatArray, IntArray
 
 
@@ -35,16 +36,8 @@ class ObservedCustomers:
 
     def initial_state(self, scenario: Scenario, copies: int = 1) -> CustomerState:
         """The customers as twin states on day 0 (rested, no habit, not opted out)."""
-        n = len(self.persona) * copies
-        windows = np.array([cap.window_days for cap in scenario.contact_rules.caps], dtype=np.int64)
-        return CustomerState(
-            persona=np.tile(self.persona, copies),
-            stage=np.tile(self.stage, copies),
-            pressure=np.zeros(n, dtype=np.int64),
-            days_since=np.broadcast_to(windows, (n, len(windows))).copy(),
-            habit=np.zeros(n, dtype=bool),
-            opted_out=np.zeros(n, dtype=bool),
-        )
+        arrays = ScenarioArrays.from_scenario(scenario)
+        return rested_state(arrays, np.tile(self.persona, copies), np.tile(self.stage, copies))
 
 
 def observe(scenario: Scenario, log: EventLog) -> ObservedCustomers:

@@ -155,15 +155,8 @@ def simulate_log(
         arm
     ]
 
-    start = twin.sample_initial_state(n)
-    state = CustomerState(
-        persona=start.persona,
-        stage=start.stage,
-        pressure=np.zeros(n, dtype=np.int64),
-        days_since=start.days_since,
-        habit=np.zeros(n, dtype=bool),
-        opted_out=np.zeros(n, dtype=bool),
-    )
+    start = twin.sample_initial_state(n)  # drawn habits are not used: a rested start
+    state = twin.space.rested_state(start.persona, start.stage)
     persona, stage = state.persona.copy(), state.stage.copy()
     ids = np.char.add("s", np.arange(n).astype(str))
     stage_names = np.array(scenario.stage_names)
@@ -278,13 +271,13 @@ def optimum_in_truth(
         raise NBAValidationError(f"recovered scenario: lacks stages {missing}")
     if recovered.calibration is not None:
         personas = persona_index(recovered.calibration, personas)
-    seen = CustomerState(
-        persona=personas[states.persona],
-        stage=np.array([stage_index[s] for s in truth.stage_names])[states.stage],
-        pressure=states.pressure,
-        days_since=states.days_since,
-        habit=states.habit,
-        opted_out=states.opted_out,
+    seen = CustomerState.of(  # persona and stage renamed; the rest carried over as it is
+        {
+            **dict(states.items()),
+            "persona": personas[states.persona],
+            "stage": np.array([stage_index[s] for s in truth.stage_names])[states.stage],
+        },
+        states.components,
     )
     index = recovered_twin.space.encode(seen)
     action_index = {name: i for i, name in enumerate(truth.action_names)}
