@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from nba import optimal
-from nba.contact_rules import action_mask
+from nba.contact_rules import rule_masks
 from nba.errors import NBAValidationError
 from nba.features import FeatureBuilder
 from nba.kernel import TransitionKernel
@@ -98,9 +98,7 @@ def rollout(
         mask = twin.action_masks()
         actions, _ = policy.act(obs, mask)
         # independent check: the rule module itself, not the twin's tables, judges each contact
-        allowed = action_mask(
-            rules, state.consent(twin.arrays), state.pressure, state.days_since, twin.weekday
-        )
+        allowed = rule_masks(rules, state, twin.weekday, state.consent(twin.arrays)).allowed
         result = twin.step(actions)
         violations += int((~allowed[rows, result.executed]).sum())
         flows += np.bincount(stage_before * n_stages + twin.state.stage, minlength=flows.size)

@@ -12,42 +12,9 @@ from functools import cached_property
 
 import numpy as np
 
+from nba.contact_rules import ContactRuleArrays
 from nba.scenario import Scenario
 from nba.types import WEEKDAYS, BoolArray, FloatArray, IntArray
-
-
-@dataclass(frozen=True)
-class ContactRuleArrays:
-    """Everything :mod:`nba.contact_rules` needs, as arrays."""
-
-    action_channel: IntArray  # (A,) channel index per action, -1 for no action
-    channel_pressure: IntArray  # (C,)
-    pressure_capacity: int
-    pressure_drain: int
-    cap_windows: IntArray  # (G,) window length in days per cap rule
-    cap_members: BoolArray  # (G, C) channel belongs to cap rule
-    quiet: BoolArray  # (7, C) channel silent on weekday
-    requires_consent: BoolArray  # (C,)
-
-    @property
-    def n_actions(self) -> int:
-        return int(self.action_channel.shape[0])
-
-    @property
-    def n_caps(self) -> int:
-        return int(self.cap_windows.shape[0])
-
-    @cached_property
-    def action_pressure_change(self) -> IntArray:
-        """(A,) pressure change of a day with each action: + channel weight, or - drain."""
-        weight = self.channel_pressure[np.maximum(self.action_channel, 0)]
-        return np.where(self.action_channel >= 0, weight, -self.pressure_drain)
-
-    @cached_property
-    def action_in_cap(self) -> BoolArray:
-        """(A, G) whether each action's channel is covered by each cap rule."""
-        members = self.cap_members[:, np.maximum(self.action_channel, 0)].T
-        return members & (self.action_channel >= 0)[:, None]
 
 
 @dataclass(frozen=True)
@@ -105,7 +72,7 @@ class ScenarioArrays:
         stages = scenario.stage_names
         channels = scenario.channel_names
         offers = scenario.offer_names
-        n_stages, n_channels, n_offers = len(stages), len(channels), len(offers)
+        n_stages, n_offers = len(stages), len(offers)
 
         action_channel = np.array(
             [-1, *(channels.index(a.channel) for a in scenario.actions)], dtype=np.int64
@@ -118,23 +85,7 @@ class ScenarioArrays:
         action_cost = np.where(action_channel >= 0, channel_cost[action_channel], 0.0)
         action_discount = np.where(action_offer >= 0, offer_discount[action_offer], 0.0)
 
-        rules_cfg = scenario.contact_rules
-        cap_members = np.zeros((len(rules_cfg.caps), n_channels), dtype=bool)
-        for g, cap in enumerate(rules_cfg.caps):
-            cap_members[g, [channels.index(c) for c in cap.channels]] = True
-        quiet = np.zeros((len(WEEKDAYS), n_channels), dtype=bool)
-        for channel, days in rules_cfg.quiet_days.items():
-            quiet[[WEEKDAYS.index(d) for d in days], channels.index(channel)] = True
-        rules = ContactRuleArrays(
-            action_channel=action_channel,
-            channel_pressure=np.array([c.pressure for c in scenario.channels], dtype=np.int64),
-            pressure_capacity=rules_cfg.pressure_capacity,
-            pressure_drain=rules_cfg.pressure_drain,
-            cap_windows=np.array([c.window_days for c in rules_cfg.caps], dtype=np.int64),
-            cap_members=cap_members,
-            quiet=quiet,
-            requires_consent=np.array([c.requires_consent for c in scenario.channels]),
-        )
+        rules = ContactRuleArrays.from_scenario(scenario)
 
         personas = scenario.personas
         affinity = np.array([[p.channel_affinity[c] for c in channels] for p in personas])

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, fields
 import numpy as np
 import pandas as pd
 
-from nba.contact_rules import action_mask, advance_contact_history
+from nba.contact_rules import advance_contact_history, rule_masks
 from nba.dynamics import Outcomes, categorical, outcome_model, sample_outcomes
 from nba.errors import NBAValidationError
 from nba.parameters import ScenarioArrays
@@ -114,13 +114,7 @@ class TransitionTables:
         consent = states.consent(arrays)
         masks = np.stack(
             [
-                action_mask(
-                    arrays.rules,
-                    consent,
-                    states.pressure,
-                    states.days_since,
-                    np.full(space.size, weekday),
-                )
+                rule_masks(arrays.rules, states, np.full(space.size, weekday), consent).allowed
                 for weekday in range(7)
             ]
         )
@@ -279,13 +273,8 @@ class CustomerTwin:
         if self.tabulate:
             return self.tables.masks[self.weekday, self.state_index()]
         state = self.state
-        return action_mask(
-            self.arrays.rules,
-            state.consent(self.arrays),
-            state.pressure,
-            state.days_since,
-            self.weekday,
-        )
+        consent = state.consent(self.arrays)
+        return rule_masks(self.arrays.rules, state, self.weekday, consent).allowed
 
     def step(self, actions: IntArray) -> StepResult:
         """Advance every customer by one day under the requested actions."""

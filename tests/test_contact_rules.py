@@ -1,11 +1,25 @@
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 
-from nba.contact_rules import action_mask, advance_contact_history, check_rules
+from nba import optimal
+from nba.contact_rules import (
+    RULE_NAMES,
+    action_mask,
+    advance_contact_history,
+    check_rules,
+    effective_consent,
+    explanations,
+    rule_masks,
+)
+from nba.errors import NBAValidationError
+from nba.kernel import build_kernel
 from nba.parameters import ScenarioArrays
 from nba.scenario import Scenario
+from nba.state import StateSpace, rested_state
 from nba.types import WEEKDAYS
 
 
@@ -84,3 +98,95 @@ def test_contact_history_advances(retail: Scenario, arrays: ScenarioArrays) -> N
     np.testing.assert_array_equal(new_pressure, [4, 2, rules.pressure_capacity])
     # cap clocks: direct restarts for the call, ages (clipped) otherwise; messaging for e-mail
     np.testing.assert_array_equal(new_days, [[1, 2], [4, 2], [7, 1]])
+
+
+# ------------------------------------------------------------------ rules as declarations
+def _excluding(retail_dict: dict[str, Any], **rule: Any) -> Scenario:
+    retail_dict["contact_rules"]["exclusions"] = [rule]
+    return Scenario.from_dict(retail_dict)
+
+
+@pytest.fixture
+def no_email_winback(retail_dict: dict[str, Any]) -> Scenario:
+    """Retail plus a rule kind it lacks: no winback e-mail to a lapsed customer."""
+    return _excluding(
+        retail_dict,
+        name="no_email_winback",
+        stages=["lapsed"],
+        offers=["winback"],
+        channels=["email"],
+    )
+
+
+def test_rules_come_as_an_ordered_named_set(retail: Scenario, no_email_winback: Scenario) -> None:
+    assert RULE_NAMES == ("consent", "exclusion", "cap", "global_cap", "quiet_day")
+    retail_rules = ScenarioArrays.from_scenario(retail).rules
+    assert [r.name for r in retail_rules.rules] == ["consent", "cap", "global_cap", "quiet_day"]
+    rules = ScenarioArrays.from_scenario(no_email_winback).rules
+    assert [r.name for r in rules.rules] == list(RULE_NAMES)
+
+
+def test_an_exclusion_blocks_its_offers_in_its_stages_only(no_email_winback: Scenario) -> None:
+    arrays = ScenarioArrays.from_scenario(no_email_winback)
+    stages = no_email_winback.stage_names
+    n = len(stages)
+    state = rested_state(arrays, np.zeros(n, dtype=np.int64), np.arange(n))
+    consent = np.ones((n, len(no_email_winback.channels)), dtype=bool)
+    masks = rule_masks(arrays.rules, state, np.zeros(n, dtype=np.int64), consent)
+    winback = _action(no_email_winback, "email_winback")
+    lapsed = stages.index("lapsed")
+    expected = np.ones((n, arrays.n_actions), dtype=bool)
+    expected[lapsed, winback] = False  # the call centre's winback is another channel
+    np.testing.assert_array_equal(masks["exclusion"], expected)
+    np.testing.assert_array_equal(masks.allowed, expected)
+    rows = np.arange(n)
+    blocked = masks.blocked_by(rows, np.full(n, winback))
+    assert blocked.tolist() == [-1] * lapsed + [1] + [-1] * (n - lapsed - 1)
+    why = explanations(no_email_winback, arrays.rules)[1][winback]
+    assert (
+        why == "exclusion: ['no_email_winback'] rule out email_winback for customers in ['lapsed']"
+    )
+    with pytest.raises(NBAValidationError, match="stage"):  # a rule never guesses its input
+        check_rules(arrays.rules, consent, state.pressure, state.days_since, np.zeros(n, int))
+
+
+def test_the_first_blocking_rule_in_precedence_order_is_named(
+    retail: Scenario, arrays: ScenarioArrays
+) -> None:
+    kwargs = _customers(arrays, 3)
+    sms = retail.channel_names.index("sms")
+    kwargs["consent"][0, sms] = False  # consent and quiet day
+    kwargs["days_since"][:2] = 1  # caps open for rows 0 and 1
+    kwargs["weekday"][:] = WEEKDAYS.index("sun")  # sms is quiet on Sundays
+    masks = check_rules(arrays.rules, **kwargs)
+    sms_reminder = _action(retail, "sms_reminder")
+    blocked = masks.blocked_by(np.arange(3), np.full(3, sms_reminder))
+    assert [masks.names[k] for k in blocked] == ["consent", "cap", "quiet_day"]
+    skipped = masks.blocked_by(np.arange(3), np.full(3, sms_reminder), skip="consent")
+    assert [masks.names[k] for k in skipped] == ["cap", "cap", "quiet_day"]
+    assert (masks.blocked_by(np.arange(3), np.zeros(3, dtype=np.int64)) == -1).all()
+
+
+def test_one_consent_rule_for_arrays_and_plain_values(arrays: ScenarioArrays) -> None:
+    granted = np.array([[True, True, False], [True, True, False]])
+    requires = np.array([True, False, True])
+    opted_out = np.array([False, True])
+    together = effective_consent(granted, opted_out, requires)
+    np.testing.assert_array_equal(together, [[True, True, False], [False, True, False]])
+    for row in range(2):
+        one = effective_consent(granted[row].tolist(), bool(opted_out[row]), requires.tolist())
+        assert one == tuple(together[row].tolist())
+
+
+def test_the_optimum_respects_an_exclusion(
+    no_email_winback: Scenario, retail_optimum: optimal.PolicySolution
+) -> None:
+    kernel = build_kernel(no_email_winback)
+    space = StateSpace(ScenarioArrays.from_scenario(no_email_winback))
+    lapsed = space.all_states().stage == no_email_winback.stage_names.index("lapsed")
+    winback = _action(no_email_winback, "email_winback")
+    assert not kernel.masks[:, lapsed, winback].any() and kernel.masks[:, ~lapsed, winback].any()
+    solution = optimal.solve(kernel)
+    assert (retail_optimum.policy[:, lapsed] == winback).any()  # the rule binds
+    assert not (solution.policy[:, lapsed] == winback).any()
+    assert solution.value < retail_optimum.value

@@ -7,8 +7,9 @@ nothing; served, that request becomes its next-best allowed contact and the valu
 short PPO run lost 11%). So the learners here mask during training too.
 
 The twin's masks are a function of what the observation shows: consent follows persona and
-opt-out, and the rules read pressure, the cap clocks and the weekday. :class:`RuleMask` tabulates
-:func:`nba.contact_rules.action_mask` (the one rule module) over those inputs once and looks the
+opt-out, and the rules read pressure, the cap clocks and the weekday (and the stage, where the
+scenario has exclusions). :class:`RuleMask` tabulates
+:func:`nba.contact_rules.rule_masks` (the one rule module) over those inputs once and looks the
 mask up from the observation's one-hot blocks, in numpy or torch. That lets any SB3 algorithm
 mask without changes to the env: actor-critic policies (PPO, A2C) put -1e8 on forbidden logits
 and DQN puts it on forbidden Q-values and explores among allowed actions only.
@@ -25,7 +26,7 @@ from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.common.type_aliases import PyTorchObs
 from stable_baselines3.dqn.policies import DQNPolicy, QNetwork
 
-from nba.contact_rules import action_mask
+from nba.contact_rules import rule_masks
 from nba.features import FeatureBuilder
 from nba.parameters import ScenarioArrays
 from nba.policy_head import sample, uniform
@@ -44,23 +45,22 @@ def rule_mask_spec(scenario: Scenario) -> dict[str, Any]:
     features = FeatureBuilder(arrays)
     rules = arrays.rules
     windows = [int(w) for w in rules.cap_windows]
+    stages = arrays.n_stages if rules.has_exclusions else 1  # only exclusions read the stage
     radices = np.array(
-        [arrays.n_personas, 2, rules.pressure_capacity + 1, *windows, 7], dtype=np.int64
+        [arrays.n_personas, 2, rules.pressure_capacity + 1, *windows, 7, stages], dtype=np.int64
     )
     strides = np.concatenate([np.cumprod(radices[::-1])[::-1][1:], [1]]).astype(np.int64)
     digits = (np.arange(int(np.prod(radices)))[:, None] // strides[None, :]) % radices[None, :]
     n = digits.shape[0]
     state = CustomerState(
         persona=digits[:, 0].copy(),
-        stage=np.zeros(n, dtype=np.int64),
+        stage=digits[:, -1].copy(),
         pressure=digits[:, 2].copy(),
         days_since=digits[:, 3 : 3 + len(windows)] + 1,
         habit=np.zeros(n, dtype=bool),
         opted_out=digits[:, 1].astype(bool),
     )
-    table = action_mask(
-        rules, state.consent(arrays), state.pressure, state.days_since, digits[:, -1]
-    )
+    table = rule_masks(rules, state, digits[:, -2], state.consent(arrays)).allowed
     offsets = features.offsets
     caps = scenario.contact_rules.caps
     # (first column, width, stride, flag) per rule input: a one-hot block is read by argmax
@@ -73,8 +73,10 @@ def rule_mask_spec(scenario: Scenario) -> dict[str, Any]:
             (offsets[f"{cap.name}_days"], windows[g], int(strides[3 + g]), 0)
             for g, cap in enumerate(caps)
         ],
-        (offsets["weekday"], 7, int(strides[-1]), 0),
+        (offsets["weekday"], 7, int(strides[-2]), 0),
     ]
+    if stages > 1:
+        blocks.append((offsets["stage"], stages, int(strides[-1]), 0))
     return {"table": table, "blocks": blocks, "n_features": features.size}
 
 

@@ -3,7 +3,7 @@
 The decision log stores the features each decision saw, so a model's choice can be replayed
 on them with its numpy network. Which actions may it choose? Exactly those the contact rules
 allowed at decision time: they are recomputed from the logged features by the one rule module
-(:func:`nba.contact_rules.check_rules`, with the consent implied by persona and opt-out). Where
+(:func:`nba.contact_rules.rule_masks`, with the consent implied by persona and opt-out). Where
 the logged probabilities have more than one non-zero entry (a softmax serving policy), their
 support *is* the allowed set as served, so it is intersected in; that also honours per-request
 consent the features do not carry. "No action" is always allowed.
@@ -20,7 +20,7 @@ from typing import Literal
 import numpy as np
 
 from nba import policy_head
-from nba.contact_rules import check_rules
+from nba.contact_rules import rule_masks
 from nba.errors import NBAValidationError
 from nba.features import FeatureBuilder
 from nba.ope.data import OPEInputError
@@ -67,13 +67,7 @@ def allowed_actions(
     state, _ = builder.decode(features)
     start = builder.offsets["weekday"]
     weekday = np.argmax(features[:, start : start + 7], axis=1).astype(np.int64)
-    allowed = check_rules(
-        scorer.arrays.rules,
-        state.consent(scorer.arrays),
-        state.pressure,
-        state.days_since,
-        weekday,
-    ).allowed
+    allowed = rule_masks(scorer.arrays.rules, state, weekday, state.consent(scorer.arrays)).allowed
     if logged is not None:
         support = logged > 0
         stochastic = support.sum(axis=1) > 1
