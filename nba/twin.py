@@ -21,7 +21,7 @@ from nba.errors import NBAValidationError
 from nba.parameters import ScenarioArrays
 from nba.scenario import Scenario
 from nba.scenarios import load_scenario
-from nba.state import CustomerState, StateSpace
+from nba.state import COMPONENTS, CustomerState, StateComponent, StateSpace
 from nba.types import BoolArray, FloatArray, IntArray, SeedLike
 
 #: Tabulate outcomes when (states x actions) is at most this many pairs (~100 MB of tables).
@@ -122,25 +122,29 @@ class TransitionTables:
         return cls(outcomes=outcomes, expected_reward=expected_reward, masks=masks)
 
 
-_COMPILED: dict[str, tuple[ScenarioArrays, StateSpace]] = {}
-_TABLES: dict[str, TransitionTables] = {}
+_COMPILED: dict[tuple[str, tuple[str, ...]], tuple[ScenarioArrays, StateSpace]] = {}
+_TABLES: dict[tuple[str, tuple[str, ...]], TransitionTables] = {}
 _CACHE_SIZE = 8
 
 
-def _compile(scenario: Scenario, fingerprint: str) -> tuple[ScenarioArrays, StateSpace]:
+def _compile(
+    scenario: Scenario, fingerprint: str, components: tuple[StateComponent, ...]
+) -> tuple[ScenarioArrays, StateSpace]:
     """Arrays and state space of a scenario; scenarios with equal content share them."""
-    if fingerprint not in _COMPILED:
+    key = (fingerprint, tuple(c.name for c in components))
+    if key not in _COMPILED:
         _evict(_COMPILED)
         arrays = ScenarioArrays.from_scenario(scenario)
-        _COMPILED[fingerprint] = (arrays, StateSpace(arrays))
-    return _COMPILED[fingerprint]
+        _COMPILED[key] = (arrays, StateSpace(arrays, components))
+    return _COMPILED[key]
 
 
 def _tables(fingerprint: str, arrays: ScenarioArrays, space: StateSpace) -> TransitionTables:
-    if fingerprint not in _TABLES:
+    key = (fingerprint, tuple(c.name for c in space.components))
+    if key not in _TABLES:
         _evict(_TABLES)
-        _TABLES[fingerprint] = TransitionTables.build(arrays, space)
-    return _TABLES[fingerprint]
+        _TABLES[key] = TransitionTables.build(arrays, space)
+    return _TABLES[key]
 
 
 def _evict(cache: dict) -> None:
@@ -155,11 +159,14 @@ class CustomerTwin:
     :param scenario: a :class:`Scenario`, a built-in name such as ``"retail"``, or a YAML path.
     :param seed: seed or generator for the twin's single ``numpy.random.Generator``.
     :param tabulate: read outcomes from precomputed tables (default: when the space is small).
+    :param components: the state's components (default: :data:`nba.state.COMPONENTS`); a
+        component without dynamics keeps its start value.
     """
 
     scenario: Scenario | str
     seed: SeedLike = None
     tabulate: bool | None = None
+    components: tuple[StateComponent, ...] = COMPONENTS
     arrays: ScenarioArrays = field(init=False)
     space: StateSpace = field(init=False)
     rng: np.random.Generator = field(init=False)
@@ -167,7 +174,7 @@ class CustomerTwin:
     def __post_init__(self) -> None:
         self.scenario = load_scenario(self.scenario)
         self.fingerprint = self.scenario.fingerprint()
-        self.arrays, self.space = _compile(self.scenario, self.fingerprint)
+        self.arrays, self.space = _compile(self.scenario, self.fingerprint, self.components)
         self.rng = np.random.default_rng(self.seed)
         if self.tabulate is None:
             self.tabulate = self.space.size * self.arrays.n_actions <= TABULATE_LIMIT
