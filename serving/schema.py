@@ -55,6 +55,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import pandas as pd
 
+from nba.contact_rules import effective_consent
 from nba.parameters import ScenarioArrays
 from nba.serving.request_cells import (
     SHOWN_CHARS,
@@ -239,7 +240,7 @@ class RequestSchema:
         for c, column in enumerate(self.consent_columns):
             if column in frame.columns:
                 consent[:, c] = boolean_column(frame, column)
-        consent &= ~(opted_out[:, None] & self.arrays.rules.requires_consent[None, :])
+        consent = effective_consent(consent, opted_out, self.arrays.rules.requires_consent)
         refuse_repeated_ids(frame, customer_id)
         state = CustomerState(
             persona=persona,
@@ -300,8 +301,8 @@ class RequestSchema:
 
     # ------------------------------------------------------------------ one customer
     def _revoke(self, consent: list[bool]) -> tuple[bool, ...]:
-        """Consent left after a marketing opt-out."""
-        return tuple(g and not r for g, r in zip(consent, self._requires_consent, strict=True))
+        """Consent left after a marketing opt-out (the rules' one consent function)."""
+        return effective_consent(consent, True, self._requires_consent)
 
     def parse_one(
         self, row: Mapping[str, Any], as_of: datetime | None = None
