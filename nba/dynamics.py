@@ -64,22 +64,61 @@ class Outcomes:
         return (self.case_probs * self.case_rewards(margin_rate)).sum(axis=1)
 
 
+@dataclass(frozen=True)
+class _Contact:
+    """The day's executed actions, resolved once for every part of the outcome model."""
+
+    channel: IntArray  # (N,) -1 for no action
+    offer: IntArray  # (N,) -1 for no action
+    is_contact: BoolArray
+    safe_channel: IntArray  # channel, 0 where no action (for gathers)
+    safe_offer: IntArray
+    load: FloatArray  # (N,) contact pressure as a share of capacity
+    habit: FloatArray  # (N,) discount habit as 0.0 / 1.0
+
+    @classmethod
+    def of(cls, arrays: ScenarioArrays, state: CustomerState, actions: IntArray) -> _Contact:
+        channel = arrays.rules.action_channel[actions]
+        offer = arrays.action_offer[actions]
+        is_contact = channel >= 0
+        return cls(
+            channel=channel,
+            offer=offer,
+            is_contact=is_contact,
+            safe_channel=np.where(is_contact, channel, 0),
+            safe_offer=np.where(is_contact, offer, 0),
+            load=state.pressure / arrays.rules.pressure_capacity,
+            habit=state.habit.astype(np.float64),
+        )
+
+
 def outcome_model(arrays: ScenarioArrays, state: CustomerState, actions: IntArray) -> Outcomes:
     """Outcome probabilities for each customer under the (already allowed) executed action."""
-    sc = arrays.scenario
-    rules = arrays.rules
+    contact = _Contact.of(arrays, state, actions)
     persona, stage = state.persona, state.stage
-    habit = state.habit.astype(np.float64)
-    channel = rules.action_channel[actions]
-    offer = arrays.action_offer[actions]
-    is_contact = channel >= 0
-    safe_channel = np.where(is_contact, channel, 0)
-    safe_offer = np.where(is_contact, offer, 0)
-    load = state.pressure / rules.pressure_capacity
+    discount = np.where(contact.is_contact, arrays.action_discount[actions], 0.0)
+    return Outcomes(
+        case_probs=_case_probs(arrays, state, contact, discount),
+        next_stage=_next_stage(arrays, state, contact),
+        habit_next=_habit_next(arrays, contact.habit, discount > 0.0),
+        opt_out_next=_opt_out_next(arrays, state, contact),
+        spend=arrays.persona_basket[persona] * arrays.stage_spend_multiplier[stage],
+        discount=discount,
+        contact_cost=arrays.action_cost[actions],
+        referral=arrays.stage_referral_value[stage],
+    )
 
+
+def _case_probs(
+    arrays: ScenarioArrays, state: CustomerState, contact: _Contact, discount: FloatArray
+) -> FloatArray:
+    """(N, 4) probability of each outcome case: noticed x bought."""
+    sc = arrays.scenario
+    persona, stage, habit = state.persona, state.stage, contact.habit
+    is_contact, safe_offer = contact.is_contact, contact.safe_offer
     # Attention: who notices the message, less so under contact pressure.
-    affinity = arrays.persona_affinity[persona, safe_channel]
-    notice = np.where(is_contact, affinity * (1.0 - sc.fatigue.notice_drop * load), 0.0)
+    affinity = arrays.persona_affinity[persona, contact.safe_channel]
+    notice = np.where(is_contact, affinity * (1.0 - sc.fatigue.notice_drop * contact.load), 0.0)
 
     # Purchase: a baseline that a discount habit depresses, plus the offer's lift if noticed.
     baseline = (
@@ -88,7 +127,6 @@ def outcome_model(arrays: ScenarioArrays, state: CustomerState, actions: IntArra
         * (1.0 - sc.discount_habit.full_price_penalty * habit)
     )
     baseline = np.clip(baseline, 0.0, 1.0)
-    discount = np.where(is_contact, arrays.action_discount[actions], 0.0)
     is_discount = discount > 0.0
     lift = arrays.offer_lift[safe_offer, stage]
     lift = lift * (
@@ -101,8 +139,7 @@ def outcome_model(arrays: ScenarioArrays, state: CustomerState, actions: IntArra
     lift = np.where(is_discount, lift * price_response, lift)
     lift = np.where(is_contact, np.clip(lift, 0.0, 1.0), 0.0)
     buy_if_noticed = baseline + (1.0 - baseline) * lift
-
-    case_probs = np.stack(
+    return np.stack(
         [
             (1.0 - notice) * (1.0 - baseline),
             (1.0 - notice) * baseline,
@@ -112,18 +149,25 @@ def outcome_model(arrays: ScenarioArrays, state: CustomerState, actions: IntArra
         axis=1,
     )
 
-    # Stage: the day's own transition (purchase or not), then the noticed offer's move, then
-    # the chance that an irritating contact makes the customer leave for good.
+
+def _next_stage(arrays: ScenarioArrays, state: CustomerState, contact: _Contact) -> FloatArray:
+    """(N, 4, K) next-stage distribution per case.
+
+    The day's own transition (purchase or not), then the noticed offer's move, then the chance
+    that an irritating contact makes the customer leave for good.
+    """
+    rules, stage, is_contact = arrays.rules, state.stage, contact.is_contact
     after_purchase = arrays.purchase_transition[stage]
     after_quiet_day = arrays.daily_transition[stage]
-    moves = arrays.offer_moves[np.where(is_contact, offer, -1)]  # (N, K, K)
+    moves = arrays.offer_moves[np.where(is_contact, contact.offer, -1)]  # (N, K, K)
     noticed_no_buy = np.einsum("nk,nkj->nj", after_quiet_day, moves)
     noticed_buy = np.einsum("nk,nkj->nj", after_purchase, moves)
-    weight = np.where(is_contact, rules.channel_pressure[safe_channel], 0)
+    weight = np.where(is_contact, rules.channel_pressure[contact.safe_channel], 0)
     load_after = (
         np.minimum(state.pressure + weight, rules.pressure_capacity) / rules.pressure_capacity
     )
-    irritation = np.where(is_contact, sc.fatigue.churn_at_full_pressure * load_after**2, 0.0)
+    churn_at_full = arrays.scenario.fatigue.churn_at_full_pressure
+    irritation = np.where(is_contact, churn_at_full * load_after**2, 0.0)
     churn = np.zeros(arrays.n_stages)
     churn[arrays.churn_stage] = 1.0
     next_stage = np.stack(
@@ -137,33 +181,32 @@ def outcome_model(arrays: ScenarioArrays, state: CustomerState, actions: IntArra
     )
     absorbed = ~arrays.stage_can_buy[stage]
     next_stage[absorbed] = np.eye(arrays.n_stages)[stage[absorbed]][:, None, :]
+    return next_stage
 
-    # Discount habit: a discounted purchase may form it; otherwise it fades.
-    keep = habit * (1.0 - sc.discount_habit.decay)
-    formed = habit + (1.0 - habit) * sc.discount_habit.gain
+
+def _habit_next(arrays: ScenarioArrays, habit: FloatArray, is_discount: BoolArray) -> FloatArray:
+    """(N, 4) P(discount habit tomorrow): a discounted purchase may form it; else it fades."""
+    config = arrays.scenario.discount_habit
+    keep = habit * (1.0 - config.decay)
+    formed = habit + (1.0 - habit) * config.gain
     habit_next = np.repeat(keep[:, None], N_CASES, axis=1)
     habit_next[:, 3] = np.where(is_discount, formed, keep)
+    return habit_next
 
-    # Opt-out: only a noticed message on a consent channel can trigger one; it is permanent.
-    needs_consent = is_contact & rules.requires_consent[safe_channel]
+
+def _opt_out_next(arrays: ScenarioArrays, state: CustomerState, contact: _Contact) -> FloatArray:
+    """(N, 4) P(opted out tomorrow): only a noticed message on a consent channel can trigger
+    one, and it is permanent."""
+    safe_channel = contact.safe_channel
+    needs_consent = contact.is_contact & arrays.rules.requires_consent[safe_channel]
     risk = arrays.channel_unsubscribe[safe_channel] * (
-        1.0 + sc.fatigue.unsubscribe_multiplier * load
+        1.0 + arrays.scenario.fatigue.unsubscribe_multiplier * contact.load
     )
     risk = np.where(needs_consent, np.clip(risk, 0.0, 1.0), 0.0)
     already = state.opted_out.astype(np.float64)
     opt_out_next = np.repeat(already[:, None], N_CASES, axis=1)
     opt_out_next[:, 2:] = (already + (1.0 - already) * risk)[:, None]
-
-    return Outcomes(
-        case_probs=case_probs,
-        next_stage=next_stage,
-        habit_next=habit_next,
-        opt_out_next=opt_out_next,
-        spend=arrays.persona_basket[persona] * arrays.stage_spend_multiplier[stage],
-        discount=discount,
-        contact_cost=arrays.action_cost[actions],
-        referral=arrays.stage_referral_value[stage],
-    )
+    return opt_out_next
 
 
 @dataclass

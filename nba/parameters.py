@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Any
 
 import numpy as np
 
@@ -69,86 +70,91 @@ class ScenarioArrays:
 
     @classmethod
     def from_scenario(cls, scenario: Scenario) -> ScenarioArrays:
-        stages = scenario.stage_names
-        channels = scenario.channel_names
-        offers = scenario.offer_names
-        n_stages, n_offers = len(stages), len(offers)
-
-        action_channel = np.array(
-            [-1, *(channels.index(a.channel) for a in scenario.actions)], dtype=np.int64
+        return cls(
+            scenario=scenario,
+            rules=ContactRuleArrays.from_scenario(scenario),
+            **_action_arrays(scenario),
+            **_persona_arrays(scenario),
+            **_stage_and_offer_arrays(scenario),
+            channel_unsubscribe=np.array([c.unsubscribe_risk for c in scenario.channels]),
+            churn_stage=scenario.stage_names.index(scenario.churn_stage),
         )
-        action_offer = np.array(
-            [-1, *(offers.index(a.offer) for a in scenario.actions)], dtype=np.int64
-        )
-        channel_cost = np.array([c.cost for c in scenario.channels])
-        offer_discount = np.array([o.discount for o in scenario.offers])
-        action_cost = np.where(action_channel >= 0, channel_cost[action_channel], 0.0)
-        action_discount = np.where(action_offer >= 0, offer_discount[action_offer], 0.0)
 
-        rules = ContactRuleArrays.from_scenario(scenario)
 
-        personas = scenario.personas
-        affinity = np.array([[p.channel_affinity[c] for c in channels] for p in personas])
+def _action_arrays(scenario: Scenario) -> dict[str, Any]:
+    """Offer, contact cost and discount of each action (index 0: no action)."""
+    channels, offers = scenario.channel_names, scenario.offer_names
+    action_channel = np.array(
+        [-1, *(channels.index(a.channel) for a in scenario.actions)], dtype=np.int64
+    )
+    action_offer = np.array(
+        [-1, *(offers.index(a.offer) for a in scenario.actions)], dtype=np.int64
+    )
+    channel_cost = np.array([c.cost for c in scenario.channels])
+    offer_discount = np.array([o.discount for o in scenario.offers])
+    return {
+        "action_offer": action_offer,
+        "action_cost": np.where(action_channel >= 0, channel_cost[action_channel], 0.0),
+        "action_discount": np.where(action_offer >= 0, offer_discount[action_offer], 0.0),
+    }
+
+
+def _persona_arrays(scenario: Scenario) -> dict[str, Any]:
+    """Every per-persona table: shares, rates, affinities, consent, start distribution."""
+    stages, channels, personas = scenario.stage_names, scenario.channel_names, scenario.personas
+    initial_stage = np.array([[p.initial_stages.get(s, 0.0) for s in stages] for p in personas])
+    initial_stage /= initial_stage.sum(axis=1, keepdims=True)
+    return {
+        "persona_share": np.array([p.share for p in personas]),
+        "persona_base_rate": np.array([p.base_purchase_rate for p in personas]),
+        "persona_basket": np.array([p.basket_value for p in personas]),
+        "persona_price_sensitivity": np.array([p.price_sensitivity for p in personas]),
+        "persona_affinity": np.array([[p.channel_affinity[c] for c in channels] for p in personas]),
         # a channel that needs no consent (paid social audiences) is open to every persona
-        consent = np.array(
+        "persona_consent": np.array(
             [
                 [c.name in p.consent or not c.requires_consent for c in scenario.channels]
                 for p in personas
             ]
-        )
-        initial_stage = np.array([[p.initial_stages.get(s, 0.0) for s in stages] for p in personas])
-        initial_stage /= initial_stage.sum(axis=1, keepdims=True)
-        barrier_match = np.array(
+        ),
+        "persona_initial_stage": initial_stage,
+        "persona_initial_habit": np.array([p.initial_discount_habit for p in personas]),
+        "barrier_match": np.array(
             [[p.barrier in o.addresses for o in scenario.offers] for p in personas]
-        )
+        ),
+        "persona_offer_response": np.array(
+            [[p.offer_response.get(o.name, 1.0) for o in scenario.offers] for p in personas]
+        ),
+    }
 
-        offer_lift = np.array(
-            [
-                [o.purchase_lift * o.lift_by_stage.get(s, 1.0) for s in stages]
-                for o in scenario.offers
-            ]
-        )
-        can_buy = np.array([not s.absorbing for s in scenario.stages])
-        offer_lift = np.clip(offer_lift * can_buy[None, :], 0.0, 1.0)
-        offer_moves = np.stack(
-            [
-                *(_transition_matrix(stages, o.stage_moves) for o in scenario.offers),
-                np.eye(n_stages),
-            ]
-        )
-        assert offer_moves.shape == (n_offers + 1, n_stages, n_stages)
 
-        return cls(
-            scenario=scenario,
-            rules=rules,
-            action_offer=action_offer,
-            action_cost=action_cost,
-            action_discount=action_discount,
-            persona_share=np.array([p.share for p in personas]),
-            persona_base_rate=np.array([p.base_purchase_rate for p in personas]),
-            persona_basket=np.array([p.basket_value for p in personas]),
-            persona_price_sensitivity=np.array([p.price_sensitivity for p in personas]),
-            persona_affinity=affinity,
-            persona_consent=consent,
-            persona_initial_stage=initial_stage,
-            persona_initial_habit=np.array([p.initial_discount_habit for p in personas]),
-            barrier_match=barrier_match,
-            persona_offer_response=np.array(
-                [[p.offer_response.get(o.name, 1.0) for o in scenario.offers] for p in personas]
-            ),
-            stage_purchase_multiplier=np.array([s.purchase_multiplier for s in scenario.stages]),
-            stage_spend_multiplier=np.array([s.spend_multiplier for s in scenario.stages]),
-            stage_referral_value=np.array([s.referral_value for s in scenario.stages]),
-            stage_can_buy=can_buy,
-            purchase_transition=_transition_matrix(
-                stages, {s.name: s.on_purchase for s in scenario.stages}
-            ),
-            daily_transition=_transition_matrix(stages, {s.name: s.daily for s in scenario.stages}),
-            offer_lift=offer_lift,
-            offer_moves=offer_moves,
-            channel_unsubscribe=np.array([c.unsubscribe_risk for c in scenario.channels]),
-            churn_stage=stages.index(scenario.churn_stage),
-        )
+def _stage_and_offer_arrays(scenario: Scenario) -> dict[str, Any]:
+    """Per-stage multipliers and transitions, and each offer's lift and stage moves."""
+    stages = scenario.stage_names
+    n_stages, n_offers = len(stages), len(scenario.offer_names)
+    offer_lift = np.array(
+        [[o.purchase_lift * o.lift_by_stage.get(s, 1.0) for s in stages] for o in scenario.offers]
+    )
+    can_buy = np.array([not s.absorbing for s in scenario.stages])
+    offer_moves = np.stack(
+        [
+            *(_transition_matrix(stages, o.stage_moves) for o in scenario.offers),
+            np.eye(n_stages),
+        ]
+    )
+    assert offer_moves.shape == (n_offers + 1, n_stages, n_stages)
+    return {
+        "stage_purchase_multiplier": np.array([s.purchase_multiplier for s in scenario.stages]),
+        "stage_spend_multiplier": np.array([s.spend_multiplier for s in scenario.stages]),
+        "stage_referral_value": np.array([s.referral_value for s in scenario.stages]),
+        "stage_can_buy": can_buy,
+        "purchase_transition": _transition_matrix(
+            stages, {s.name: s.on_purchase for s in scenario.stages}
+        ),
+        "daily_transition": _transition_matrix(stages, {s.name: s.daily for s in scenario.stages}),
+        "offer_lift": np.clip(offer_lift * can_buy[None, :], 0.0, 1.0),
+        "offer_moves": offer_moves,
+    }
 
 
 def _transition_matrix(stages: list[str], moves: dict[str, dict[str, float]]) -> FloatArray:
