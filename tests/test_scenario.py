@@ -119,7 +119,7 @@ def test_errors_are_value_errors_and_unknown_names_list_choices() -> None:
         Scenario.from_yaml("name: [unclosed\nother: 1")
     with pytest.raises(ScenarioError, match="expected a mapping"):
         Scenario.from_dict(["not", "a", "mapping"])  # type: ignore[arg-type]
-    assert builtin_scenario_names() == ["retail"]
+    assert builtin_scenario_names() == ["retail", "subscription"]
 
 
 BILLION_LAUGHS = "\n".join(

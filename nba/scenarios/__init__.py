@@ -9,7 +9,7 @@ from pathlib import Path
 from nba.errors import UnknownNameError
 from nba.scenario import Scenario
 
-BUILTIN_SCENARIOS: dict[str, str] = {"retail": "retail.yaml"}
+BUILTIN_SCENARIOS: dict[str, str] = {"retail": "retail.yaml", "subscription": "subscription.yaml"}
 
 
 @cache
