@@ -56,28 +56,49 @@ class HyperParameters(_Config):
 
 
 class TrainConfig(_Config):
-    """Everything a training run needs; ``nba train`` flags map onto these fields."""
+    """Everything a training run needs. ``nba train`` has one option per field, generated from
+    these declarations (name, default, bounds, help): see :func:`option_name`."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, protected_namespaces=())
 
-    scenario: str = "retail"
-    algo: str = "ppo"
-    timesteps: int = Field(10_000_000, ge=1)
-    seed: int = Field(0, ge=0)
-    hyperparameters: HyperParameters | None = None
-    eval_every_steps: int = Field(1_000_000, ge=1, description="Periodic exact evaluation.")
-    eval_customers: int = Field(DEFAULT_CUSTOMERS, ge=2)
-    eval_seed: int = DEFAULT_SEED
-    checkpoint_every_seconds: float = Field(30.0, gt=0)
-    checkpoint_dir: str = "checkpoints"
+    scenario: str = Field("retail", description="Built-in scenario name or path to a YAML file.")
+    algo: str = Field(
+        "ppo", description="Algorithm from the registry: ppo, a2c, dqn or maskable_ppo."
+    )
+    timesteps: int = Field(
+        10_000_000, ge=1, description="Env steps to train for (with --resume: the new total)."
+    )
+    seed: int = Field(0, ge=0, description="Seed of the envs, the network and its exploration.")
+    hyperparameters: HyperParameters | None = Field(
+        None,
+        description="Hyper-parameters, a YAML file on the command line (default: the packaged "
+        "file for the algorithm and scenario).",
+    )
+    eval_every_steps: int = Field(
+        1_000_000, ge=1, description="Env steps between exact evaluations."
+    )
+    eval_customers: int = Field(
+        DEFAULT_CUSTOMERS, ge=2, description="Cohort of the final comparison table."
+    )
+    eval_seed: int = Field(
+        DEFAULT_SEED, description="Seed of that cohort (the same customers for every policy)."
+    )
+    checkpoint_every_seconds: float = Field(30.0, gt=0, description="Seconds between checkpoints.")
+    checkpoint_dir: str = Field(
+        "checkpoints", description="Folder of local checkpoints, one subfolder per run."
+    )
     target_share: float | None = Field(
         None, gt=0, le=1, description="Stop early once the exact share of optimum reaches it."
     )
-    experiment: str = "nba"
+    experiment: str = Field("nba", description="MLflow experiment of the run.")
     register_model: bool = Field(
-        False, description="Register the policy and point the 'candidate' alias at it."
+        False,
+        description="Register the policy in the Model Registry and move the 'candidate' alias "
+        "to it.",
     )
-    model_name: str | None = None
+    model_name: str | None = Field(
+        None, description="Registered model name (default: nba-SCENARIO)."
+    )
     torch_threads: int = Field(
         1,
         ge=1,
@@ -85,7 +106,9 @@ class TrainConfig(_Config):
         "on a machine with other work more threads ran 2.5-16x slower "
         "(benchmarks/torch_threads.py).",
     )
-    progress_bar: bool = False
+    progress_bar: bool = Field(
+        False, description="SB3's progress bar (nba train: shown when stderr is a terminal)."
+    )
 
     @field_validator("torch_threads", mode="before")
     @classmethod
@@ -109,6 +132,25 @@ class TrainConfig(_Config):
     def flat_params(self) -> dict[str, str]:
         """Flattened ``a.b.c`` keys for MLflow params."""
         return {key: str(value) for key, value in _flatten(self.resolved().model_dump(mode="json"))}
+
+
+# ``nba train`` options whose names are not the field's (``--eval-every``, not
+# ``--eval-every-steps``), with their short forms; every other field is ``--field-name``.
+OPTION_NAMES: dict[str, tuple[str, ...]] = {
+    "scenario": ("--scenario", "-s"),
+    "algo": ("--algo", "-a"),
+    "timesteps": ("--timesteps", "-t"),
+    "hyperparameters": ("--config",),
+    "eval_every_steps": ("--eval-every",),
+    "checkpoint_every_seconds": ("--checkpoint-every",),
+    "torch_threads": ("--threads",),
+    "register_model": ("--register",),
+}
+
+
+def option_name(field: str) -> str:
+    """The ``nba train`` option of a :class:`TrainConfig` field, as error messages name it."""
+    return OPTION_NAMES.get(field, (f"--{field.replace('_', '-')}",))[0]
 
 
 def default_hyperparameters(algo: str, scenario: str) -> HyperParameters:

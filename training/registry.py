@@ -8,11 +8,12 @@ from __future__ import annotations
 import importlib
 import inspect
 from dataclasses import dataclass
-from typing import Any
-
-from stable_baselines3.common.base_class import BaseAlgorithm
+from typing import TYPE_CHECKING, Any
 
 from nba.errors import UnknownNameError
+
+if TYPE_CHECKING:  # SB3 (and torch) load when an algorithm does, not with the registry
+    from stable_baselines3.common.base_class import BaseAlgorithm
 
 
 @dataclass(frozen=True)

@@ -64,7 +64,12 @@ from nba.training.callbacks import (
     TrainingInterrupted,
 )
 from nba.training.checkpoint import Checkpoint, RunCheckpoints
-from nba.training.config import HyperParameters, TrainConfig, load_hyperparameters
+from nba.training.config import (
+    HyperParameters,
+    TrainConfig,
+    load_hyperparameters,
+    option_name,
+)
 from nba.training.masking import rule_mask_spec
 from nba.training.registry import get_algorithm
 from nba.training.tracking import MLflowWriter
@@ -578,13 +583,6 @@ RESUME_APPLIES = frozenset(
         "model_name",
     }
 )
-_OPTION_NAMES = {
-    "hyperparameters": "--config",
-    "eval_every_steps": "--eval-every",
-    "checkpoint_every_seconds": "--checkpoint-every",
-    "torch_threads": "--threads",
-    "register_model": "--register",
-}
 
 
 def _config_of_run(
@@ -607,7 +605,7 @@ def _config_of_run(
         cfg = TrainConfig.model_validate(json.loads(Path(path).read_text("utf-8")))
     changes: dict[str, Any] = {}
     for key, value in (given or {}).items():
-        option = _OPTION_NAMES.get(key, f"--{key.replace('_', '-')}")
+        option = option_name(key)
         if key not in TrainConfig.model_fields:
             raise NBAValidationError(f"{option}: not a training setting")
         if key == "hyperparameters" and isinstance(value, str | Path):
@@ -630,9 +628,7 @@ def _config_of_run(
         except ValidationError as exc:
             error = exc.errors()[0]
             field = str(error["loc"][0]) if error["loc"] else "resume"
-            raise NBAValidationError(
-                f"{_OPTION_NAMES.get(field, '--' + field.replace('_', '-'))}: {error['msg']}"
-            ) from None
+            raise NBAValidationError(f"{option_name(field)}: {error['msg']}") from None
         client.log_text(run_id, cfg.model_dump_json(indent=2), "inputs/config.json")
         client.set_tag(
             run_id,

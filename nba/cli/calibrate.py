@@ -182,7 +182,7 @@ def audit(
     replicates: Annotated[
         int | None,
         typer.Option(
-            "--replicates", min=2, help="Twin runs per customer [default: 20; forecast: 200]."
+            "--replicates", min=2, help="Twin runs per customer (default: 20; forecast audit: 200)."
         ),
     ] = None,
     placement: Annotated[

@@ -18,8 +18,8 @@ TrackingUriOption = Annotated[
     str | None,
     typer.Option(
         "--tracking-uri",
-        help="MLflow store for models:/ and runs:/ URIs [default: MLFLOW_TRACKING_URI, "
-        "else ./mlflow.db].",
+        help="MLflow tracking store, also where models:/ and runs:/ URIs are found (default: "
+        "MLFLOW_TRACKING_URI, else ./mlflow.db).",
     ),
 ]
 TrustedScenarioOption = Annotated[

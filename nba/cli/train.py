@@ -1,16 +1,34 @@
-"""``nba train``: train a policy, compare it with the baselines and the optimum, record it."""
+"""``nba train``: train a policy, compare it with the baselines and the optimum, record it.
+
+Its options are generated from :class:`~nba.training.config.TrainConfig`, one per field: the
+name (:data:`~nba.training.config.OPTION_NAMES` where it is not ``--field-name``), the
+default, the bounds and the help all come from the field, so none is declared twice.
+"""
 
 from __future__ import annotations
 
+import inspect
 import json
+import types
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any, NoReturn, Union, get_args, get_origin
 
+import annotated_types
 import typer
+from pydantic import BaseModel, ValidationError
+from pydantic.fields import FieldInfo
 
-from nba.cli.options import JsonOption, ScenarioOption
+from nba.cli.options import JsonOption, TrackingUriOption
 from nba.cli.output import console, error_console, print_evaluation, stdout_to_stderr
 from nba.errors import NBAValidationError
+from nba.training.config import OPTION_NAMES, TrainConfig, option_name
+
+# Settings whose default ``nba train`` decides when it runs (a bar only in a terminal)
+DECIDED_WHEN_RUN = frozenset({"progress_bar"})
+# Options of ``nba train`` that are not training settings
+ResumeOption = Annotated[
+    str | None, typer.Option("--resume", help="Continue an interrupted run by its id.")
+]
 
 
 def register(app: typer.Typer) -> None:
@@ -18,48 +36,63 @@ def register(app: typer.Typer) -> None:
     app.command()(train)
 
 
+def config_option(name: str, field: FieldInfo) -> inspect.Parameter:
+    """The ``nba train`` option of one :class:`TrainConfig` field.
+
+    A field holding a model (the hyper-parameters) is given as a YAML file; a boolean is a
+    ``--flag/--no-flag`` pair. ``ge``/``le`` bounds become the option's range; strict ``gt``/``lt``
+    ones are said in the help and checked with the rest of the config (:func:`_checked`).
+    """
+    annotation = field.annotation
+    members = get_args(annotation) if get_origin(annotation) in (Union, types.UnionType) else ()
+    if any(isinstance(m, type) and issubclass(m, BaseModel) for m in (annotation, *members)):
+        annotation = Path | None
+    decls = OPTION_NAMES.get(name, (option_name(name),))
+    if annotation is bool:
+        decls = (f"{decls[0]}/--no-{decls[0][2:]}", *decls[1:])
+    bounds: dict[str, Any] = {}
+    strict: list[str] = []
+    for rule in field.metadata:
+        if isinstance(rule, annotated_types.Ge):
+            bounds["min"] = rule.ge
+        elif isinstance(rule, annotated_types.Le):
+            bounds["max"] = rule.le
+        elif isinstance(rule, annotated_types.Gt):
+            strict.append(f"> {rule.gt}")
+        elif isinstance(rule, annotated_types.Lt):
+            strict.append(f"< {rule.lt}")
+    text = field.description or ""
+    if strict:
+        text = f"{text.removesuffix('.')} (must be {' and '.join(strict)})."
+    option = typer.Option(*decls, help=text, show_default=name not in DECIDED_WHEN_RUN, **bounds)
+    return inspect.Parameter(
+        name,
+        inspect.Parameter.KEYWORD_ONLY,
+        annotation=Annotated[annotation, option],
+        default=field.get_default(call_default_factory=True),
+    )
+
+
+def _signature() -> inspect.Signature:
+    """``train``'s signature: the context, one option per config field, then the rest."""
+    keyword = inspect.Parameter.KEYWORD_ONLY
+    return inspect.Signature(
+        [
+            inspect.Parameter("ctx", keyword, annotation=typer.Context),
+            *(config_option(name, field) for name, field in TrainConfig.model_fields.items()),
+            inspect.Parameter("tracking_uri", keyword, annotation=TrackingUriOption, default=None),
+            inspect.Parameter("resume", keyword, annotation=ResumeOption, default=None),
+            inspect.Parameter("as_json", keyword, annotation=JsonOption, default=False),
+        ]
+    )
+
+
 def train(
     ctx: typer.Context,
-    scenario: ScenarioOption = "retail",
-    algo: Annotated[
-        str, typer.Option("--algo", "-a", help="ppo, a2c, dqn or maskable_ppo.")
-    ] = "ppo",
-    timesteps: Annotated[int, typer.Option("--timesteps", "-t", min=1)] = 10_000_000,
-    seed: Annotated[int, typer.Option("--seed", min=0)] = 0,
-    config: Annotated[
-        Path | None, typer.Option("--config", help="Hyper-parameter YAML (default: packaged).")
-    ] = None,
-    tracking_uri: Annotated[
-        str | None, typer.Option("--tracking-uri", help="MLflow URI (default ./mlflow.db).")
-    ] = None,
-    experiment: Annotated[str, typer.Option("--experiment")] = "nba",
-    resume: Annotated[
-        str | None, typer.Option("--resume", help="Continue an interrupted run by its id.")
-    ] = None,
-    eval_every: Annotated[
-        int, typer.Option("--eval-every", min=1, help="Env steps between exact evaluations.")
-    ] = 1_000_000,
-    eval_customers: Annotated[int, typer.Option("--eval-customers", min=2)] = 20_000,
-    checkpoint_every: Annotated[
-        float, typer.Option("--checkpoint-every", help="Seconds between checkpoints.")
-    ] = 30.0,
-    threads: Annotated[
-        int,
-        typer.Option(
-            "--threads",
-            min=1,
-            help="torch intra-op threads (default 1: faster for these small networks, and far "
-            "faster when the machine has other work).",
-        ),
-    ] = 1,
-    register: Annotated[
-        bool,
-        typer.Option(
-            "--register/--no-register",
-            help="Register the policy in the Model Registry and move the 'candidate' alias to it.",
-        ),
-    ] = False,
-    as_json: JsonOption = False,
+    tracking_uri: str | None = None,
+    resume: str | None = None,
+    as_json: bool = False,
+    **settings: Any,
 ) -> None:
     """Train a policy, compare it with every baseline and the optimum, record it in MLflow.
 
@@ -67,52 +100,34 @@ def train(
     With --resume, options not given come from the run; --timesteps sets a new total, and an
     option that would change what the run learns or measures is refused.
     """
+    config = settings.pop("hyperparameters", None)
     if not resume:  # a typo fails in a second, before torch loads or any store is created
         from nba.scenarios import load_scenario
 
-        load_scenario(scenario)
+        load_scenario(settings["scenario"])
         if config is not None and not config.is_file():
             raise NBAValidationError(f"--config: no such file {str(config)!r}")
+        _checked(settings)
     from nba.training.trainer import TrainingInterrupted
     from nba.training.trainer import train as run_training
 
-    settings = _given_when_resuming(
-        ctx,
-        resume,
-        scenario=scenario,
-        algo=algo,
-        timesteps=timesteps,
-        seed=seed,
-        config=config,
-        experiment=experiment,
-        eval_every_steps=eval_every,
-        eval_customers=eval_customers,
-        checkpoint_every_seconds=checkpoint_every,
-        torch_threads=threads,
-        register_model=register,
-    )
+    settings = _given_when_resuming(ctx, resume, {**settings, "hyperparameters": config})
+    if "progress_bar" not in settings or not _typed(ctx, "progress_bar"):
+        settings["progress_bar"] = error_console.is_terminal  # a bar only where one is seen
     try:
         with stdout_to_stderr():  # stdout holds only the table, or only the JSON
             result = run_training(
                 tracking_uri=tracking_uri,
                 resume=resume,
-                progress_bar=error_console.is_terminal,
+                config=settings.pop("hyperparameters", None),
                 **settings,
             )
     except TrainingInterrupted as stopped:
         _report_interrupted(stopped, tracking_uri)
     if as_json:
-        typer.echo(
-            json.dumps(
-                {
-                    "run_id": result.run_id,
-                    "model_uri": result.model_uri,
-                    "model_version": result.model_version,
-                    "table": json.loads(result.table.to_json(orient="records")),
-                },
-                indent=2,
-            )
-        )
+        table = json.loads(result.table.to_json(orient="records"))
+        payload = {key: getattr(result, key) for key in ("run_id", "model_uri", "model_version")}
+        typer.echo(json.dumps({**payload, "table": table}, indent=2))
         return
     print_evaluation(result.table, f"run {result.run_id}")
     registered = (
@@ -120,6 +135,7 @@ def train(
         if result.model_version
         else "policy not registered (--register registers it as 'candidate')"
     )
+    experiment = settings.get("experiment", TrainConfig.model_fields["experiment"].default)
     console.print(
         f"MLflow run {result.run_id}; {registered}.\n"
         "Open the UI with: nba ui   (then browse experiment "
@@ -127,26 +143,34 @@ def train(
     )
 
 
-# ``nba train`` parameters whose names differ from the training function's
-_TRAIN_PARAMETERS = {
-    "eval_every_steps": "eval_every",
-    "checkpoint_every_seconds": "checkpoint_every",
-    "torch_threads": "threads",
-    "register_model": "register",
-}
+train.__signature__ = _signature()  # type: ignore[attr-defined]
 
 
-def _given_when_resuming(ctx: typer.Context, resume: str | None, **settings: Any) -> dict[str, Any]:
+def _checked(settings: dict[str, Any]) -> None:
+    """The settings as a :class:`TrainConfig` would take them, or one line naming the option
+    (bounds the option's range cannot say, such as ``--checkpoint-every`` above 0)."""
+    try:
+        TrainConfig.model_validate(settings)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        field = str(error["loc"][0]) if error["loc"] else "config"
+        raise NBAValidationError(f"{option_name(field)}: {error['msg']}") from None
+
+
+def _typed(ctx: typer.Context, name: str) -> bool:
+    """Whether the user gave option ``name`` (not its default)."""
+    # by name: typer vendors its own click, whose ParameterSource is not click's
+    source = ctx.get_parameter_source(name)
+    return source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP")
+
+
+def _given_when_resuming(
+    ctx: typer.Context, resume: str | None, settings: dict[str, Any]
+) -> dict[str, Any]:
     """Every setting for a new run; for --resume only those typed, so the run's own fill in."""
     if not resume:
         return settings
-    given = {}
-    for key, value in settings.items():
-        # by name: typer vendors its own click, whose ParameterSource is not click's
-        source = ctx.get_parameter_source(_TRAIN_PARAMETERS.get(key, key))
-        if source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP"):
-            given[key] = value
-    return given
+    return {key: value for key, value in settings.items() if _typed(ctx, key)}
 
 
 def _report_interrupted(stopped: Any, tracking_uri: str | None) -> NoReturn:
