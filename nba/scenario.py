@@ -11,15 +11,27 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, model_validator
 
 from nba.errors import ScenarioError
+from nba.scenario_base import SUM_TOLERANCE as _SUM_TOLERANCE
+from nba.scenario_base import Barrier, NonNegative, PositiveInt, Probability, Weekday
+from nba.scenario_base import ConfigModel as _Config
+from nba.scenario_base import check_known as _check_known
+from nba.scenario_base import unique_names as _unique_names
+from nba.scenario_rules import (
+    MAX_CAPS,
+    MAX_EXCLUSIONS,
+    CapRule,
+    ContactRules,
+    Exclusion,
+    check_contact_rules,
+)
 from nba.scenario_yaml import (
     MAX_YAML_ALIASES,
     MAX_YAML_BYTES,
@@ -28,18 +40,38 @@ from nba.scenario_yaml import (
     read_scenario_yaml,
 )
 
-#: The YAML limits are part of this module's public face (they moved to nba.scenario_yaml).
-YAML_LIMITS = (MAX_YAML_BYTES, MAX_YAML_DEPTH, MAX_YAML_NODES, MAX_YAML_ALIASES)
-
-Probability = Annotated[float, Field(ge=0.0, le=1.0)]
-NonNegative = Annotated[float, Field(ge=0.0)]
-PositiveInt = Annotated[int, Field(ge=1)]
-Barrier = Literal["price", "trust", "awareness", "convenience"]
-Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+__all__ = [
+    "MAX_CAPS",
+    "MAX_EXCLUSIONS",
+    "MAX_YAML_ALIASES",
+    "MAX_YAML_BYTES",
+    "MAX_YAML_DEPTH",
+    "MAX_YAML_NODES",
+    "NO_ACTION",
+    "Action",
+    "Barrier",
+    "Calibration",
+    "CapRule",
+    "Channel",
+    "ContactRules",
+    "DiscountHabit",
+    "Exclusion",
+    "Fatigue",
+    "FittedValue",
+    "JourneyMapStep",
+    "NonNegative",
+    "Offer",
+    "Persona",
+    "PositiveInt",
+    "Probability",
+    "Response",
+    "Scenario",
+    "Stage",
+    "Weekday",
+]
 
 NO_ACTION = "no_action"
 _FIELD_PREFIX = re.compile(r"^[A-Za-z_][\w.\[\]*]*: ")
-_SUM_TOLERANCE = 1e-6
 
 # Bounds on what a scenario may ask of us: the catalogues stay small enough that validation and
 # the arrays built from them are instant (the YAML limits live in nba.scenario_yaml).
@@ -48,12 +80,6 @@ MAX_CHANNELS = 64
 MAX_OFFERS = 256
 MAX_ACTIONS = 1024
 MAX_PERSONAS = 1024
-MAX_CAPS = 16
-MAX_EXCLUSIONS = 64
-
-
-class _Config(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class Stage(_Config):
@@ -237,58 +263,6 @@ class DiscountHabit(_Config):
     source: str = ""
 
 
-class CapRule(_Config):
-    """At most one contact on the listed channels in any rolling window of ``window_days``."""
-
-    name: str = Field(min_length=1)
-    channels: list[str] = Field(min_length=1)
-    window_days: int = Field(ge=2, le=60)
-
-
-class Exclusion(_Config):
-    """Offers a customer in one of ``stages`` must not get (a business rule, not a preference).
-
-    An action is excluded when the customer's stage is listed and the action's offer is in
-    ``offers`` and its channel in ``channels``; an empty ``offers`` or ``channels`` means every
-    offer or channel. For example, no plan upgrade pitched to a customer at risk of cancelling::
-
-        exclusions:
-          - {name: no_upsell_at_risk, stages: [at_risk], offers: [plan_upgrade]}
-    """
-
-    name: str = Field(min_length=1, description="Reported as the reason an action is blocked.")
-    description: str = ""
-    stages: list[str] = Field(min_length=1, description="Stages the exclusion applies in.")
-    offers: list[str] = Field(
-        default_factory=list, description="Offers excluded in those stages (empty: every offer)."
-    )
-    channels: list[str] = Field(
-        default_factory=list,
-        description="Channels the exclusion covers (empty: every channel).",
-    )
-
-
-class ContactRules(_Config):
-    """Business rules applied before any contact: consent, caps, a global cap, quiet days and
-    stage exclusions (:mod:`nba.contact_rules` decides them, in that module's order).
-
-    The global cap is a leaky bucket (the usual frequency-capping algorithm): each contact adds
-    its channel's ``pressure``, each day without contact drains ``pressure_drain``, and a contact
-    that would overflow ``pressure_capacity`` is not allowed. The level doubles as fatigue.
-    """
-
-    pressure_capacity: int = Field(ge=1, le=30)
-    pressure_drain: int = Field(ge=1)
-    caps: list[CapRule] = Field(default_factory=list, max_length=MAX_CAPS)
-    quiet_days: dict[str, list[Weekday]] = Field(default_factory=dict)
-    exclusions: list[Exclusion] = Field(
-        default_factory=list,
-        max_length=MAX_EXCLUSIONS,
-        description="Offers never made to customers in given stages (see Exclusion).",
-        exclude_if=lambda value: not value,  # absent when empty: older fingerprints hold
-    )
-
-
 class JourneyMapStep(_Config):
     """One line of a hand-drawn journey map: in this stage, send this action on a fixed cadence."""
 
@@ -367,23 +341,7 @@ class Scenario(_Config):
         if abs(share_total - 1.0) > _SUM_TOLERANCE:
             problems.append(f"personas[*].share: shares sum to {share_total:.4f}, expected 1")
 
-        rules = self.contact_rules
-        for i, cap in enumerate(rules.caps):
-            _check_known(f"contact_rules.caps[{i}].channels", cap.channels, channels, problems)
-        _unique_names("contact_rules.caps", rules.caps, problems)
-        _check_known("contact_rules.quiet_days", rules.quiet_days, channels, problems)
-        _unique_names("contact_rules.exclusions", rules.exclusions, problems)
-        for i, exclusion in enumerate(rules.exclusions):
-            where = f"contact_rules.exclusions[{i}]"
-            _check_known(f"{where}.stages", exclusion.stages, stages, problems)
-            _check_known(f"{where}.offers", exclusion.offers, offers, problems)
-            _check_known(f"{where}.channels", exclusion.channels, channels, problems)
-        for i, channel in enumerate(self.channels):
-            if channel.pressure > rules.pressure_capacity:
-                problems.append(
-                    f"channels[{i}].pressure: {channel.pressure} exceeds "
-                    f"contact_rules.pressure_capacity {rules.pressure_capacity}: never allowed"
-                )
+        check_contact_rules(self.contact_rules, self.channels, stages, offers, problems)
         for i, step in enumerate(self.journey_map):
             _check_known(f"journey_map[{i}].stage", [step.stage], stages, problems)
             _check_known(f"journey_map[{i}].action", [step.action], [NO_ACTION, *actions], problems)
@@ -465,20 +423,6 @@ class Scenario(_Config):
     @property
     def offer_names(self) -> list[str]:
         return [o.name for o in self.offers]
-
-
-def _unique_names(field: str, items: Iterable[Any], problems: list[str]) -> list[str]:
-    names = [item.name for item in items]
-    duplicates = sorted(n for n, count in Counter(names).items() if count > 1)
-    if duplicates:
-        problems.append(f"{field}: duplicate names {duplicates}")
-    return names
-
-
-def _check_known(field: str, keys: Iterable[str], known: list[str], problems: list[str]) -> None:
-    unknown = [k for k in keys if k not in known]
-    if unknown:
-        problems.append(f"{field}: unknown {unknown}, expected one of {known}")
 
 
 def _format_validation_error(exc: ValidationError) -> str:

@@ -6,18 +6,56 @@ channel without a limit (the customer's fallback). Choosing who gets the scarce 
 transportation problem; its LP is totally unimodular, so the LP optimum is integral. Only the
 best ``sum(capacities)`` customers per channel can be in an optimal plan (any other could swap
 with an unserved better one), so the LP stays small whatever the batch size. One scarce channel
-needs no LP: the top-``capacity`` gains are optimal.
+needs no LP: the top-``capacity`` gains are optimal. :class:`ScarceGains` computes the gains of a
+scored batch and either allocates (greedy scoring) or closes what exploring may not open.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 import numpy as np
 from scipy.optimize import linprog
 from scipy.sparse import coo_matrix
 
-from nba.types import FloatArray, IntArray
+from nba.errors import NBAValidationError
+from nba.scenario import Scenario
+from nba.types import BoolArray, FloatArray, IntArray
+
+
+def default_capacity(scenario: Scenario) -> dict[str, int]:
+    """The scenario's ``daily_capacity`` per channel that has one (what a batch gets)."""
+    return {
+        c.name: int(c.daily_capacity) for c in scenario.channels if c.daily_capacity is not None
+    }
+
+
+def scarce_limits(scenario: Scenario, capacity: Mapping[str, int | None] | None) -> dict[str, int]:
+    """A batch's limits: the caller's per channel, else the scenario's.
+
+    ``None`` for a channel lifts its limit. An exploring scorer explores within the
+    allocation: a scarce channel is open only to the customers the greedy allocation gave
+    it, so no limit is exceeded and every propensity is exact under that mask.
+    """
+    given = dict(capacity or {})
+    channels = scenario.channel_names
+    for name, limit in given.items():
+        if name not in channels:
+            raise NBAValidationError(
+                f"capacity: unknown channel {name!r}; expected one of {channels}"
+            )
+        if limit is not None and (
+            isinstance(limit, bool | np.bool_)
+            or not isinstance(limit, int | np.integer)
+            or limit < 0
+        ):
+            raise NBAValidationError(
+                f"capacity.{name}: expected a non-negative integer or None, got {limit!r}"
+            )
+    explicit = {name: int(limit) for name, limit in given.items() if limit is not None}
+    defaults = {k: v for k, v in default_capacity(scenario).items() if k not in given}
+    return {**defaults, **explicit}
 
 
 def allocate(gains: FloatArray, capacity: Mapping[int, int] | list[int]) -> IntArray:
@@ -97,3 +135,66 @@ def open_to(gains: FloatArray, capacity: Mapping[int, int] | list[int]) -> np.nd
             rows = rows[order]
         opened[rows, k] = True
     return opened
+
+
+@dataclass(frozen=True)
+class ScarceGains:
+    """Per batch row: each scarce channel's gain over the row's best unlimited action.
+
+    ``best`` is the row's best action on each scarce channel and ``fallback`` its best action on
+    a channel without a limit (no action is never scarce and always allowed).
+    """
+
+    channels: list[int]  # scarce channel indices, in the order of the limits
+    limits: list[int]
+    gains: FloatArray  # (N, K)
+    best: IntArray  # (N, K)
+    fallback: IntArray  # (N,)
+
+    @classmethod
+    def of(
+        cls,
+        masked: FloatArray,
+        inverse: IntArray,
+        limits: Mapping[str, int],
+        channel_names: list[str],
+        action_channel: IntArray,
+    ) -> ScarceGains:
+        """From the masked preferences of each distinct combination, spread to rows by
+        ``inverse`` (computed once per combination)."""
+        scarce = [channel_names.index(name) for name in limits]
+        on_scarce = np.isin(action_channel, scarce) & (action_channel >= 0)
+        distinct = np.arange(masked.shape[0])
+        fallback_pref = np.where(on_scarce[None, :], -np.inf, masked)
+        fallback = np.argmax(fallback_pref, axis=1)
+        best_fallback = fallback_pref[distinct, fallback]
+        gains = np.empty((masked.shape[0], len(scarce)))
+        best = np.empty((masked.shape[0], len(scarce)), dtype=np.int64)
+        for k, channel in enumerate(scarce):
+            on_channel = np.where((action_channel == channel)[None, :], masked, -np.inf)
+            best[:, k] = np.argmax(on_channel, axis=1)
+            gains[:, k] = on_channel[distinct, best[:, k]] - best_fallback
+        return cls(
+            channels=scarce,
+            limits=[int(limits[channel_names[c]]) for c in scarce],
+            gains=gains[inverse],
+            best=best[inverse],
+            fallback=fallback[inverse],
+        )
+
+    def allocate(self) -> tuple[IntArray, BoolArray]:
+        """(N,) chosen action and whether the row's favourite went to someone else."""
+        assigned = allocate(self.gains, self.limits)
+        rows = np.arange(self.gains.shape[0])
+        chosen = np.where(assigned >= 0, self.best[rows, np.maximum(assigned, 0)], self.fallback)
+        displaced = (self.gains.max(axis=1) > 0) & (assigned < 0)
+        return chosen, displaced
+
+    def closed(self, action_channel: IntArray) -> BoolArray:
+        """(N, A) actions closed to a row while exploring: a scarce channel not opened to it
+        (:func:`open_to`), so no limit is exceeded and propensities stay exact."""
+        opened = open_to(self.gains, self.limits)
+        closed = np.zeros((self.gains.shape[0], action_channel.shape[0]), dtype=bool)
+        for k, channel in enumerate(self.channels):
+            closed |= ~opened[:, k, None] & (action_channel == channel)[None, :]
+        return closed

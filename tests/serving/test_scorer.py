@@ -340,7 +340,8 @@ def test_the_day_cache_is_a_bounded_lru(export_dir: Path) -> None:
 def test_the_default_day_cache_covers_the_horizon_within_the_memory_cap(
     export_dir: Path,
 ) -> None:
-    from nba.serving.scorer import DAY_CACHE_BYTES, _DayTable
+    from nba.serving.decision_table import DayTable as _DayTable
+    from nba.serving.scorer import DAY_CACHE_BYTES
 
     scorer = PolicyScorer.load(export_dir)
     table = scorer._day_table(0)
@@ -353,7 +354,7 @@ def test_the_default_day_cache_covers_the_horizon_within_the_memory_cap(
 
 
 def test_a_day_is_built_once_under_contention_and_failures_reach_every_waiter() -> None:
-    from nba.serving.scorer import _BuildOnceLRU
+    from nba.serving.decision_table import BuildOnceLRU as _BuildOnceLRU
 
     cache: _BuildOnceLRU[int, list[int]] = _BuildOnceLRU(4)
     started, release = threading.Event(), threading.Event()

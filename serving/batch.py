@@ -1,0 +1,148 @@
+"""A batch's decisions: distinct combinations, the choice under exploration and channel
+limits, and the output frame (one row per customer, in input order).
+
+Features depend only on (state, day, weekday) and the ranking also on the rule mask, so a batch
+is evaluated once per distinct combination and spread to its rows; what stopped each row's
+favourite is the contact rules' explanation (or capacity's), as :mod:`nba.serving.reasons`
+numbers them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from nba import policy_head
+from nba.contact_rules import RuleMasks
+from nba.policy_head import HeadOutput
+from nba.serving.capacity import ScarceGains, scarce_limits
+from nba.serving.schema import ParsedRequest
+from nba.types import BoolArray, FloatArray, IntArray
+
+if TYPE_CHECKING:
+    from nba.serving.scorer import PolicyScorer
+
+#: what a batch's choice returns: action, propensity, explored, displaced, probabilities
+Choice = tuple[IntArray, FloatArray, BoolArray, BoolArray, FloatArray | None]
+
+
+def distinct_combinations(
+    scorer: PolicyScorer, request: ParsedRequest, allowed: BoolArray
+) -> tuple[IntArray, IntArray]:
+    """First row of each distinct (state, day, weekday, mask) and each row's combination.
+
+    Features depend only on (state, day, weekday) and the ranking also on the mask: the
+    batch works once per distinct combination (thousands at most), then spreads to rows.
+    """
+    horizon = scorer.policy.scenario.horizon_days
+    key = (scorer.space.encode(request.state) * horizon + request.day) * 7 + request.weekday
+    bits = np.packbits(allowed, axis=1, bitorder="little")
+    key_bits = int(scorer.space.size * horizon * 7).bit_length()
+    if key_bits + allowed.shape[1] <= 62:  # one int64 per row: the fast path
+        mask_code = np.zeros(len(key), dtype=np.int64)
+        for byte in range(bits.shape[1]):
+            mask_code |= bits[:, byte].astype(np.int64) << (8 * byte)
+        combination = (key << allowed.shape[1]) | mask_code
+        _, first, inverse = np.unique(combination, return_index=True, return_inverse=True)
+    else:  # a large catalogue: rows of (key, mask bytes), never a merged overflow
+        rows_of = np.column_stack([key, bits.astype(np.int64)])
+        _, first, inverse = np.unique(rows_of, axis=0, return_index=True, return_inverse=True)
+        inverse = inverse.reshape(-1)
+    return first, inverse
+
+
+def choose(
+    scorer: PolicyScorer,
+    head: HeadOutput,
+    inverse: IntArray,
+    allowed: BoolArray,
+    request: ParsedRequest,
+    capacity: Mapping[str, int | None] | None,
+) -> Choice:
+    """Each row's action under the scorer's exploration and the batch's channel limits."""
+    n = len(inverse)
+    limits = scarce_limits(scorer.policy.scenario, capacity)
+    if limits:
+        channels = scorer.policy.scenario.channel_names
+        scarce = ScarceGains.of(head.masked, inverse, limits, channels, scorer.action_channel)
+        if scorer.exploration.kind != "greedy":
+            return _explore_within(scorer, head, inverse, allowed, scarce, request)
+        chosen, displaced = scarce.allocate()
+        return chosen, np.ones(n), np.zeros(n, dtype=bool), displaced, None
+    displaced = np.zeros(n, dtype=bool)
+    if scorer.exploration.kind == "greedy":
+        return head.greedy[inverse], np.ones(n), np.zeros(n, dtype=bool), displaced, None
+    chosen, propensity, explored = policy_head.explore_with(
+        head.take(inverse), allowed, scorer.exploration, scorer.uniforms(request)
+    )
+    return chosen, propensity, explored, displaced, None
+
+
+def _explore_within(
+    scorer: PolicyScorer,
+    head: HeadOutput,
+    inverse: IntArray,
+    allowed: BoolArray,
+    scarce: ScarceGains,
+    request: ParsedRequest,
+) -> Choice:
+    """Explore without exceeding a limit: each scarce channel is open to at most its
+    capacity of customers, chosen before drawing (:func:`~nba.serving.capacity.open_to`),
+    so every propensity is exact under the customer's mask."""
+    closed = scarce.closed(scorer.action_channel)
+    allowed = allowed & ~closed
+    capped = policy_head.decide(head.preferences[inverse], allowed, scorer.policy.output_kind)
+    chosen, propensity, explored = policy_head.explore_with(
+        capped, allowed, scorer.exploration, scorer.uniforms(request)
+    )
+    displaced = closed[np.arange(len(inverse)), head.greedy[inverse]]  # favourite closed
+    return chosen, propensity, explored, displaced, capped.probabilities
+
+
+def decision_frame(
+    scorer: PolicyScorer,
+    index: pd.Index,
+    request: ParsedRequest,
+    choice: Choice,
+    head: HeadOutput,
+    inverse: IntArray,
+    value: FloatArray,
+    masks: RuleMasks,
+    top_k: int,
+) -> pd.DataFrame:
+    """The batch's answer: one row per customer with the chosen action, its propensity, the
+    favourite a rule or capacity suppressed and why, and the ``top_k`` ranked alternatives."""
+    chosen, propensity, explored, displaced, _ = choice
+    rows = np.arange(len(inverse))
+    names = scorer.action_names
+    columns: dict[str, Any] = {
+        "customer_id": request.customer_id,
+        "action": chosen,
+        "action_name": pd.Categorical.from_codes(chosen, categories=names),
+        "channel": pd.Categorical.from_codes(scorer.action_channel[chosen], scorer.channel_names),
+        "offer": pd.Categorical.from_codes(scorer.action_offer[chosen], scorer.offer_names),
+        "propensity": propensity,
+        "explored": explored,
+        "value_estimate": value,
+    }
+    # the policy's own top choice, when a rule (or capacity) kept it from being chosen
+    top = head.top[inverse]
+    blocked = ~head.top_allowed[inverse]
+    reason = np.where(blocked, scorer.reasons.blocking(masks, rows, top), -1)
+    suppressed = np.where(blocked, top, -1)
+    # displaced by capacity: report the allowed favourite that went to someone else
+    favourite = head.greedy[inverse]
+    displaced_reason = scorer.reasons.of_capacity(favourite)
+    reason = np.where(displaced, displaced_reason, reason)
+    suppressed = np.where(displaced, favourite, suppressed)
+    columns["suppressed_action"] = pd.Categorical.from_codes(suppressed, names)
+    columns["suppressed_reason"] = pd.Categorical.from_codes(reason, scorer.reason_names)
+    ranked, ranked_probability = head.ranking(top_k)
+    for k in range(ranked.shape[1]):
+        columns[f"rank_{k + 1}_action"] = pd.Categorical.from_codes(ranked[inverse, k], names)
+        columns[f"rank_{k + 1}_probability"] = ranked_probability[inverse, k]
+    columns["model_version"] = scorer.model_version
+    return pd.DataFrame(columns, index=index)
