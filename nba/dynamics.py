@@ -58,10 +58,12 @@ class Outcomes:
         """(N, 4) reward of each case: margin on a purchase, less discount and contact cost."""
         used_discount = self.discount[:, None] * CASE_NOTICED[None, :]
         margin = self.spend[:, None] * (margin_rate - used_discount) * CASE_BOUGHT[None, :]
-        return margin - self.contact_cost[:, None] + self.referral[:, None]
+        rewards: FloatArray = margin - self.contact_cost[:, None] + self.referral[:, None]
+        return rewards
 
     def expected_reward(self, margin_rate: float) -> FloatArray:
-        return (self.case_probs * self.case_rewards(margin_rate)).sum(axis=1)
+        expected: FloatArray = (self.case_probs * self.case_rewards(margin_rate)).sum(axis=1)
+        return expected
 
 
 @dataclass(frozen=True)
@@ -284,7 +286,8 @@ def inverse_cdf(cdf_columns: FloatArray, rows: IntArray, uniform: FloatArray) ->
     """
     points = np.take(cdf_columns, rows, axis=1)
     below = (uniform[None, :] >= points).view(np.uint8)
-    return below.sum(axis=0, dtype=np.uint8).astype(np.intp)
+    category: IntArray = below.sum(axis=0, dtype=np.uint8).astype(np.intp)
+    return category
 
 
 def _inner_cdf_columns(probs: FloatArray) -> FloatArray:

@@ -45,7 +45,7 @@ import numpy as np
 from nba.errors import NBAValidationError
 from nba.parameters import ScenarioArrays
 from nba.state import COMPONENTS, CustomerState, StateComponent
-from nba.types import WEEKDAYS, FloatArray, IntArray
+from nba.types import WEEKDAYS, BoolArray, FloatArray, IntArray
 
 #: Days at the end of the horizon with a one-hot ``days_left`` feature.
 FINAL_DAYS = 7
@@ -178,8 +178,9 @@ class FeatureBuilder:
     ) -> np.ndarray:
         """A component's values from its blocks: argmax of a one-hot block, > 0.5 of a flag."""
         if component.encoding == "flag":
-            return np.asarray(obs[:, starts[0]] > 0.5)
-        columns = [
+            flag: BoolArray = obs[:, starts[0]] > 0.5
+            return flag
+        columns: list[IntArray] = [
             np.argmax(obs[:, start : start + width], axis=1).astype(np.int64)
             + component.digit_offset
             for start, width in zip(starts, widths, strict=True)
@@ -188,4 +189,5 @@ class FeatureBuilder:
             return columns[0]
         if not columns:
             return np.zeros((obs.shape[0], 0), dtype=np.int64)
-        return np.stack(columns, axis=1)
+        stacked: IntArray = np.stack(columns, axis=1)
+        return stacked

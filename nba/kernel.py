@@ -44,7 +44,8 @@ class TransitionKernel:
 
     def mask_at(self, t: int) -> BoolArray:
         """(S, A) allowed actions on day ``t`` of the horizon."""
-        return self.masks[(self.start_weekday + t) % 7]
+        mask: BoolArray = self.masks[(self.start_weekday + t) % 7]
+        return mask
 
 
 def build_kernel(scenario: Scenario | str | CustomerTwin) -> TransitionKernel:
@@ -87,14 +88,14 @@ def build_kernel(scenario: Scenario | str | CustomerTwin) -> TransitionKernel:
         shape=(n_states * n_actions, n_states),
     )
     transition.sum_duplicates()
-    reward = outcomes.expected_reward(twin.scenario.margin_rate).reshape(n_states, n_actions)
+    reward = outcomes.expected_reward(arrays.scenario.margin_rate).reshape(n_states, n_actions)
     return TransitionKernel(
         transition=transition,
         reward=reward,
         masks=tables.masks,
         initial=initial_distribution(twin),
-        horizon=twin.scenario.horizon_days,
-        discount=twin.scenario.discount_factor,
+        horizon=arrays.scenario.horizon_days,
+        discount=arrays.scenario.discount_factor,
         start_weekday=arrays.weekday_of_start,
     )
 
