@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.servers import wait_until_answers
+from tests.servers import free_port, wait_until_answers
 
 
 @pytest.mark.integration
 def test_ui_binds_to_loopback_and_prints_the_address(tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     process = _start_ui(port, tmp_path, start_new_session=True)
     try:
         wait_until_answers(process, f"http://127.0.0.1:{port}/health", 90, "the UI")
@@ -39,12 +39,6 @@ def _start_ui(port: int, folder: Path, start_new_session: bool = False) -> subpr
         text=True,
         start_new_session=start_new_session,
     )
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _descendants(pid: int) -> set[int]:
@@ -72,12 +66,12 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
+@pytest.mark.timeout(30, func_only=True)  # the CLI's start-up only: no server was launched
 def test_ui_fails_at_once_when_the_port_is_taken(tmp_path: Path) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        started = time.monotonic()
         result = subprocess.run(
             [sys.executable, "-m", "nba.cli", "ui", "--port", str(port)],
             cwd=tmp_path,
@@ -87,14 +81,13 @@ def test_ui_fails_at_once_when_the_port_is_taken(tmp_path: Path) -> None:
         )
     assert result.returncode == 2
     assert f"--port: {port} is already in use on 127.0.0.1" in result.stderr
-    assert time.monotonic() - started < 30  # the CLI's start-up only: no server was launched
 
 
 @pytest.mark.slow
 @pytest.mark.integration
 @pytest.mark.skipif(not Path("/proc/self/stat").is_file(), reason="reads /proc")
 def test_sigterm_to_ui_stops_the_server_and_frees_the_port(tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     process = _start_ui(port, tmp_path)
     try:
         wait_until_answers(process, f"http://127.0.0.1:{port}/health", 90, "the UI")

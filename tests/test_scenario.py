@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import Any
 
@@ -169,15 +168,15 @@ HOSTILE_TEXT: dict[str, tuple[str, str]] = {
 }
 
 
+@pytest.mark.timeout(20, func_only=True)  # refused, not worked through: no hang
 @pytest.mark.parametrize("case", sorted(HOSTILE_TEXT))
 def test_hostile_yaml_fails_fast_with_our_error(case: str) -> None:
     text, expected = HOSTILE_TEXT[case]
-    started = time.perf_counter()
     with pytest.raises(ScenarioError, match=expected):
         Scenario.from_yaml(text)
-    assert time.perf_counter() - started < 20  # refused, not worked through: no hang
 
 
+@pytest.mark.timeout(20, func_only=True)  # refused, not worked through: no hang
 @pytest.mark.parametrize(
     ("change", "expected"),
     [
@@ -209,17 +208,15 @@ def test_hostile_yaml_fails_fast_with_our_error(case: str) -> None:
 def test_huge_catalogues_fail_fast(retail_dict: dict[str, Any], change: Any, expected: str) -> None:
     text = _retail_yaml(retail_dict, change)
     assert len(text) < 1 << 20
-    started = time.perf_counter()
     with pytest.raises(ScenarioError, match=expected):
         Scenario.from_yaml(text)
-    assert time.perf_counter() - started < 20  # refused, not worked through: no hang
 
 
+@pytest.mark.timeout(20, func_only=True)  # refused, not worked through: no hang
 def test_hostile_files_fail_fast(tmp_path: Path) -> None:
     giant = tmp_path / "giant.yaml"
     with giant.open("wb") as handle:  # 1 GB that is never read: a sparse file
         handle.truncate(1 << 30)
-    started = time.perf_counter()
     with pytest.raises(ScenarioError, match=r"giant\.yaml'.*larger than the 1,048,576 byte"):
         load_scenario(giant)
     with pytest.raises(ScenarioError, match="no such file"):
@@ -228,7 +225,6 @@ def test_hostile_files_fail_fast(tmp_path: Path) -> None:
     latin.write_bytes("name: caf\xe9\n".encode("latin-1"))
     with pytest.raises(UnicodeDecodeError):  # a ValueError; the CLI names the file and offset
         Scenario.from_yaml(latin)
-    assert time.perf_counter() - started < 20  # refused, not worked through: no hang
 
 
 def test_anchors_and_merge_keys_within_bounds_still_load(retail: Scenario) -> None:

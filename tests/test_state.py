@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import time
 import tracemalloc
 from typing import Any
 
@@ -65,20 +64,20 @@ def _caps(retail_dict: dict[str, Any], count: int, window: int = 60) -> Scenario
     return Scenario.from_dict(retail_dict)
 
 
+@pytest.mark.timeout(20, func_only=True)  # refused, not worked through: no hang
 def test_a_space_past_int64_indexing_is_refused_naming_the_fields(
     retail_dict: dict[str, Any],
 ) -> None:
     scenario = _caps(retail_dict, 16)  # 60^16 x ...: numpy's product would wrap around
-    started = time.perf_counter()
     with pytest.raises(NBAValidationError, match="state space too large") as info:
         CustomerTwin(scenario)
-    assert time.perf_counter() - started < 20  # refused, not worked through: no hang
     message = str(info.value)
     assert "over the limit of 1,099,511,627,776" in message
     assert "contact_rules.caps[0].window_days (cap0) = 60" in message
     assert "and 15 more" in message  # 16 windows, pressure, stages, personas: 4 named
 
 
+@pytest.mark.timeout(20, func_only=True)  # refused, not worked through: no hang
 @pytest.mark.parametrize(
     ("count", "personas"),
     [(3, 1), (2, 1000)],
@@ -95,7 +94,6 @@ def test_tables_over_the_cap_are_refused_before_allocation(
     space = StateSpace(ScenarioArrays.from_scenario(scenario))  # indexing costs nothing
     assert space.size * (5 + count) > MAX_TABLE_CELLS
     tracemalloc.start()
-    started = time.perf_counter()
     try:
         with pytest.raises(NBAValidationError, match="every state's components") as info:
             space.all_states()
@@ -106,7 +104,6 @@ def test_tables_over_the_cap_are_refused_before_allocation(
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    assert time.perf_counter() - started < 20  # refused, not worked through: no hang
     assert peak < 16 << 20, f"peak {peak:,} bytes"
     assert f"over the limit of {MAX_TABLE_CELLS:,}" in str(info.value)
     largest = "personas = 1,000" if personas > 1 else "(cap0) = 60"

@@ -3,7 +3,6 @@ refuses anything that is not a condition, quickly, before reading a row."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
@@ -112,12 +111,11 @@ HOSTILE = [
 ]
 
 
+@pytest.mark.timeout(20, func_only=True)  # refused, not evaluated: no hang
 @pytest.mark.parametrize("query", HOSTILE)
 def test_refuses_anything_but_a_condition_quickly(table: pd.DataFrame, query: str) -> None:
-    started = time.perf_counter()
     with pytest.raises(EventLogError, match=r"^segments\.bad: "):
         Segment.parse("bad", query).select(table)
-    assert time.perf_counter() - started < 20  # refused, not evaluated: no hang
 
 
 def test_unknown_columns_and_mismatched_kinds_are_named(table: pd.DataFrame) -> None:

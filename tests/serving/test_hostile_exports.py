@@ -11,7 +11,6 @@ import io
 import json
 import shutil
 import struct
-import time
 import tracemalloc
 import warnings
 import zipfile
@@ -432,14 +431,13 @@ def test_the_valid_export_loads(copy: Path) -> None:
     assert policy.policy.output_size == 13 and policy.value is not None
 
 
+@pytest.mark.timeout(20, func_only=True)  # refused, not worked through: no hang
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_each_hostile_export_is_one_policy_format_error(case: str, copy: Path) -> None:
     mutate, expected = CASES[case]
     mutate(copy)
-    started = time.perf_counter()
     with pytest.raises(PolicyFormatError, match=expected) as info:
         load_exported(copy)
-    assert time.perf_counter() - started < 20  # refused, not worked through: no hang
     assert type(info.value) is PolicyFormatError
     message = str(info.value)
     assert message.startswith(("policy.json", "weights.npz", "policy: missing")), message
@@ -471,6 +469,7 @@ def test_a_deflate_bomb_is_not_inflated(copy: Path) -> None:
     assert peak < 8 << 20, f"peak {peak:,} bytes"
 
 
+@pytest.mark.timeout(30, func_only=True)  # 150 loads, each refused or loaded: no hang
 @pytest.mark.parametrize("name", [WEIGHTS_FILE, SPEC_FILE])
 def test_fuzzed_bytes_load_or_fail_with_our_error(
     name: str, export_dir: Path, tmp_path: Path
@@ -478,7 +477,6 @@ def test_fuzzed_bytes_load_or_fail_with_our_error(
     """Seeded byte flips and cuts: a load either succeeds or raises PolicyFormatError."""
     original = (export_dir / name).read_bytes()
     rng = np.random.default_rng(13)
-    started = time.perf_counter()
     outcomes = {"loaded": 0, "refused": 0}
     for trial in range(150):
         folder = Path(shutil.copytree(export_dir, tmp_path / f"p{trial}"))
@@ -496,4 +494,3 @@ def test_fuzzed_bytes_load_or_fail_with_our_error(
             outcomes["refused"] += 1
         shutil.rmtree(folder)
     assert outcomes["refused"] > 50
-    assert time.perf_counter() - started < 30

@@ -32,6 +32,7 @@ import requests
 from nba.serving.decision_log import DecisionLog
 from nba.serving.http import _decision_json, _frame_records
 from nba.serving.scorer import PolicyScorer
+from tests.servers import Background, free_port, start_server
 from tests.serving.conftest import customer, population
 
 AS_OF = "2026-11-25T10:00:00Z"  # a Wednesday
@@ -39,10 +40,9 @@ TOKEN = "s3cret-token"
 
 
 @dataclass
-class Server:
-    process: subprocess.Popen
-    url: str
-    output: Path
+class Server(Background):
+    """``nba serve`` (tests/servers.py starts and stops it), with the test token."""
+
     log: Path | None = None
 
     def headers(self, **extra: str) -> dict[str, str]:
@@ -54,18 +54,6 @@ class Server:
             self.url + path, data=data, headers=self.headers(**headers), timeout=30
         )
 
-    def stop(self) -> str:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            self.process.wait(timeout=60)
-        return self.output.read_text()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
 
 def start(folder: Path, *args: str, env: dict[str, str] | None = None) -> Server:
     """``nba serve`` with ``args`` and the test token; returns once /healthz answers.
@@ -75,26 +63,13 @@ def start(folder: Path, *args: str, env: dict[str, str] | None = None) -> Server
     port = free_port()
     if "--workers" not in args:
         args = (*args, "--workers", "1")
-    output = folder / f"server-{port}.out"
-    with output.open("w") as sink:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "nba.cli", "serve", "--port", str(port), "--token", TOKEN,
-             *args],
-            cwd=folder, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True,
-            env=env,
-        )  # fmt: skip
-    server = Server(process, f"http://127.0.0.1:{port}", output)
-    deadline = time.monotonic() + 90
-    while True:
-        try:
-            if requests.get(server.url + "/healthz", timeout=2).status_code == 200:
-                return server
-        except requests.ConnectionError:
-            pass
-        if process.poll() is not None or time.monotonic() > deadline:
-            server.stop()
-            raise AssertionError(f"nba serve did not start: {output.read_text()}")
-        time.sleep(0.2)
+    command = [sys.executable, "-m", "nba.cli", "serve", "--port", str(port), "--token", TOKEN,
+               *args]  # fmt: skip
+    started = start_server(
+        command, port=port, health="/healthz", what="nba serve",
+        output=folder / f"server-{port}.out", cwd=folder, env=env,
+    )  # fmt: skip
+    return Server(started.process, started.url, started.output)
 
 
 @pytest.fixture(scope="module")
