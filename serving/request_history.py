@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from nba.errors import NBAValidationError
 from nba.parameters import ScenarioArrays
 from nba.serving.request_cells import (
     MAX_WHOLE,
@@ -32,19 +33,30 @@ from nba.serving.request_time import (
     timestamp_schema,
     whole_days,
 )
+from nba.state_components import DAYS_SINCE as CONTACT_CLOCK
+from nba.state_components import StateComponent
 from nba.types import IntArray
 
 LAST_CONTACT = "last_contact_"
-DAYS_SINCE = "days_since_"
 
 
 class ContactHistory:
     """The two request forms of a scenario's contact clocks, and how each is read."""
 
-    def __init__(self, arrays: ScenarioArrays) -> None:
+    def __init__(self, arrays: ScenarioArrays, clock: StateComponent = CONTACT_CLOCK) -> None:
+        """``clock`` is the state's contact clock: one column per cap rule, in their order."""
+        self.component = clock
         self.caps = arrays.scenario.contact_rules.caps
         self.capped_channels = sorted({c for cap in self.caps for c in cap.channels})
-        self.days_columns = [f"{DAYS_SINCE}{cap.name}" for cap in self.caps]
+        columns = clock.column_names(arrays)
+        if clock.request is None or columns != [cap.name for cap in self.caps]:
+            raise NBAValidationError(
+                f"state component {clock.name!r}: the contact clock needs a request field "
+                "and one column per cap rule"
+            )
+        self.days_columns = clock.request.names(columns)
+        #: the counts' common prefix (``days_since_``), as messages name the form
+        self.days_prefix = clock.request.field.split("{column}")[0]
         self.last_contact_columns = [f"{LAST_CONTACT}{c}" for c in self.capped_channels]
         #: every history field, timestamps first
         self.fields = [*self.last_contact_columns, *self.days_columns]
@@ -68,8 +80,8 @@ class ContactHistory:
                 "minimum": 1,
                 "maximum": MAX_WHOLE,
                 "description": f"Whole days since the last contact on {cap.channels}. Give "
-                f"every {DAYS_SINCE}* field or none; with every {LAST_CONTACT}* field too, the "
-                "timestamps decide.",
+                f"every {self.days_prefix}* field or none; with every {LAST_CONTACT}* field "
+                "too, the timestamps decide.",
             }
         return properties
 
@@ -101,7 +113,7 @@ class ContactHistory:
         if has_days and not self._days_set <= present:
             missing = [c for c in self.days_columns if c not in present]
             raise ScoringInputError(
-                f"input: {DAYS_SINCE}* fields incomplete, missing {missing}; give every one"
+                f"input: {self.days_prefix}* fields incomplete, missing {missing}; give every one"
             )
         if not (has_stamps or has_days):
             raise ScoringInputError(

@@ -23,7 +23,11 @@ ZONE = (
 
 
 def request_json_schema(schema: RequestSchema) -> dict[str, Any]:
-    """The JSON Schema of one request row for ``schema``'s scenario, fields in its order."""
+    """The JSON Schema of one request row for ``schema``'s scenario, fields in its order.
+
+    The state's fields come from their components' declaration (:mod:`.request_fields`), the
+    contact history's two forms from :class:`~nba.serving.request_history.ContactHistory`.
+    """
     sc = schema.arrays.scenario
     properties: dict[str, Any] = {
         "customer_id": {
@@ -34,21 +38,14 @@ def request_json_schema(schema: RequestSchema) -> dict[str, Any]:
             "description": "A non-empty string or a 64-bit integer (7, not 7.0); unique "
             "within a batch.",
         },
-        "persona": {"type": "string", "enum": sc.persona_names},
-        "stage": {"type": "string", "enum": sc.stage_names},
-        "pressure": {
-            "type": "integer",
-            "minimum": 0,
-            "maximum": sc.contact_rules.pressure_capacity,
-        },
-        "discount_habit": {"type": "boolean"},
-        "opted_out": {"type": "boolean"},
         "as_of": timestamp_schema(
             "The decision time (default: the call's as_of, else now). " + ZONE
         ),
         "day": {"type": "integer", "minimum": 0, "maximum": sc.horizon_days - 1},
         **schema.history.json_properties(ZONE),
     }
+    for field in schema.component_fields:  # the state, from its declaration
+        properties.update(field.json_properties())
     for column in schema.consent_columns:
         properties[column] = {
             "type": "boolean",

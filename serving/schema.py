@@ -1,28 +1,9 @@
 """The live-scoring input: one row per customer, validated column by column, vectorised.
 
-Fields (``<channel>`` and ``<cap>`` come from the scenario); nothing else is accepted:
+Fields (``<channel>``, ``<ch>`` and ``<cap>`` come from the scenario; the state's fields from
+its declaration, :data:`nba.state.COMPONENTS`); nothing else is accepted:
 
-=======================  ===========================================================  =========
-field                    meaning                                                      required
-=======================  ===========================================================  =========
-``customer_id``          a non-empty string or a 64-bit integer (not a float, bool    yes
-                         or bytes); integers stay integers; unique within a batch
-``persona``              persona name                                                 yes
-``stage``                journey-stage name                                           yes
-``pressure``             contact-pressure level, 0 .. capacity (the leaky bucket)     yes
-``discount_habit``       true if the customer buys mostly on discount                 yes
-``opted_out``            true if the customer opted out of marketing                  yes
-``last_contact_<ch>``    time of the last contact on each capped channel (empty =     one form
-                         never), every one of them; or ``days_since_<cap>``, whole
-                         days since the last contact under each cap rule (>= 1),
-                         every one of them. Part of a form is refused; when both
-                         forms are complete the timestamps decide (the counts must
-                         still be valid)
-``consent_<channel>``    per-channel consent; default: the persona's consent          no
-``as_of``                the decision time (default: the scoring call's ``as_of``,    no
-                         else now)
-``day``                  day of the planning horizon, default 0 (receding horizon)    no
-=======================  ===========================================================  =========
+{fields_table}
 
 Time: a timestamp (text in ISO 8601, a ``datetime`` or a pandas timestamp, in a row's ``as_of``
 or the call's ``as_of``) is read in its own offset: quiet days follow the weekday of its local
@@ -56,12 +37,12 @@ import numpy as np
 import pandas as pd
 
 from nba.contact_rules import effective_consent
+from nba.errors import NBAValidationError
 from nba.parameters import ScenarioArrays
 from nba.serving.request_cells import (
     SHOWN_CHARS,
     ScoringInputError,
     boolean_column,
-    category_column,
     cut,
     echo,
     id_column,
@@ -69,12 +50,17 @@ from nba.serving.request_cells import (
     integer_column,
     normalised,
     one_boolean,
-    one_category,
     one_integer,
     raise_for_non_scalar,
     refuse_repeated_ids,
 )
-from nba.serving.request_history import ContactHistory
+from nba.serving.request_fields import (
+    component_fields,
+    fields_table,
+    is_contact_clock,
+    one_state_reader,
+)
+from nba.serving.request_history import LAST_CONTACT, ContactHistory
 from nba.serving.request_json_schema import request_json_schema
 from nba.serving.request_time import (
     DAY_NS,
@@ -86,7 +72,7 @@ from nba.serving.request_time import (
     timestamp_or_now,
     timestamp_schema,
 )
-from nba.state import CustomerState
+from nba.state import COMPONENTS, CustomerState, StateComponent
 from nba.types import BoolArray, IntArray
 
 __all__ = [
@@ -101,8 +87,18 @@ __all__ = [
     "timestamp_schema",
 ]
 
-_NAMED_PREFIXES = ("consent_", "last_contact_", "days_since_")
-REQUIRED = ("customer_id", "persona", "stage", "pressure", "discount_habit", "opted_out")
+__doc__ = (__doc__ or "").replace("{fields_table}", fields_table())  # from the declaration
+
+CONSENT = "consent_"
+#: the fields every request for today's state must carry (:attr:`RequestSchema.required`)
+REQUIRED = (
+    "customer_id",
+    *(
+        c.request.field
+        for c in COMPONENTS
+        if c.request is not None and c.request.required and c.columns is None
+    ),
+)
 OPTIONAL_SCALARS = ("day", "as_of")
 
 
@@ -122,36 +118,55 @@ class OneCustomer(NamedTuple):
     """One validated customer as plain Python values (the single-customer latency path)."""
 
     customer_id: Any
-    persona: int
-    stage: int
-    pressure: int
-    habit: bool
-    opted_out: bool
-    days_since: tuple[int, ...]
+    state: tuple[Any, ...]  # one value per state component, in declaration order
     consent: tuple[bool, ...]
     default_consent: bool  # the persona's consent (after the opt-out): decision tables apply
     day: int
     weekday: int  # in the decision time's own offset
     as_of: pd.Timestamp  # UTC
+    names: tuple[str, ...] = tuple(c.name for c in COMPONENTS)  # of the state's components
+
+    def __getattr__(self, name: str) -> Any:
+        """A state component's value by name (``one.persona``, ``one.days_since``)."""
+        names = tuple.__getitem__(self, 7)
+        if name in names:
+            return tuple.__getitem__(self, 1)[names.index(name)]
+        raise AttributeError(f"OneCustomer has no field or state component {name!r}")
 
 
 class RequestSchema:
     """Validation and JSON Schema of scoring requests for one scenario."""
 
-    def __init__(self, arrays: ScenarioArrays) -> None:
+    def __init__(
+        self, arrays: ScenarioArrays, components: tuple[StateComponent, ...] = COMPONENTS
+    ) -> None:
         self.arrays = arrays
+        self.components = components
         sc = arrays.scenario
-        self.history = ContactHistory(arrays)
+        clocks = [c for c in components if is_contact_clock(c)]
+        if len(clocks) != 1:
+            raise NBAValidationError(
+                f"request schema: expected one contact clock among the state components "
+                f"{[c.name for c in components]}, got {[c.name for c in clocks]}"
+            )
+        self.history = ContactHistory(arrays, clocks[0])
+        #: how each other component is read, in declaration order
+        self.component_fields = component_fields(arrays, components)
         self.caps = self.history.caps
         self.capped_channels = self.history.capped_channels
         self.days_columns = self.history.days_columns
         self.last_contact_columns = self.history.last_contact_columns
-        self.consent_columns = [f"consent_{c}" for c in sc.channel_names]
+        self.consent_columns = [f"{CONSENT}{c}" for c in sc.channel_names]
+        state_fields = [name for f in self.component_fields for name in f.names]
         #: fields every request must carry
-        self.required: tuple[str, ...] = REQUIRED
+        self.required: tuple[str, ...] = (
+            "customer_id",
+            *(name for f in self.component_fields if f.required for name in f.names),
+        )
         #: every field a request may carry, in the order the JSON Schema lists them
         self.fields: list[str] = [
-            *REQUIRED,
+            "customer_id",
+            *state_fields,
             *OPTIONAL_SCALARS,
             *self.consent_columns,
             *self.last_contact_columns,
@@ -159,24 +174,24 @@ class RequestSchema:
         ]
         self._fields = frozenset(self.fields)
         self._normalised = {normalised(name): name for name in self.fields}
-        self._categories = {
-            "persona": pd.Index(sc.persona_names),
-            "stage": pd.Index(sc.stage_names),
-        }
-        self._persona_index = {name: i for i, name in enumerate(sc.persona_names)}
-        self._stage_index = {name: i for i, name in enumerate(sc.stage_names)}
-        # plain-Python copies for the single-customer path
-        self._plain_fields = (
-            frozenset(REQUIRED)
-            | frozenset(self.days_columns)
-            | frozenset(self.last_contact_columns)
-            | frozenset(OPTIONAL_SCALARS)
-        )
-        self._consent_set = frozenset(self.consent_columns)
-        self._pressure_capacity = sc.contact_rules.pressure_capacity
+        columned = [f.prefix for f in self.component_fields if not f.scalar and f.names]
+        #: field-name prefixes of per-channel, per-cap and per-column fields (error hints)
+        self._prefixes = (CONSENT, LAST_CONTACT, self.history.days_prefix, *columned)
         self._last_day = sc.horizon_days - 1
-        self._requires_consent = arrays.rules.requires_consent.tolist()
-        self._persona_consent = arrays.persona_consent.tolist()
+        self._setup_one_path(components)
+
+    def _setup_one_path(self, components: tuple[StateComponent, ...]) -> None:
+        """Plain-Python copies and readers for the single-customer path."""
+        names = [c.name for c in components]
+        self._names = tuple(names)
+        self._read_state = one_state_reader(self.component_fields)
+        self._clock_at = names.index(self.history.component.name)
+        self._persona_at = names.index("persona")
+        self._opted_out_at = names.index("opted_out") if "opted_out" in names else None
+        self._consent_set = frozenset(self.consent_columns)
+        self._plain_fields = self._fields - self._consent_set
+        self._requires_consent = self.arrays.rules.requires_consent.tolist()
+        self._persona_consent = self.arrays.persona_consent.tolist()
         self._default_consent = [
             (tuple(granted), self._revoke(granted)) for granted in self._persona_consent
         ]
@@ -212,19 +227,14 @@ class RequestSchema:
         self._check_columns(frame.columns)
         if len(frame) == 0:
             raise ScoringInputError("input: no rows to score")
-        missing = [c for c in REQUIRED if c not in frame.columns]
+        missing = [c for c in self.required if c not in frame.columns]
         if missing:
             raise ScoringInputError(f"input: missing field(s) {missing}")
-        sc = self.arrays.scenario
         n = len(frame)
         customer_id = id_column(frame)
-        persona = category_column(frame, "persona", self._categories["persona"])
-        stage = category_column(frame, "stage", self._categories["stage"])
-        pressure = integer_column(frame, "pressure", 0, sc.contact_rules.pressure_capacity)
-        habit = boolean_column(frame, "discount_habit")
-        opted_out = boolean_column(frame, "opted_out")
+        values = {f.component.name: f.read_column(frame) for f in self.component_fields}
         day = (
-            integer_column(frame, "day", 0, sc.horizon_days - 1)
+            integer_column(frame, "day", 0, self._last_day)
             if "day" in frame.columns
             else np.zeros(n, dtype=np.int64)
         )
@@ -235,21 +245,15 @@ class RequestSchema:
         else:
             decision_time, local_weekday = timestamp_or_now(as_of)
             weekday = np.full(n, local_weekday, dtype=np.int64)
-        days_since = self.history.days_since(frame, decision_time)
-        consent = self.arrays.persona_consent[persona].copy()
+        values[self.history.component.name] = self.history.days_since(frame, decision_time)
+        consent = self.arrays.persona_consent[values["persona"]].copy()
         for c, column in enumerate(self.consent_columns):
             if column in frame.columns:
                 consent[:, c] = boolean_column(frame, column)
+        opted_out = values.get("opted_out", np.zeros(n, dtype=bool))
         consent = effective_consent(consent, opted_out, self.arrays.rules.requires_consent)
         refuse_repeated_ids(frame, customer_id)
-        state = CustomerState(
-            persona=persona,
-            stage=stage,
-            pressure=pressure,
-            days_since=days_since,
-            habit=habit,
-            opted_out=opted_out,
-        )
+        state = CustomerState(self.components, **values)
         return ParsedRequest(customer_id, state, consent, day, weekday, decision_time)
 
     def _check_columns(self, columns: pd.Index) -> None:
@@ -283,8 +287,8 @@ class RequestSchema:
         more = f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
         noun = "field" if len(unknown) == 1 else "fields"
         listed = ""
-        if isinstance(unknown[0], str) and unknown[0].startswith(_NAMED_PREFIXES):
-            prefix = next(p for p in _NAMED_PREFIXES if unknown[0].startswith(p))
+        if isinstance(unknown[0], str) and unknown[0].startswith(self._prefixes):
+            prefix = next(p for p in self._prefixes if unknown[0].startswith(p))
             listed = f"; {prefix}* fields are {[f for f in self.fields if f.startswith(prefix)]}"
         return ScoringInputError(f"input: unknown {noun} {', '.join(parts)}{more}{listed}")
 
@@ -330,7 +334,7 @@ class RequestSchema:
         unfamiliar = row.keys() - self._plain_fields
         if unfamiliar and not unfamiliar <= self._consent_set:
             raise self._unknown_fields([k for k in row if k not in self._fields])
-        missing = [c for c in REQUIRED if c not in row]
+        missing = [c for c in self.required if c not in row]
         if missing:
             raise ScoringInputError(f"input: missing field(s) {missing}")
         customer_id = row["customer_id"]
@@ -338,11 +342,7 @@ class RequestSchema:
             problem = identifier_problem(customer_id)
             if problem:
                 raise ScoringInputError(f"row 0, customer_id: {problem}")
-        persona = one_category(row, "persona", self._persona_index)
-        stage = one_category(row, "stage", self._stage_index)
-        pressure = one_integer(row, "pressure", 0, self._pressure_capacity)
-        habit = one_boolean(row, "discount_habit")
-        opted_out = one_boolean(row, "opted_out")
+        state = self._read_state(row)
         day = one_integer(row, "day", 0, self._last_day) if "day" in row else 0
         try:
             if "as_of" in row:  # the row's own decision time wins, as in :meth:`parse`
@@ -355,9 +355,11 @@ class RequestSchema:
             else:
                 when, weekday = timestamp_or_now(as_of)
                 now = when.value
-            days = self.history.one_days_since(row, now)
+            state.insert(self._clock_at, self.history.one_days_since(row, now))
         except AskPandas:
             return None
+        persona = state[self._persona_at]
+        opted_out = state[self._opted_out_at] if self._opted_out_at is not None else False
         consent = self._default_consent[persona][opted_out]
         default_consent = True
         if unfamiliar:
@@ -371,9 +373,8 @@ class RequestSchema:
             default_consent = given_consent == consent
             consent = given_consent
         return OneCustomer(
-            customer_id, persona, stage, pressure, habit, opted_out, days, consent,
-            default_consent, day, weekday, when,
-        )  # fmt: skip
+            customer_id, tuple(state), consent, default_consent, day, weekday, when, self._names
+        )
 
     def parse_mapping(self, row: Mapping[str, Any], as_of: datetime | None = None) -> ParsedRequest:
         """One customer given as a mapping, validated into the arrays :meth:`parse` returns."""
@@ -386,14 +387,13 @@ class RequestSchema:
                     f"input: cannot read the request ({type(exc).__name__}: {cut(str(exc))})"
                 ) from None
             return self.parse(frame, as_of=as_of)
-        state = CustomerState(
-            persona=np.array([one.persona]),
-            stage=np.array([one.stage]),
-            pressure=np.array([one.pressure]),
-            days_since=np.array([one.days_since], dtype=np.int64).reshape(1, len(one.days_since)),
-            habit=np.array([one.habit]),
-            opted_out=np.array([one.opted_out]),
-        )
+        values = {
+            c.name: np.array([value], dtype=c.dtype).reshape(1, -1)
+            if c.columns is not None
+            else np.array([value], dtype=c.dtype)
+            for c, value in zip(self.components, one.state, strict=True)
+        }
+        state = CustomerState(self.components, **values)
         return ParsedRequest(
             customer_id=np.array([one.customer_id], dtype=object),
             state=state,
