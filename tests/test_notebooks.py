@@ -52,7 +52,7 @@ def test_quickstart_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
 def test_calibration_notebook_runs(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, shared_data: Path
 ) -> None:
-    monkeypatch.setenv("NBA_SHARED_DATA", str(shared_data.resolve()))
+    monkeypatch.setenv("NBA_DATA_HOME", str(shared_data.resolve()))
     monkeypatch.setenv("NBA_CALIBRATION_TIMESTEPS", "200000")
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     execute("02_calibrate_twin.ipynb", tmp_path)
