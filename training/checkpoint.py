@@ -1,28 +1,20 @@
-"""Checkpoints that resume a run without running anything from a file: tensors, JSON, hashes.
+"""Checkpoints that resume a run exactly: what a model's learning state is, and the run's record.
 
-SB3's ``model.zip`` is a pickle: loading a tampered one runs its code. A checkpoint here is
-plain data, enough to continue the same learning in a model built from the run's config:
-
-``checkpoints/<run_id>/``
-    ``manifest.json``             the commit point: format, step, each file's sha256 and size
-    ``state-<g>.json``            counters, RNG states, evaluation history, optimizer layout
-    ``tensors-<g>.safetensors``   policy and optimizer tensors, the torch RNG, the env's
-                                  customers and last observations, the replay buffer (DQN)
-
-A save writes generation ``g``'s files, records the new manifest's sha256 in the run (the
-previous one stays accepted until the manifest is replaced, so a kill at any point leaves a
-checkpoint that verifies), then replaces ``manifest.json`` atomically. A resume checks the
-manifest's hash against the run's tags and every file against the manifest before reading
-anything else, locally and after downloading from the tracking server.
+:func:`save_checkpoint` captures everything the learning continues from (weights, optimizer,
+counters, every RNG, the twin's customers mid-episode, reward normalisation, DQN's replay
+buffer) and :meth:`Checkpoint.restore` puts it into a fresh model built from the run's config;
+the bytes on disk are :mod:`nba.training.checkpoint_format`'s (tensors, JSON, hashes; never a
+pickle). :class:`RunCheckpoints` records each manifest's hash in the run's tags (the previous
+one stays accepted until the manifest is replaced, so a kill at any point leaves a checkpoint
+that verifies), uploads checkpoints to the run's artifacts, and verifies them before a resume,
+locally and after downloading from the tracking server.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import random
-import re
 import shutil
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
@@ -30,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import safetensors.torch
 import torch
 from mlflow.entities import RunTag
 from mlflow.tracking import MlflowClient
@@ -40,23 +31,27 @@ from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
 from nba.envs import TwinVecEnv
 from nba.errors import NBAValidationError
-from nba.io import write_bytes_atomic
 from nba.state import CustomerState
+from nba.training.checkpoint_format import (
+    LEGACY_MODEL,
+    MANIFEST,
+    MANIFEST_TAG,
+    check_files,
+    decode,
+    encode,
+    file_sha256,
+    legacy_error,
+    read_checkpoint,
+    read_manifest,
+    write_checkpoint,
+)
 
-FORMAT = "nba-checkpoint"
-FORMAT_VERSION = 1
-MANIFEST = "manifest.json"
-LEGACY_MODEL = "model.zip"  # SB3's pickle-based format: refused, never opened
 ARTIFACT_DIR = "checkpoint"
-#: The run's record of which manifests it wrote (sha256 hex): the one saved last, the one
-#: before it (a kill between the tag update and the manifest's rename leaves that one on
-#: disk), and the one last uploaded to the run's artifacts.
-MANIFEST_TAG = "nba.checkpoint.manifest_sha256"
+#: The run's record of which manifests it wrote (sha256 hex): the one saved last
+#: (``MANIFEST_TAG``), the one before it (a kill between the tag update and the manifest's
+#: rename leaves that one on disk), and the one last uploaded to the run's artifacts.
 PREVIOUS_TAG = "nba.checkpoint.previous_manifest_sha256"
 LOGGED_TAG = "nba.checkpoint.logged_manifest_sha256"
-_MANIFEST_LIMIT = 1 << 20  # a manifest is a few hundred bytes; never read a huge one
-_FILE_NAME = re.compile(r"(state-(\d{6,})\.json|tensors-(\d{6,})\.safetensors)")
-_LEFTOVER = re.compile(r"\.(manifest\.json|state-\d+\.json|tensors-\d+\.safetensors)\..+\.tmp")
 #: Model attributes that carry learning progress (absent ones are skipped: DQN has
 #: ``_n_calls`` and ``exploration_rate``, PPO does not).
 _COUNTERS: dict[str, type] = {
@@ -125,54 +120,8 @@ def save_checkpoint(
     ``before_commit(new_sha256, previous_sha256)`` runs once the files are written and before
     the manifest replaces the previous one (the run records the hash there).
     """
-    directory.mkdir(parents=True, exist_ok=True)
     state, tensors = _capture(model, history, elapsed)
-    generation = 1 + max((_generation(p.name) for p in directory.iterdir()), default=0)
-    state_name = f"state-{generation:06d}.json"
-    tensors_name = f"tensors-{generation:06d}.safetensors"
-    files: dict[str, dict[str, Any]] = {}
-    for name, data in (
-        (tensors_name, safetensors.torch.save(tensors)),
-        (state_name, json.dumps(state, allow_nan=True).encode("utf-8")),
-    ):
-        write_bytes_atomic(directory / name, data)
-        files[name] = {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
-    manifest = {
-        "format": FORMAT,
-        "version": FORMAT_VERSION,
-        "run_id": run_id,
-        "generation": generation,
-        "num_timesteps": int(model.num_timesteps),
-        "state": state_name,
-        "tensors": tensors_name,
-        "files": files,
-    }
-    data = json.dumps(manifest, indent=2).encode("utf-8")
-    digest = hashlib.sha256(data).hexdigest()
-    path = directory / MANIFEST
-    previous = _file_sha256(path) if path.is_file() else None
-    if before_commit is not None:
-        before_commit(digest, previous)
-    write_bytes_atomic(path, data)
-    for stale in directory.iterdir():  # earlier generations and files of interrupted saves
-        if (_FILE_NAME.fullmatch(stale.name) and stale.name not in files) or _LEFTOVER.fullmatch(
-            stale.name
-        ):
-            stale.unlink(missing_ok=True)
-    return digest
-
-
-def _generation(name: str) -> int:
-    match = _FILE_NAME.fullmatch(name)
-    return int(match.group(2) or match.group(3)) if match else 0
-
-
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return write_checkpoint(directory, state, tensors, run_id=run_id, before_commit=before_commit)
 
 
 def _capture(
@@ -192,8 +141,8 @@ def _capture(
             for name, kind in _COUNTERS.items()
             if hasattr(model, name)
         },
-        "parameters": _encode(model.get_parameters(), "parameters", tensors),
-        "variables": _encode(
+        "parameters": encode(model.get_parameters(), "parameters", tensors),
+        "variables": encode(
             {name: _attribute(model, name) for name in variable_names}, "variables", tensors
         ),
         "rng": _capture_rngs(model, tensors),
@@ -282,62 +231,6 @@ def _capture_normalizer(env: VecNormalize, tensors: dict[str, torch.Tensor]) -> 
     return stats
 
 
-# ------------------------------------------------------------------ nested state <-> JSON
-def _encode(value: Any, key: str, tensors: dict[str, torch.Tensor]) -> Any:
-    """JSON for a nested structure of dicts, lists, tuples, scalars and tensors.
-
-    Tensors go to ``tensors`` under ``key``; the JSON names them. Tags keep dict keys that
-    are integers (optimizer state) and tuples (Adam's betas) exactly.
-    """
-    if isinstance(value, torch.Tensor):
-        tensors[key] = value.detach().cpu().contiguous().clone()
-        return {"tensor": key}
-    if isinstance(value, dict):
-        pairs = []
-        for name, item in value.items():
-            if not isinstance(name, str | int) or isinstance(name, bool):
-                raise TypeError(f"checkpoint: unsupported key {name!r} at {key}")
-            pairs.append([name, _encode(item, f"{key}/{name}", tensors)])
-        return {"dict": pairs}
-    if isinstance(value, list | tuple):
-        kind = "tuple" if isinstance(value, tuple) else "list"
-        return {kind: [_encode(item, f"{key}/{i}", tensors) for i, item in enumerate(value)]}
-    if value is None or isinstance(value, bool | int | float | str):
-        return {"value": value}
-    raise TypeError(f"checkpoint: cannot store {type(value).__name__} at {key}")
-
-
-def _decode(data: Any, tensors: dict[str, torch.Tensor]) -> Any:
-    """The inverse of :func:`_encode`; builds only dicts, lists, tuples, scalars and tensors."""
-    if not isinstance(data, dict) or len(data) != 1:
-        raise ValueError("expected one tagged value")
-    ((kind, payload),) = data.items()
-    if kind == "tensor":
-        if not isinstance(payload, str) or payload not in tensors:
-            raise ValueError(f"unknown tensor {str(payload)[:80]!r}")
-        return tensors[payload]
-    if kind == "dict":
-        result = {}
-        for pair in payload:
-            if not isinstance(pair, list) or len(pair) != 2:
-                raise ValueError("a dict entry is not a [key, value] pair")
-            name, item = pair
-            if not isinstance(name, str | int) or isinstance(name, bool):
-                raise ValueError("a dict key is not a string or an integer")
-            result[name] = _decode(item, tensors)
-        return result
-    if kind in ("list", "tuple"):
-        if not isinstance(payload, list):
-            raise ValueError(f"a {kind} is not a JSON list")
-        items = [_decode(item, tensors) for item in payload]
-        return tuple(items) if kind == "tuple" else items
-    if kind == "value":
-        if payload is not None and not isinstance(payload, bool | int | float | str):
-            raise ValueError("a value is not a scalar")
-        return payload
-    raise ValueError(f"unknown tag {kind[:40]!r}")
-
-
 # ----------------------------------------------------------------------------- restoring
 def _restore(model: Any, state: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:
     shape = list(model.observation_space.shape)
@@ -348,11 +241,11 @@ def _restore(model: Any, state: dict[str, Any], tensors: dict[str, torch.Tensor]
             f"this version {shape} and {int(model.action_space.n)}); start a new run"
         )
     module_names, variable_names = model._get_torch_save_params()
-    parameters = _decode(state["parameters"], tensors)
+    parameters = decode(state["parameters"], tensors)
     if not isinstance(parameters, dict) or set(parameters) != set(module_names):
         raise ValueError(f"parameters: expected {sorted(module_names)}")
     model.set_parameters(parameters, exact_match=True, device=get_device("cpu"))
-    variables = _decode(state["variables"], tensors)
+    variables = decode(state["variables"], tensors)
     if not isinstance(variables, dict) or set(variables) != set(variable_names):
         raise ValueError(f"variables: expected {sorted(variable_names)}")
     with torch.no_grad():
@@ -467,96 +360,8 @@ def load_checkpoint(
     file that does not match the manifest, or an old pickle-based ``model.zip`` is refused
     with one :class:`NBAValidationError` naming the file, before anything is parsed.
     """
-    manifest_path = directory / MANIFEST
-    if not manifest_path.is_file():
-        if (directory / LEGACY_MODEL).exists():
-            raise _legacy(directory / LEGACY_MODEL)
-        return None
-    digest, manifest = read_manifest(manifest_path, trusted, where)
-    _check_files(directory, manifest)
-    state_name, tensors_name = manifest["state"], manifest["tensors"]
-    try:
-        state = json.loads((directory / state_name).read_bytes())
-        tensors = safetensors.torch.load_file(str(directory / tensors_name), device="cpu")
-    except (ValueError, OSError, safetensors.SafetensorError) as exc:
-        raise NBAValidationError(
-            f"--resume: {directory}: malformed checkpoint ({type(exc).__name__}: {str(exc)[:300]})"
-        ) from None
-    if not isinstance(state, dict) or not {
-        "num_timesteps",
-        "elapsed_seconds",
-        "history",
-        "parameters",
-        "observation_shape",
-        "n_actions",
-        "counters",
-        "rng",
-        "variables",
-    } <= set(state):
-        raise NBAValidationError(f"--resume: {directory / state_name}: malformed checkpoint state")
-    return Checkpoint(directory, digest, state, tensors, state_name, tensors_name)
-
-
-def read_manifest(
-    path: Path, trusted: Collection[str], where: str | None = None
-) -> tuple[str, dict[str, Any]]:
-    """Hash-checked manifest: its sha256 must be one the run recorded."""
-    if path.stat().st_size > _MANIFEST_LIMIT:
-        raise NBAValidationError(f"--resume: {path}: not a checkpoint manifest (too large)")
-    data = path.read_bytes()
-    digest = hashlib.sha256(data).hexdigest()
-    if not trusted:
-        raise NBAValidationError(
-            f"--resume: {path}: the run records no checkpoint hash (tag {MANIFEST_TAG}), so "
-            "the checkpoint cannot be verified; refusing to load it"
-        )
-    if digest not in trusted:
-        raise NBAValidationError(
-            f"--resume: {path}: sha256 {digest[:16]}... is not a checkpoint this run recorded "
-            f"({where or 'tag ' + MANIFEST_TAG}); the checkpoint was changed after it was "
-            "written, refusing to load it"
-        )
-    try:
-        manifest = json.loads(data)
-        files = manifest["files"]
-        valid = (
-            manifest["format"] == FORMAT
-            and manifest["version"] == FORMAT_VERSION
-            and isinstance(files, dict)
-            and all(isinstance(n, str) and _FILE_NAME.fullmatch(n) for n in files)
-            and {manifest["state"], manifest["tensors"]} <= set(files)
-            and all(
-                isinstance(entry, dict)
-                and isinstance(entry.get("sha256"), str)
-                and isinstance(entry.get("bytes"), int)
-                for entry in files.values()
-            )
-        )
-    except (ValueError, KeyError, TypeError):
-        valid = False
-    if not valid:
-        raise NBAValidationError(f"--resume: {path}: malformed checkpoint manifest")
-    return digest, manifest
-
-
-def _check_files(directory: Path, manifest: dict[str, Any]) -> None:
-    for name, entry in manifest["files"].items():
-        path = directory / name
-        if not path.is_file():
-            raise NBAValidationError(f"--resume: {path}: missing (listed in {MANIFEST})")
-        if path.stat().st_size != entry["bytes"] or _file_sha256(path) != entry["sha256"]:
-            raise NBAValidationError(
-                f"--resume: {path}: sha256 does not match the checkpoint manifest; the file "
-                "was changed after it was written, refusing to load it"
-            )
-
-
-def _legacy(path: Path | str) -> NBAValidationError:
-    return NBAValidationError(
-        f"--resume: {path} is a checkpoint in the old pickle-based format (SB3 model.zip), "
-        "which cannot be resumed safely: loading it would run code stored in the file; "
-        "start a new run instead"
-    )
+    found = read_checkpoint(directory, trusted, where)
+    return None if found is None else Checkpoint(directory, *found)
 
 
 # ----------------------------------------------------------------------------- the run
@@ -590,7 +395,7 @@ class RunCheckpoints:
     def log(self) -> None:
         """Upload the checkpoint to the run's artifacts: its files first, the manifest last."""
         path = self.directory / MANIFEST
-        digest = _file_sha256(path)
+        digest = file_sha256(path)
         manifest = json.loads(path.read_bytes())
         for name in manifest["files"]:
             self.client.log_artifact(self.run_id, str(self.directory / name), ARTIFACT_DIR)
@@ -621,7 +426,7 @@ class RunCheckpoints:
         where = f"run {self.run_id}'s artifacts"
         if MANIFEST not in listed:
             if LEGACY_MODEL in listed:
-                raise _legacy(f"{ARTIFACT_DIR}/{LEGACY_MODEL} in {where}")
+                raise legacy_error(f"{ARTIFACT_DIR}/{LEGACY_MODEL} in {where}")
             return None  # nothing logged yet: the run starts over
         staging = self.directory.parent / f".{self.run_id}-download"
         shutil.rmtree(staging, ignore_errors=True)
@@ -639,7 +444,7 @@ class RunCheckpoints:
                         f"{MANIFEST})"
                     )
                 self.client.download_artifacts(self.run_id, f"{ARTIFACT_DIR}/{name}", str(staging))
-            _check_files(local.parent, manifest)
+            check_files(local.parent, manifest)
             self.directory.mkdir(parents=True, exist_ok=True)
             for name in manifest["files"]:
                 os.replace(local.parent / name, self.directory / name)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import numpy as np
 import typer
@@ -15,9 +15,66 @@ from nba.errors import NBAValidationError
 
 if TYPE_CHECKING:
     from nba.calibration.events import EventLog
+    from nba.scenario import Scenario
 
 AUDIT_REPLICATES = 20  # per-arm KPIs: many customers per cell, little simulation noise
 FORECAST_REPLICATES = 200  # per-customer forecasts: the mean of few runs adds to the MAE
+
+
+HoldoutAfterOption = Annotated[
+    str | None, typer.Option("--holdout-after", help="Ignore events from this date on.")
+]
+HoldoutFractionOption = Annotated[
+    float,
+    typer.Option("--holdout-fraction", min=0.0, max=0.9, help="Share of customers kept out."),
+]
+HoldoutOutOption = Annotated[
+    Path | None,
+    typer.Option("--holdout-out", help="Folder for the held-out customers' events."),
+]
+WindowOption = Annotated[
+    int, typer.Option("--window-days", min=1, help="Response window after a contact.")
+]
+ReferenceTimeOption = Annotated[
+    str | None, typer.Option("--reference-time", help="Calibration cutoff (ISO 8601).")
+]
+SegmentOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--segment",
+        help="NAME=QUERY: a condition over the customer table (comparisons, in [...], "
+        "and/or/not); repeatable.",
+    ),
+]
+HoldoutStartOption = Annotated[
+    str | None,
+    typer.Option("--holdout-start", help="Forecast audit: first day of the holdout window."),
+]
+HoldoutEndOption = Annotated[
+    str | None,
+    typer.Option("--holdout-end", help="Forecast audit: end of the window (exclusive)."),
+]
+ReplicatesOption = Annotated[
+    int | None,
+    typer.Option(
+        "--replicates", min=2, help="Twin runs per customer (default: 20; forecast audit: 200)."
+    ),
+]
+PlacementOption = Annotated[
+    str | None,
+    typer.Option(
+        "--placement",
+        help="Forecast audit: 'filtered' (posterior from each history) or 'rules'.",
+    ),
+]
+HistoryStartOption = Annotated[
+    str | None,
+    typer.Option(
+        "--history-start",
+        help="Forecast audit, filtered: read each customer from the log's first purchase "
+        "('log', a panel, the default) or from their own first event ('first_event').",
+    ),
+]
 
 
 def register(app: typer.Typer) -> None:
@@ -61,23 +118,11 @@ def calibrate(
     events: Annotated[Path, typer.Option("--events", "-e", help="Event log (CSV or parquet).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Scenario YAML to write.")],
     customers: CustomerTableOption = None,
-    holdout_after: Annotated[
-        str | None, typer.Option("--holdout-after", help="Ignore events from this date on.")
-    ] = None,
-    holdout_fraction: Annotated[
-        float,
-        typer.Option("--holdout-fraction", min=0.0, max=0.9, help="Share of customers kept out."),
-    ] = 0.0,
-    holdout_out: Annotated[
-        Path | None,
-        typer.Option("--holdout-out", help="Folder for the held-out customers' events."),
-    ] = None,
-    window_days: Annotated[
-        int, typer.Option("--window-days", min=1, help="Response window after a contact.")
-    ] = 14,
-    reference_time: Annotated[
-        str | None, typer.Option("--reference-time", help="Calibration cutoff (ISO 8601).")
-    ] = None,
+    holdout_after: HoldoutAfterOption = None,
+    holdout_fraction: HoldoutFractionOption = 0.0,
+    holdout_out: HoldoutOutOption = None,
+    window_days: WindowOption = 14,
+    reference_time: ReferenceTimeOption = None,
     max_personas: Annotated[int, typer.Option("--max-personas", min=2)] = 12,
     bootstrap: Annotated[int, bootstrap_option(20)] = 200,
     seed: Annotated[int, seed_option("Seed of the holdout split, clustering and bootstrap.")] = 0,
@@ -86,7 +131,6 @@ def calibrate(
     as_json: JsonOption = False,
 ) -> None:
     """Fit a scenario from an event log; writes the YAML and a report (also to MLflow)."""
-    from nba.calibration.events import save_events
     from nba.calibration.fit import calibrate as fit
     from nba.calibration.report import log_to_mlflow, write_report
     from nba.cli.inputs import check_output
@@ -101,15 +145,7 @@ def calibrate(
     with phase(f"calibration: reading {events.name}"):
         log = _load_events(events, customers)
     if holdout_fraction > 0 and holdout_out is not None:
-        ids = log.customer_ids
-        held = np.random.default_rng(seed).random(len(ids)) < holdout_fraction
-        holdout_out.mkdir(parents=True, exist_ok=True)
-        save_events(
-            log.for_customers(ids[held]),
-            holdout_out / "events.parquet",
-            holdout_out / "customers.parquet" if log.customers is not None else None,
-        )
-        log = log.for_customers(ids[~held])
+        log = _hold_out(log, holdout_fraction, holdout_out, seed)
     with phase(
         "calibration: fitting personas, stages, rates and responses, "
         f"{bootstrap} bootstrap replicates"
@@ -159,47 +195,32 @@ def calibrate(
     )
 
 
+def _hold_out(log: EventLog, fraction: float, folder: Path, seed: int) -> EventLog:
+    """Write a random ``fraction`` of the customers' events to ``folder`` (for ``nba audit``)
+    and return the log of the others, which calibration then fits."""
+    from nba.calibration.events import save_events
+
+    ids = log.customer_ids
+    held = np.random.default_rng(seed).random(len(ids)) < fraction
+    folder.mkdir(parents=True, exist_ok=True)
+    save_events(
+        log.for_customers(ids[held]),
+        folder / "events.parquet",
+        folder / "customers.parquet" if log.customers is not None else None,
+    )
+    return log.for_customers(ids[~held])
+
+
 def audit(
     scenario: Annotated[Path, typer.Option("--scenario", "-s", help="Calibrated scenario YAML.")],
     events: Annotated[Path, typer.Option("--events", "-e", help="Held-out event log.")],
     customers: CustomerTableOption = None,
-    segment: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--segment",
-            help="NAME=QUERY: a condition over the customer table (comparisons, in [...], "
-            "and/or/not); repeatable.",
-        ),
-    ] = None,
-    holdout_start: Annotated[
-        str | None,
-        typer.Option("--holdout-start", help="Forecast audit: first day of the holdout window."),
-    ] = None,
-    holdout_end: Annotated[
-        str | None,
-        typer.Option("--holdout-end", help="Forecast audit: end of the window (exclusive)."),
-    ] = None,
-    replicates: Annotated[
-        int | None,
-        typer.Option(
-            "--replicates", min=2, help="Twin runs per customer (default: 20; forecast audit: 200)."
-        ),
-    ] = None,
-    placement: Annotated[
-        str | None,
-        typer.Option(
-            "--placement",
-            help="Forecast audit: 'filtered' (posterior from each history) or 'rules'.",
-        ),
-    ] = None,
-    history_start: Annotated[
-        str | None,
-        typer.Option(
-            "--history-start",
-            help="Forecast audit, filtered: read each customer from the log's first purchase "
-            "('log', a panel, the default) or from their own first event ('first_event').",
-        ),
-    ] = None,
+    segment: SegmentOption = None,
+    holdout_start: HoldoutStartOption = None,
+    holdout_end: HoldoutEndOption = None,
+    replicates: ReplicatesOption = None,
+    placement: PlacementOption = None,
+    history_start: HistoryStartOption = None,
     seed: Annotated[int, seed_option("Seed of the twin's simulation.")] = 0,
     strict: Annotated[bool, typer.Option(help="Exit with status 1 when a KPI fails.")] = False,
     as_json: JsonOption = False,
@@ -210,7 +231,6 @@ def audit(
     forecasts in that window against reality and a BG/NBD baseline instead.
     """
     from nba.calibration.audit import audit as run_audit
-    from nba.calibration.forecast import forecast_audit
     from nba.cli.inputs import check_input, reading
     from nba.progress import phase
     from nba.scenario import Scenario
@@ -226,17 +246,8 @@ def audit(
     if holdout_start is not None and holdout_end is not None:
         if segment:
             raise NBAValidationError("--segment: not used by the forecast audit")
-        with phase(f"audit: forecasting {len(log.customer_ids):,} customers' purchases"):
-            result = forecast_audit(
-                twin_scenario,
-                log,
-                holdout_start,
-                holdout_end,
-                replicates=replicates or FORECAST_REPLICATES,
-                placement=placement or "filtered",
-                history_start=history_start or "log",
-                seed=seed,
-            )
+        window = (holdout_start, holdout_end)
+        result = _forecast(twin_scenario, log, window, replicates, placement, history_start, seed)
         title = "Twin purchase-count forecast vs held-out reality and BG/NBD"
     else:
         for option, value in (("--placement", placement), ("--history-start", history_start)):
@@ -260,6 +271,31 @@ def audit(
         console.print(f"{verdict}: {describe(result.summary())}")
     if strict and not result.passed:
         raise typer.Exit(1)
+
+
+def _forecast(
+    scenario: Scenario,
+    log: EventLog,
+    window: tuple[str, str],
+    replicates: int | None,
+    placement: str | None,
+    history_start: str | None,
+    seed: int,
+) -> Any:
+    """The forecast audit: per-customer purchase counts in ``window`` against reality."""
+    from nba.calibration.forecast import forecast_audit
+    from nba.progress import phase
+
+    with phase(f"audit: forecasting {len(log.customer_ids):,} customers' purchases"):
+        return forecast_audit(
+            scenario,
+            log,
+            *window,
+            replicates=replicates or FORECAST_REPLICATES,
+            placement=placement or "filtered",
+            history_start=history_start or "log",
+            seed=seed,
+        )
 
 
 def _segments(items: list[str]) -> dict[str, str]:

@@ -14,9 +14,43 @@ from nba.cli.options import (
     ModelOption,
     TrackingUriOption,
     TrustedScenarioOption,
+    seed_option,
 )
 from nba.cli.output import console
 from nba.errors import NBAError, NBAValidationError
+
+CapacityOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--capacity",
+        help="CHANNEL=N contacts available in this batch (repeat); CHANNEL=none lifts the "
+        "scenario's daily_capacity.",
+    ),
+]
+ScoreLogOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--log",
+        help="Append the decisions to this log, once: rerunning an interrupted run (same "
+        "input file, model, settings and decision time) does not log them again.",
+    ),
+]
+ScoreSeedOption = Annotated[
+    int | None,
+    seed_option(
+        "Seed of the exploration. With --log and no --seed, a seed derived from the "
+        "batch id, so that a rerun draws the same."
+    ),
+]
+AsOfOption = Annotated[
+    str | None,
+    typer.Option(
+        "--as-of",
+        help="Decision time for rows without an as_of column (ISO 8601; default: now). "
+        "With --log, 'now' is kept until the run finishes: a rerun after a crash decides "
+        "at the same time.",
+    ),
+]
 
 
 def register(app: typer.Typer) -> None:
@@ -28,40 +62,11 @@ def score(
     model: ModelOption,
     input_path: Annotated[Path, typer.Option("--input", "-i", help="customers.csv or .parquet")],
     output: Annotated[Path, typer.Option("--output", "-o", help="decisions.parquet or .csv")],
-    capacity: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--capacity",
-            help="CHANNEL=N contacts available in this batch (repeat); CHANNEL=none lifts the "
-            "scenario's daily_capacity.",
-        ),
-    ] = None,
-    log: Annotated[
-        Path | None,
-        typer.Option(
-            "--log",
-            help="Append the decisions to this log, once: rerunning an interrupted run (same "
-            "input file, model, settings and decision time) does not log them again.",
-        ),
-    ] = None,
+    capacity: CapacityOption = None,
+    log: ScoreLogOption = None,
     epsilon: EpsilonOption = 0.0,
-    seed: Annotated[
-        int | None,
-        typer.Option(
-            "--seed",
-            help="Seed of the exploration. With --log and no --seed, a seed derived from the "
-            "batch id, so that a rerun draws the same.",
-        ),
-    ] = None,
-    as_of: Annotated[
-        str | None,
-        typer.Option(
-            "--as-of",
-            help="Decision time for rows without an as_of column (ISO 8601; default: now). "
-            "With --log, 'now' is kept until the run finishes: a rerun after a crash decides "
-            "at the same time.",
-        ),
-    ] = None,
+    seed: ScoreSeedOption = None,
+    as_of: AsOfOption = None,
     tracking_uri: TrackingUriOption = None,
     trusted_scenario: TrustedScenarioOption = None,
 ) -> None:
@@ -84,14 +89,7 @@ def score(
     from nba.serving.scorer import Exploration
 
     check_output(output, "--output", TABLE_SUFFIXES)
-    limits: dict[str, int | None] = {}
-    for item in capacity or []:
-        name, _, number = item.partition("=")
-        if not (number.strip().isdigit() or number.strip().lower() == "none"):
-            raise NBAValidationError(
-                f"--capacity: expected CHANNEL=N or CHANNEL=none, got {item!r}"
-            )
-        limits[name.strip()] = None if number.strip().lower() == "none" else int(number)
+    limits = _capacity_limits(capacity or [])
     when = parse_as_of(as_of)
     trusted = load_trusted(trusted_scenario)
     if log is not None:
@@ -111,6 +109,19 @@ def score(
     counts = decisions["action_name"].value_counts().head(5)
     summary = ", ".join(f"{name} {count:,}" for name, count in counts.items())
     console.print(f"scored {len(decisions):,} customers -> {output} ({summary}){note}")
+
+
+def _capacity_limits(items: list[str]) -> dict[str, int | None]:
+    """``--capacity CHANNEL=N`` (or ``CHANNEL=none``, no limit) options as a dict."""
+    limits: dict[str, int | None] = {}
+    for item in items:
+        name, _, number = item.partition("=")
+        if not (number.strip().isdigit() or number.strip().lower() == "none"):
+            raise NBAValidationError(
+                f"--capacity: expected CHANNEL=N or CHANNEL=none, got {item!r}"
+            )
+        limits[name.strip()] = None if number.strip().lower() == "none" else int(number)
+    return limits
 
 
 def _score_logged(
@@ -153,22 +164,13 @@ def _score_logged(
         epsilon=float(epsilon),
         seed=seed,
         capacity=tuple(sorted(limits.items())),
-        as_of="column"
-        if "as_of" in customers.columns
-        else ("now" if when is None else when.isoformat()),
+        as_of="column" if "as_of" in customers.columns else _moment(when),
     )
     decision_log = DecisionLog(log)
     pinned = False
     try:
         if run.as_of == "now":
-            when, resumed = decision_log.start_run(run.key, pd.Timestamp.now(tz="UTC"))
-            pinned = True
-            if resumed:
-                typer.echo(
-                    f"resuming an interrupted run of the same input, model and settings: "
-                    f"decisions as of {when.isoformat()}",
-                    err=True,
-                )
+            when, pinned = _pin_now(decision_log, run.key), True
         batch_id = run.batch_id(None if run.as_of == "column" else when)
         if epsilon:
             drawn = seed if seed is not None else derived_seed(batch_id)
@@ -195,6 +197,23 @@ def _score_logged(
     if logged_before:
         return decisions, f"; batch {batch_id[:18]}... was already in {log}, not logged again"
     return decisions, f"; logged to {log} as batch {batch_id[:18]}..."
+
+
+def _moment(when: pd.Timestamp | None) -> str:
+    """The decision time as a score run records it: ``now`` or the ``--as-of`` given."""
+    return "now" if when is None else when.isoformat()
+
+
+def _pin_now(decision_log: Any, key: str) -> pd.Timestamp:
+    """Pin "now" in the log for this run, or find the moment an interrupted attempt pinned."""
+    when, resumed = decision_log.start_run(key, pd.Timestamp.now(tz="UTC"))
+    if resumed:
+        typer.echo(
+            f"resuming an interrupted run of the same input, model and settings: "
+            f"decisions as of {when.isoformat()}",
+            err=True,
+        )
+    return when
 
 
 def _write_decisions(decisions: Any, output: Path) -> None:

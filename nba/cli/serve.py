@@ -17,9 +17,48 @@ from nba.cli.options import (
     PortOption,
     TrackingUriOption,
     TrustedScenarioOption,
+    seed_option,
 )
 from nba.cli.output import console
 from nba.errors import NBAValidationError
+
+REGISTRY_URIS = ("models:/", "runs:/")
+
+WorkersOption = Annotated[
+    int,
+    typer.Option(
+        "--workers", min=1, max=64, help="Server processes sharing the port (2: measured best)."
+    ),
+]
+ServeLogOption = Annotated[
+    Path | None,
+    typer.Option("--log", help="Record every decision here; answers wait for the commit."),
+]
+TokenOption = Annotated[
+    str | None,
+    typer.Option(
+        "--token",
+        envvar="NBA_SERVE_TOKEN",
+        show_envvar=True,
+        help="Require 'Authorization: Bearer TOKEN' on every route but /healthz "
+        "(prefer the environment variable: options show in ps).",
+    ),
+]
+ReloadOption = Annotated[
+    float,
+    typer.Option(
+        "--reload-every", min=0.0, help="Seconds between checks that the alias moved; 0: never."
+    ),
+]
+MaxBodyOption = Annotated[
+    int, typer.Option("--max-body-bytes", min=1, help="Largest /decide body.")
+]
+MaxBatchBytesOption = Annotated[
+    int, typer.Option("--max-batch-bytes", min=1, help="Largest /decide/batch body.")
+]
+MaxBatchRowsOption = Annotated[
+    int, typer.Option("--max-batch-rows", min=1, help="Most customers per /decide/batch.")
+]
 
 
 def register(app: typer.Typer) -> None:
@@ -80,43 +119,15 @@ def serve(
     model: ModelOption,
     host: HostOption = "127.0.0.1",
     port: PortOption = 8000,
-    workers: Annotated[
-        int,
-        typer.Option(
-            "--workers", min=1, max=64, help="Server processes sharing the port (2: measured best)."
-        ),
-    ] = 2,
-    log: Annotated[
-        Path | None,
-        typer.Option("--log", help="Record every decision here; answers wait for the commit."),
-    ] = None,
-    token: Annotated[
-        str | None,
-        typer.Option(
-            "--token",
-            envvar="NBA_SERVE_TOKEN",
-            show_envvar=True,
-            help="Require 'Authorization: Bearer TOKEN' on every route but /healthz "
-            "(prefer the environment variable: options show in ps).",
-        ),
-    ] = None,
-    reload_every: Annotated[
-        float,
-        typer.Option(
-            "--reload-every", min=0.0, help="Seconds between checks that the alias moved; 0: never."
-        ),
-    ] = 30.0,
-    max_body_bytes: Annotated[
-        int, typer.Option("--max-body-bytes", min=1, help="Largest /decide body.")
-    ] = 1 << 20,
-    max_batch_bytes: Annotated[
-        int, typer.Option("--max-batch-bytes", min=1, help="Largest /decide/batch body.")
-    ] = 16 << 20,
-    max_batch_rows: Annotated[
-        int, typer.Option("--max-batch-rows", min=1, help="Most customers per /decide/batch.")
-    ] = 10_000,
+    workers: WorkersOption = 2,
+    log: ServeLogOption = None,
+    token: TokenOption = None,
+    reload_every: ReloadOption = 30.0,
+    max_body_bytes: MaxBodyOption = 1 << 20,
+    max_batch_bytes: MaxBatchBytesOption = 16 << 20,
+    max_batch_rows: MaxBatchRowsOption = 10_000,
     epsilon: EpsilonOption = 0.0,
-    seed: Annotated[int | None, typer.Option("--seed", help="Seed of the exploration.")] = None,
+    seed: Annotated[int | None, seed_option("Seed of the exploration.")] = None,
     tracking_uri: TrackingUriOption = None,
     trusted_scenario: TrustedScenarioOption = None,
 ) -> None:
@@ -139,14 +150,9 @@ def serve(
     exploration = Exploration(kind="epsilon", epsilon=epsilon, seed=seed) if epsilon else None
     trusted = load_trusted(trusted_scenario)
     scorer = load_scorer(model, tracking_uri, exploration, trusted_scenario=trusted)
-    registry = model.startswith(("models:/", "runs:/"))
-    version = scorer.model_version
-    pinned = None
-    if model.startswith("models:/") and getattr(version, "version", None):
-        pinned = f"models:/{version.name}/{version.version}"
     settings = http.ServeSettings(
         model=model,
-        tracking_uri=tracking_store(tracking_uri) if registry else None,
+        tracking_uri=tracking_store(tracking_uri) if model.startswith(REGISTRY_URIS) else None,
         token=token.strip() if token else None,
         log=str(log) if log is not None else None,
         reload_every=reload_every,
@@ -155,13 +161,8 @@ def serve(
         max_batch_rows=max_batch_rows,
         epsilon=epsilon,
         seed=getattr(scorer, "exploration_seed", seed) if epsilon else seed,
-        pinned=pinned,
-        # workers read it again: a file by its absolute path, whatever their directory
-        trusted_scenario=(
-            str(Path(trusted_scenario).resolve())
-            if trusted_scenario and Path(trusted_scenario).is_file()
-            else trusted_scenario
-        ),
+        pinned=_pinned_version(model, scorer.model_version),
+        trusted_scenario=_for_workers(trusted_scenario),
     )
     if log is not None:  # create the tables once, before workers open the file together
         from nba.serving.decision_log import DecisionLog
@@ -169,11 +170,27 @@ def serve(
         DecisionLog(log).close()
     http.warm(scorer)
     following = " (following the alias)" if settings.follows_registry and reload_every else ""
+    logging = f", logging to {log}" if log else ""
     console.print(
-        f"serving {version}{following} at http://{host}:{port} with {workers} worker(s)"
-        f"{', logging to ' + str(log) if log else ''}  (Ctrl+C to stop)"
+        f"serving {scorer.model_version}{following} at http://{host}:{port} with {workers} "
+        f"worker(s){logging}  (Ctrl+C to stop)"
     )
     http.run(settings, scorer, host=host, port=port, workers=workers)
+
+
+def _pinned_version(model: str, version: Any) -> str | None:
+    """``models:/NAME/VERSION`` of the version an alias resolved to: what workers load first."""
+    if model.startswith("models:/") and getattr(version, "version", None):
+        return f"models:/{version.name}/{version.version}"
+    return None
+
+
+def _for_workers(trusted_scenario: str | None) -> str | None:
+    """Workers read the trusted scenario again: a file by its absolute path, whatever their
+    working directory; a built-in name as it is."""
+    if trusted_scenario and Path(trusted_scenario).is_file():
+        return str(Path(trusted_scenario).resolve())
+    return trusted_scenario
 
 
 def _check_port_free(host: str, port: int) -> None:
