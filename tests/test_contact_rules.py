@@ -190,3 +190,34 @@ def test_the_optimum_respects_an_exclusion(
     assert (retail_optimum.policy[:, lapsed] == winback).any()  # the rule binds
     assert not (solution.policy[:, lapsed] == winback).any()
     assert solution.value < retail_optimum.value
+
+
+def test_training_masks_read_the_stage_where_exclusions_do(no_email_winback: Scenario) -> None:
+    from nba.features import FeatureBuilder
+    from nba.training.masking import RuleMask, rule_mask_spec
+    from nba.twin import CustomerTwin
+
+    twin = CustomerTwin(no_email_winback)
+    features = FeatureBuilder(twin.arrays)
+    states = twin.space.all_states()
+    rule_mask = RuleMask(rule_mask_spec(no_email_winback))
+    for weekday in (0, 6):
+        obs = features.build(
+            states, np.zeros(len(states), dtype=np.int64), weekday=np.full(len(states), weekday)
+        )
+        np.testing.assert_array_equal(rule_mask(obs), twin.tables.masks[weekday])
+
+
+def test_training_masks_refuse_a_rule_over_an_input_they_do_not_tabulate(
+    retail: Scenario, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from nba import contact_rules
+    from nba.training.masking import rule_mask_spec
+
+    def no_habit(rules: Any, inputs: Any) -> np.ndarray:
+        return np.broadcast_to(~inputs.component("habit")[:, None], (inputs.n, rules.n_actions))
+
+    toy = contact_rules.ContactRule("no_habit", ("habit",), no_habit, lambda *_: "no_habit")
+    monkeypatch.setattr(contact_rules, "RULES", (*contact_rules.RULES, toy))
+    with pytest.raises(NBAValidationError, match=r"\['no_habit'\] read inputs"):
+        rule_mask_spec(retail)

@@ -27,6 +27,7 @@ from stable_baselines3.common.type_aliases import PyTorchObs
 from stable_baselines3.dqn.policies import DQNPolicy, QNetwork
 
 from nba.contact_rules import rule_masks
+from nba.errors import NBAValidationError
 from nba.features import FeatureBuilder
 from nba.parameters import ScenarioArrays
 from nba.policy_head import sample, uniform
@@ -37,6 +38,8 @@ from nba.types import BoolArray, FloatArray, IntArray
 #: What a forbidden action's logit or Q-value becomes: zero probability, finite arithmetic
 #: (``-inf`` would turn the entropy's ``p * log p`` into NaN).
 FORBIDDEN = -1e8
+#: The rule inputs :func:`rule_mask_spec` tabulates (consent through persona and opt-out).
+_TABULATED = frozenset({"consent", "weekday", "pressure", "days_since", "stage"})
 
 
 def rule_mask_spec(scenario: Scenario) -> dict[str, Any]:
@@ -44,6 +47,12 @@ def rule_mask_spec(scenario: Scenario) -> dict[str, Any]:
     arrays = ScenarioArrays.from_scenario(scenario)
     features = FeatureBuilder(arrays)
     rules = arrays.rules
+    untabulated = [r.name for r in rules.rules if not set(r.reads) <= _TABULATED]
+    if untabulated:  # a rule over another input would be judged on a made-up value
+        raise NBAValidationError(
+            f"rule mask: contact rules {untabulated} read inputs the training mask does not "
+            f"tabulate (it covers {sorted(_TABULATED)})"
+        )
     windows = [int(w) for w in rules.cap_windows]
     stages = arrays.n_stages if rules.has_exclusions else 1  # only exclusions read the stage
     radices = np.array(
