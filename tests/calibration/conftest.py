@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from nba.calibration import CalibrationResult, EventLog, calibrate
-from nba.calibration.adapters import hillstrom
+from nba.datasets import fetch_hillstrom
 
 
 @dataclass(frozen=True)
@@ -21,8 +21,8 @@ class HillstromSplit:
 
 
 @pytest.fixture(scope="session")
-def hillstrom_log(shared_data: Path) -> EventLog:
-    return hillstrom(shared_data / "hillstrom" / "hillstrom.csv")
+def hillstrom_log(data_home: Path) -> EventLog:
+    return fetch_hillstrom(data_home=data_home, download_if_missing=False)
 
 
 @pytest.fixture(scope="session")
