@@ -141,3 +141,30 @@ def test_a_declaration_out_of_index_order_is_refused(retail: Scenario) -> None:
         StateSpace(arrays, (*COMPONENTS, LOYALTY))
     with pytest.raises(NBAValidationError, match="unique names"):
         StateSpace(arrays, (*COMPONENTS[:-1], COMPONENTS[1], COMPONENTS[-1]))
+
+
+def test_requests_gain_the_field_in_the_validator_and_the_json_schema(retail: Scenario) -> None:
+    from nba.serving.schema import RequestSchema, ScoringInputError
+
+    arrays = ScenarioArrays.from_scenario(retail)
+    schema = RequestSchema(arrays, _with_loyalty())
+    described = schema.json_schema()
+    assert described["properties"]["loyalty_tier"]["enum"] == TIERS
+    assert "loyalty_tier" in described["required"]
+    row = {
+        "customer_id": "c1",
+        "persona": retail.persona_names[0],
+        "stage": retail.stage_names[0],
+        "pressure": 0,
+        "discount_habit": False,
+        "opted_out": False,
+        **{f"days_since_{cap.name}": 3 for cap in retail.contact_rules.caps},
+    }
+    with pytest.raises(ScoringInputError, match="loyalty_tier"):
+        schema.parse_mapping(row)
+    with pytest.raises(ScoringInputError, match="loyalty_tier"):
+        schema.parse_mapping({**row, "loyalty_tier": "platinum"})
+    parsed = schema.parse_mapping({**row, "loyalty_tier": "gold"})
+    np.testing.assert_array_equal(parsed.state.loyalty_tier, [2])
+    plain = RequestSchema(arrays).json_schema()
+    assert "loyalty_tier" not in plain["properties"]
