@@ -74,10 +74,10 @@ def main() -> None:
             {
                 "split": seed,
                 "vs_nobody": plan["vs e-mail nobody"],
-                "vs_nobody_low": plan["vs e-mail nobody low"],
+                "vs_nobody_lower": plan["vs e-mail nobody lower"],
                 "vs_single": plan[f"vs {single}"],
-                "vs_single_low": plan[f"vs {single} low"],
-                "vs_single_high": plan[f"vs {single} high"],
+                "vs_single_lower": plan[f"vs {single} lower"],
+                "vs_single_upper": plan[f"vs {single} upper"],
             }
         )
         print(f"split {seed}: {rows[-1]}; plan {plans[-1]}", flush=True)
@@ -99,9 +99,9 @@ def main() -> None:
                 "per_arm_inside_share": round(float(inside), 4),
                 "per_arm_consistent_share": round(float(consistent), 4),
                 "splits_all_per_arm_inside": int((splits["per_arm_inside"] == 9).sum()),
-                "plan_beats_nobody_splits": int((plan_table["vs_nobody_low"] > 0).sum()),
-                "plan_beats_single_splits": int((plan_table["vs_single_low"] > 0).sum()),
-                "plan_loses_to_single_splits": int((plan_table["vs_single_high"] < 0).sum()),
+                "plan_beats_nobody_splits": int((plan_table["vs_nobody_lower"] > 0).sum()),
+                "plan_beats_single_splits": int((plan_table["vs_single_lower"] > 0).sum()),
+                "plan_loses_to_single_splits": int((plan_table["vs_single_upper"] < 0).sum()),
                 "targets": {"full_calibration_seconds": 60},
                 "targets_met": {"full_calibration_seconds": bool(full_seconds < 60)},
             }

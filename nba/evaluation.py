@@ -3,9 +3,10 @@
 Each policy runs on a fresh twin built from the same seed, so all policies meet the same
 customers and the same daily uniforms (the twin draws four per customer per day whatever the
 action). Differences between rows are then differences between policies, not luck. The table
-reports value per customer with a 95% interval, the share of the gap between "no action" and
-the exact optimum that each policy closes, business KPIs, and contact-rule violations, which
-are checked here independently of the twin and must be zero.
+reports value per customer with a 95% interval (``lower``, ``upper``, ``confidence``), the
+share of the gap between "no action" and the exact optimum that each policy closes, business
+KPIs, and contact-rule violations, which are checked here independently of the twin and must
+be zero.
 """
 
 from __future__ import annotations
@@ -31,6 +32,9 @@ from nba.types import FloatArray, IntArray
 DEFAULT_CUSTOMERS = 20_000
 DEFAULT_SEED = 20_261_123
 REFERENCE_POLICIES = ("no_action", "optimal")
+#: Confidence of the normal interval on each policy's value (z = 1.96).
+CONFIDENCE = 0.95
+_Z = 1.96
 
 
 @dataclass
@@ -54,12 +58,13 @@ class Rollout:
     def summary(self) -> dict[str, float | int | str]:
         n = self.discounted_return.shape[0]
         value = float(self.discounted_return.mean())
-        half_width = 1.96 * float(self.discounted_return.std(ddof=1)) / np.sqrt(n) if n > 1 else 0.0
+        half_width = _Z * float(self.discounted_return.std(ddof=1)) / np.sqrt(n) if n > 1 else 0.0
         return {
             "policy": self.policy,
             "value": value,
-            "ci95_low": value - half_width,
-            "ci95_high": value + half_width,
+            "lower": value - half_width,
+            "upper": value + half_width,
+            "confidence": CONFIDENCE,
             "revenue": float(self.revenue.mean()),
             "cost": float(self.cost.mean()),
             "contacts": float(self.contacts.mean()),
@@ -249,7 +254,8 @@ def evaluate_policies(
     if {"no_action", "optimal"} <= set(rollouts):
         floor = rollouts["no_action"].discounted_return.mean()
         ceiling = rollouts["optimal"].discounted_return.mean()
-        table.insert(4, "share_of_optimum", (table["value"] - floor) / (ceiling - floor))
+        after = list(table.columns).index("confidence") + 1
+        table.insert(after, "share_of_optimum", (table["value"] - floor) / (ceiling - floor))
     return EvaluationReport(
         table=table, rollouts=rollouts, scenario=loaded, n_customers=n_customers, seed=seed
     )

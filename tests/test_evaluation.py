@@ -20,8 +20,8 @@ def test_table_has_every_policy_and_kpi(report) -> None:
     assert list(table.index) == ["random", "journey_map", "myopic", "no_action", "optimal"]
     for column in (
         "value",
-        "ci95_low",
-        "ci95_high",
+        "lower",
+        "upper",
         "share_of_optimum",
         "revenue",
         "cost",
@@ -34,11 +34,12 @@ def test_table_has_every_policy_and_kpi(report) -> None:
     ):
         assert column in table.columns
     assert (table["violations"] == 0).all()
+    assert (table["confidence"] == 0.95).all()
     assert table.loc["no_action", "share_of_optimum"] == 0.0
     assert table.loc["optimal", "share_of_optimum"] == 1.0
     assert table.loc["no_action", "contacts"] == 0.0
-    assert (table["ci95_low"] < table["value"]).all() and (
-        table["value"] < table["ci95_high"]
+    assert (table["lower"] < table["value"]).all() and (
+        table["value"] < table["upper"]
     ).all()
 
 
@@ -48,7 +49,7 @@ def test_values_agree_with_exact_dp(
     table = report.table.set_index("policy")
     idle = optimal.evaluate(retail_kernel, optimal.no_action_policy(retail_kernel)).value
     for name, exact in (("optimal", retail_optimum.value), ("no_action", idle)):
-        assert table.loc[name, "ci95_low"] <= exact <= table.loc[name, "ci95_high"], name
+        assert table.loc[name, "lower"] <= exact <= table.loc[name, "upper"], name
 
 
 def test_common_random_numbers_give_the_same_cohort(report) -> None:

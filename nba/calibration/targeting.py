@@ -10,14 +10,19 @@ are much narrower than the two values' own.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
 
-from nba.calibration.bootstrap import Bootstrap, interval
 from nba.calibration.events import EventLog, EventLogError
 from nba.calibration.population import ObservedCustomers, observe
 from nba.kernel import build_kernel
+from nba.ope.base import Interval, Terms, bootstrap_many
+from nba.ope.data import LoggedBandit
+from nba.ope.registry import make_estimator
 from nba.optimal import solve
+from nba.policy_head import one_hot
 from nba.scenario import Scenario
 from nba.serving.scorer import PolicyScorer
 from nba.twin import CustomerTwin
@@ -46,13 +51,18 @@ def value_on_holdout(
     baselines: tuple[str, ...] = ("e-mail nobody",),
     n_bootstrap: int = 2000,
     seed: int = 0,
+    confidence: float = 0.95,
 ) -> pd.DataFrame:
     """IPW value of the twin's optimum and of ``policies`` on the held-out randomized ``log``.
 
+    The values are :class:`nba.ope.IPS` estimates; one bootstrap resample of the customers
+    serves every value and every paired difference.
+
     :param policies: extra rules as twin action indices per held-out customer (in the order
         of :func:`nba.calibration.population.observe`); "e-mail nobody" is always included.
-    :returns: one row per rule: IPW value per customer with its 95% interval, and for each
-        baseline the paired difference with its interval.
+    :returns: one row per rule: IPW value per customer with its interval (``lower``,
+        ``upper``, ``confidence``), and for each baseline the paired difference with its
+        interval (``vs B``, ``vs B lower``, ``vs B upper``).
     """
     people = observe(scenario, log)
     propensity = people.table["propensity"].to_numpy(dtype=float)
@@ -69,32 +79,63 @@ def value_on_holdout(
     missing = [b for b in baselines if b not in rules]
     if missing:
         raise EventLogError(f"baselines: unknown {missing}; rules are {list(rules)}")
-    boot = Bootstrap.draw(len(reward), n_bootstrap, np.random.default_rng(seed))
-    terms = {
-        name: (people.actions == np.asarray(actions)) * reward / propensity
-        for name, actions in rules.items()
-    }
-    everyone = np.zeros(len(reward), dtype=np.int64)
-    count = boot.group_sums(np.ones(len(reward)), everyone, 1)[:, 0]
-    rows = []
-    for name, contribution in terms.items():
-        value = boot.group_sums(contribution, everyone, 1)[:, 0] / count
-        low, high = interval(value[:, None])
-        row = {
+    terms = _ipw_terms(scenario, people, reward, propensity, rules)
+    pairs = [(name, baseline) for name in rules for baseline in baselines]
+    replicates = bootstrap_many(
+        [*terms.values(), *(terms[name].minus(terms[base]) for name, base in pairs)],
+        n_bootstrap,
+        seed,
+    )
+    columns = iter(range(replicates.shape[1]))
+    rows: dict[str, dict[str, Any]] = {}
+    for name, term in terms.items():
+        value = Interval.from_replicates("ips", term, replicates[:, next(columns)], confidence)
+        rows[name] = {
             "policy": name,
-            "ipw_value": float(value[0]),
-            "low": float(low[0]),
-            "high": float(high[0]),
+            "ipw_value": value.estimate,
+            "lower": value.lower,
+            "upper": value.upper,
+            "confidence": confidence,
             "share_contacted": float((np.asarray(rules[name]) > 0).mean()),
         }
-        for baseline in baselines:
-            gap = boot.group_sums(contribution - terms[baseline], everyone, 1)[:, 0] / count
-            gap_low, gap_high = interval(gap[:, None])
-            row[f"vs {baseline}"] = float(gap[0])
-            row[f"vs {baseline} low"] = float(gap_low[0])
-            row[f"vs {baseline} high"] = float(gap_high[0])
-        rows.append(row)
-    return pd.DataFrame(rows)
+    for name, base in pairs:
+        gap = terms[name].minus(terms[base])
+        difference = Interval.from_replicates("ips", gap, replicates[:, next(columns)], confidence)
+        rows[name][f"vs {base}"] = difference.estimate
+        rows[name][f"vs {base} lower"] = difference.lower
+        rows[name][f"vs {base} upper"] = difference.upper
+    return pd.DataFrame(list(rows.values()))
+
+
+def _ipw_terms(
+    scenario: Scenario,
+    people: ObservedCustomers,
+    reward: FloatArray,
+    propensity: FloatArray,
+    rules: dict[str, IntArray],
+) -> dict[str, Terms]:
+    """Per-customer IPS terms of each rule: reward / propensity where the rule picks the arm."""
+    n, n_actions = len(reward), len(scenario.action_names)
+    logged = LoggedBandit(
+        context=np.zeros((n, 0)),
+        action=people.actions,
+        reward=reward,
+        propensity=propensity,
+        target=np.full((n, n_actions), 1.0 / n_actions),
+    )
+    ips = make_estimator("ips")
+    terms = {}
+    for name, actions in rules.items():
+        picks = np.asarray(actions)
+        if picks.shape != (n,) or not np.issubdtype(picks.dtype, np.integer):
+            raise EventLogError(
+                f"policies[{name!r}]: expected ({n},) integer action indices, got "
+                f"{picks.shape} {picks.dtype}"
+            )
+        if ((picks < 0) | (picks >= n_actions)).any():
+            raise EventLogError(f"policies[{name!r}]: action indices outside 0..{n_actions - 1}")
+        terms[name] = ips.terms(logged.with_target(one_hot(picks, n_actions)))
+    return terms
 
 
 def best_single_action(scenario: Scenario, log: EventLog) -> int:

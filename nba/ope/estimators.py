@@ -23,7 +23,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from nba.errors import NBAValidationError, UnknownNameError
+from nba.errors import NBAValidationError
 from nba.ope.base import Estimator, Terms
 from nba.ope.data import LoggedBandit, OPEInputError
 from nba.types import FloatArray
@@ -145,16 +145,3 @@ def _check_predictions(data: LoggedBandit, predictions: FloatArray | None, name:
     if not np.isfinite(array).all():
         raise OPEInputError(f"predictions: NaN or infinity ({name})")
     return array
-
-
-#: Estimators by name, for the CLI and :func:`nba.ope.report.evaluate_log`.
-ESTIMATORS: dict[str, type[BanditEstimator]] = {
-    cls.name: cls for cls in (DirectMethod, IPS, SNIPS, DoublyRobust, SwitchDR, DRShrinkage)
-}
-
-
-def make_estimator(name: str) -> BanditEstimator:
-    """A one-step estimator by name (see :data:`ESTIMATORS`)."""
-    if name not in ESTIMATORS:
-        raise UnknownNameError(f"estimator: unknown {name!r}; expected one of {list(ESTIMATORS)}")
-    return ESTIMATORS[name]()

@@ -29,8 +29,9 @@ import numpy as np
 import pandas as pd
 
 from nba.errors import NBAValidationError
+from nba.ope.base import Estimator
 from nba.ope.decision_log import DecisionRecords, Missing, read_decision_log
-from nba.ope.estimators import make_estimator
+from nba.ope.registry import make_bandit_estimator
 from nba.ope.report import diagnostics, reward_predictions
 from nba.ope.target import (
     ScorerPolicy,
@@ -39,7 +40,7 @@ from nba.ope.target import (
     model_features,
     policy_probabilities,
 )
-from nba.policies import one_hot
+from nba.policy_head import one_hot
 from nba.serving.scorer import PolicyScorer
 
 CHAMPION_ALIAS = "champion"
@@ -84,13 +85,16 @@ class GateSettings:
     since: str | None = None
     missing: Missing = "error"
     scenario: str | Path | None = None
-    estimator: str = "dr"
+    estimator: str | Estimator = "dr"  # a registered name or a configured instance
     target: TargetKind = "greedy"
     n_boot: int = 1000
     confidence: float = 0.95
     seed: int = 0
     twin_customers: int = 20_000
     twin_seed: int = 20_261_123
+
+    def __post_init__(self) -> None:
+        make_bandit_estimator(self.estimator)  # a misspelt estimator fails before any work
 
 
 def promote(
@@ -191,7 +195,7 @@ def _evaluate_logs(
         baseline = policy_probabilities(incumbent, theirs, allowed, settings.target)
     else:
         baseline = one_hot(np.zeros(len(records), dtype=np.int64), len(names))
-    estimator = make_estimator(settings.estimator)
+    estimator = make_bandit_estimator(settings.estimator)
     predictions = reward_predictions(data, seed=settings.seed) if estimator.needs_model else None
     interval = estimator.interval(
         data,
@@ -200,7 +204,7 @@ def _evaluate_logs(
         confidence=settings.confidence,
         seed=settings.seed,
     )
-    decision.method, decision.estimator = "ope", estimator.name
+    decision.method, decision.estimator = "ope", estimator.label
     decision.challenger_estimate = interval.estimate
     decision.challenger_lower, decision.challenger_upper = interval.lower, interval.upper
     decision.incumbent_estimate = estimator.estimate(data.with_target(baseline), predictions)
@@ -245,8 +249,8 @@ def _evaluate_twin(
     table = report.table.set_index("policy")
     decision.method, decision.estimator = "twin", "rollout"
     decision.challenger_estimate = float(table.loc["challenger", "value"])
-    decision.challenger_lower = float(table.loc["challenger", "ci95_low"])
-    decision.challenger_upper = float(table.loc["challenger", "ci95_high"])
+    decision.challenger_lower = float(table.loc["challenger", "lower"])
+    decision.challenger_upper = float(table.loc["challenger", "upper"])
     decision.incumbent_estimate = float(table.loc["incumbent", "value"])
     decision.details.update(
         {

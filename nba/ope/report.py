@@ -12,9 +12,11 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import pandas as pd
 
-from nba.ope.base import Interval
+from nba.errors import NBAValidationError
+from nba.ope.base import Estimator, Interval
 from nba.ope.data import LoggedBandit
-from nba.ope.estimators import make_estimator
+from nba.ope.estimators import BanditEstimator
+from nba.ope.registry import make_bandit_estimator
 from nba.ope.reward_model import RewardModel, RidgeRewardModel, cross_fit
 from nba.ope.sequential import effective_sample_size
 from nba.types import FloatArray
@@ -42,15 +44,20 @@ def reward_predictions(
 
 def evaluate_bandit(
     data: LoggedBandit,
-    estimators: Sequence[str] = DEFAULT_ESTIMATORS,
+    estimators: Sequence[str | Estimator] | str | Estimator = DEFAULT_ESTIMATORS,
     *,
     predictions: FloatArray | None = None,
     n_boot: int = 1000,
     confidence: float = 0.95,
     seed: int = 0,
 ) -> list[Interval]:
-    """One interval per estimator, in the order given."""
-    runs = [make_estimator(name) for name in estimators]
+    """One interval per estimator, in the order given.
+
+    :param estimators: registered names (:func:`nba.ope.registry.available_estimators`) or
+        configured instances (``SwitchDR(tau=20)``, ``make_estimator("dr_os", lam=5)``),
+        mixed freely; intervals are labelled by :attr:`Estimator.label`.
+    """
+    runs = resolve_estimators(estimators)
     if predictions is None and any(run.needs_model for run in runs):
         predictions = reward_predictions(data, seed=seed)
     seeds = np.random.SeedSequence(seed).spawn(len(runs))
@@ -64,6 +71,21 @@ def evaluate_bandit(
         )
         for run, child in zip(runs, seeds, strict=True)
     ]
+
+
+def resolve_estimators(
+    estimators: Sequence[str | Estimator] | str | Estimator,
+) -> list[BanditEstimator]:
+    """Names and instances as one-step estimators, refusing two with one label."""
+    given = [estimators] if isinstance(estimators, str | Estimator) else list(estimators)
+    if not given:
+        raise NBAValidationError("estimators: give at least one estimator")
+    runs = [make_bandit_estimator(spec) for spec in given]
+    labels = [run.label for run in runs]
+    twice = sorted({label for label in labels if labels.count(label) > 1})
+    if twice:
+        raise NBAValidationError(f"estimators: {twice} given twice; their rows would be one")
+    return runs
 
 
 def diagnostics(data: LoggedBandit) -> dict[str, float]:

@@ -142,9 +142,3 @@ class FittedQEvaluation:
             value = np.einsum("ij,ij->i", data.target[train, t], fitted)
             next_value_train = np.where(alive, value, 0.0)
         return q
-
-
-#: Multi-step estimators by name.
-TRAJECTORY_ESTIMATORS: dict[str, type[TrajectoryEstimator]] = {
-    cls.name: cls for cls in (PDIS, WPDIS, SequentialDR)
-}

@@ -28,7 +28,7 @@ def test_twin_policy_is_valued_on_the_held_out_randomized_half(
     ).set_index("policy")
     optimum = table.loc["twin optimum"]
     # the plan beats e-mailing nobody with a paired interval above zero
-    assert optimum["vs e-mail nobody low"] > 0
+    assert optimum["vs e-mail nobody lower"] > 0
     assert table.loc["e-mail nobody", "share_contacted"] == 0
     # IPW of "nobody" is the held-out control group's mean reward (propensity 1/3 each arm)
     people = observe(scenario, hillstrom_split.holdout)
@@ -36,7 +36,7 @@ def test_twin_policy_is_valued_on_the_held_out_randomized_half(
     spend = people.table["spend"].to_numpy()
     expected = scenario.margin_rate * spend[control].sum() * 3 / len(spend)
     assert np.isclose(table.loc["e-mail nobody", "ipw_value"], expected)
-    for column in ("low", "high", f"vs {name} low", f"vs {name} high"):
+    for column in ("lower", "upper", f"vs {name} lower", f"vs {name} upper"):
         assert np.isfinite(table[column]).all()
 
 
@@ -63,4 +63,4 @@ def test_ppo_trained_on_the_twin_and_served_beats_emailing_nobody(
     values = value_on_holdout(
         scenario, hillstrom_split.holdout, policies={"ppo": actions}, n_bootstrap=500
     ).set_index("policy")
-    assert values.loc["ppo", "vs e-mail nobody low"] > 0
+    assert values.loc["ppo", "vs e-mail nobody lower"] > 0

@@ -20,7 +20,7 @@ def test_ope_json_ranks_the_better_policy_higher(
     for name, export in (("good", good_export), ("bad", bad_export)):
         result = runner.invoke(
             app,
-            ["ope", "--log", str(decision_log), "--model", str(export), "--n-boot", "200",
+            ["ope", "--log", str(decision_log), "--model", str(export), "--bootstrap", "200",
              "--estimators", "ips,snips,dr,dm", "--json"],
         )  # fmt: skip
         assert result.exit_code == 0, result.output
@@ -30,14 +30,14 @@ def test_ope_json_ranks_the_better_policy_higher(
         estimates = {row["estimator"]: row for row in payload["estimates"]}
         assert list(estimates) == ["ips", "snips", "dr", "dm"]
         for row in estimates.values():
-            assert row["ci_low"] <= row["estimate"] <= row["ci_high"]
+            assert row["lower"] <= row["estimate"] <= row["upper"]
         values[name] = estimates["dr"]
-    assert values["good"]["ci_low"] > values["bad"]["ci_high"]
+    assert values["good"]["lower"] > values["bad"]["upper"]
 
 
 def test_ope_table_and_clear_errors(decision_log: Path, good_export: Path, tmp_path: Path) -> None:
     result = runner.invoke(
-        app, ["ope", "--log", str(decision_log), "--model", str(good_export), "--n-boot", "50"]
+        app, ["ope", "--log", str(decision_log), "--model", str(good_export), "--bootstrap", "50"]
     )
     assert result.exit_code == 0 and "snips" in result.output and "95% interval" in result.output
     missing = runner.invoke(
@@ -57,7 +57,7 @@ def test_promote_moves_the_champion_only_on_strong_evidence(
 ) -> None:
     bad, good = registry(bad_export), registry(good_export)
     client = MlflowClient()
-    common = ["--model", MODEL, "--n-boot", "200", "--json"]
+    common = ["--model", MODEL, "--bootstrap", "200", "--json"]
 
     nothing = runner.invoke(app, ["promote", "--challenger", good, *common])
     assert nothing.exit_code == 1

@@ -14,6 +14,8 @@ from nba.ope import (
     LoggedBandit,
     OPEInputError,
     SwitchDR,
+    bootstrap,
+    bootstrap_many,
     evaluate_bandit,
     make_estimator,
     reward_predictions,
@@ -111,3 +113,21 @@ def test_model_based_estimators_need_predictions_of_the_right_shape() -> None:
     with pytest.raises(UnknownNameError, match="estimator: unknown 'magic'"):
         make_estimator("magic")
     assert set(ESTIMATORS) == {"dm", "ips", "snips", "dr", "switch_dr", "dr_os"}
+
+
+def test_shared_resamples_give_paired_differences() -> None:
+    data = synthetic_bandit(n=3_000, seed=8).data
+    close = data.with_target(0.8 * data.target + 0.2 / data.n_actions)  # a nearby policy
+    for estimator in (IPS(), SNIPS()):
+        mine, theirs = estimator.terms(data), estimator.terms(close)
+        gap = mine.minus(theirs)
+        assert gap.value() == pytest.approx(mine.value() - theirs.value(), rel=1e-12)
+        replicates = bootstrap_many([mine, theirs, gap], 300, seed=1)
+        np.testing.assert_array_equal(replicates[:, 0], bootstrap(mine, 300, seed=1))
+        np.testing.assert_allclose(replicates[:, 2], replicates[:, 0] - replicates[:, 1])
+        # the two values move together, so their difference varies less than either
+        assert replicates[:, 2].std() < 0.8 * min(replicates[:, 0].std(), replicates[:, 1].std())
+    with pytest.raises(ValueError, match="same rows"):
+        IPS().terms(data).minus(IPS().terms(synthetic_bandit(n=10, seed=0).data))
+    with pytest.raises(ValueError, match="confidence"):
+        IPS().interval(data, n_boot=10, confidence=1.0)

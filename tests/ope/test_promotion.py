@@ -63,7 +63,7 @@ def test_a_model_registered_by_training_is_evaluated_and_gated(
     uri = f"models:/{MODEL}@candidate"
     runner = CliRunner()
     ope = runner.invoke(
-        app, ["ope", "--log", str(decision_log), "--model", uri, "--n-boot", "100", "--json"]
+        app, ["ope", "--log", str(decision_log), "--model", uri, "--bootstrap", "100", "--json"]
     )
     assert ope.exit_code == 0, ope.output
     assert json.loads(ope.output)["decisions"] == 6_000
