@@ -96,7 +96,8 @@ class ContactRuleArrays:
     def action_in_cap(self) -> BoolArray:
         """(A, G) whether each action's channel is covered by each cap rule."""
         members = self.cap_members[:, np.maximum(self.action_channel, 0)].T
-        return members & (self.action_channel >= 0)[:, None]
+        in_cap: BoolArray = members & (self.action_channel >= 0)[:, None]
+        return in_cap
 
     @cached_property
     def rules(self) -> tuple[ContactRule, ...]:

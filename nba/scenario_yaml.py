@@ -62,7 +62,7 @@ _STR_TAG = "tag:yaml.org,2002:str"
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 
 
-class _ScenarioLoader(_BaseLoader):  # type: ignore[misc,valid-type]
+class _ScenarioLoader(_BaseLoader):  # type: ignore[misc]
     """PyYAML's safe loader (libyaml when present) that also refuses what a scenario never needs.
 
     Mapping keys must be plain strings (``no:`` or ``1:`` would silently become a bool or an
@@ -110,7 +110,7 @@ def _check_events(text: str) -> None:
     for event in yaml.parse(text, Loader=_ScenarioLoader):
         if not isinstance(event, yaml.NodeEvent | yaml.CollectionEndEvent):
             continue
-        line = event.start_mark.line + 1
+        line = event.start_mark.line + 1 if event.start_mark is not None else 0
         if isinstance(event, yaml.AliasEvent):
             aliases += 1
             if aliases > MAX_YAML_ALIASES:

@@ -54,11 +54,13 @@ class ReasonTable:
 
     def of_rule(self, rule: IntArray | int, action: IntArray | int) -> IntArray:
         """Code of the sentence for ``rule`` (a position in the rules) blocking ``action``."""
-        return self.code[np.asarray(rule) * self.n_actions + np.asarray(action)]  # type: ignore[no-any-return]
+        codes: IntArray = self.code[np.asarray(rule) * self.n_actions + np.asarray(action)]
+        return codes
 
     def of_capacity(self, action: IntArray | int) -> IntArray:
         """Code of the sentence for ``action`` displaced by channel capacity."""
-        return self.code[self.n_rules * self.n_actions + np.asarray(action)]  # type: ignore[no-any-return]
+        codes: IntArray = self.code[self.n_rules * self.n_actions + np.asarray(action)]
+        return codes
 
     def blocking(self, masks: RuleMasks, rows: IntArray, actions: IntArray) -> IntArray:
         """Code of the first rule blocking each (row, action); rows nothing blocks: -1."""
