@@ -23,7 +23,7 @@ from nba.tracking import resolve_tracking_uri
 from nba.training import train
 from nba.training.callbacks import TrainingInterrupted
 from nba.training.checkpoint import LOGGED_TAG, MANIFEST_TAG
-from nba.training.trainer import FINAL_DONE_TAG
+from nba.training.publish import FINAL_DONE_TAG
 from tests.training.conftest import TINY_RUN
 
 
