@@ -22,9 +22,11 @@ run: $(STAMP)
 ui: $(STAMP)
 	$(BIN)/nba ui
 
-## Lint, then the whole test suite (slow and integration tests included).
+## Lint, type-check (mypy, strict on the core: see [tool.mypy] in pyproject.toml), then the
+## whole test suite (slow and integration tests included).
 test: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 	$(BIN)/python -m pytest
 
 ## The quick loop while developing: skips tests marked slow.
@@ -42,6 +44,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/serving_latency.py
 	$(BIN)/python benchmarks/serving_fuzz.py
 	$(BIN)/python benchmarks/http_service.py
+	$(BIN)/python benchmarks/hostile_inputs.py
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache checkpoints nba-runs
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache .mypy_cache checkpoints nba-runs

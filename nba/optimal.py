@@ -25,7 +25,8 @@ class PolicySolution:
 
     def act(self, day: IntArray, state_index: IntArray) -> IntArray:
         """Actions for customers on the given days in the given states."""
-        return self.policy[np.minimum(day, self.policy.shape[0] - 1), state_index]
+        actions: IntArray = self.policy[np.minimum(day, self.policy.shape[0] - 1), state_index]
+        return actions
 
 
 def solve(kernel: TransitionKernel) -> PolicySolution:
@@ -74,4 +75,5 @@ def no_action_policy(kernel: TransitionKernel) -> IntArray:
 
 def _q_values(kernel: TransitionKernel, next_values: FloatArray) -> FloatArray:
     continuation = (kernel.transition @ next_values).reshape(kernel.n_states, kernel.n_actions)
-    return kernel.reward + kernel.discount * continuation
+    q: FloatArray = kernel.reward + kernel.discount * continuation  # scipy's product is untyped
+    return q

@@ -116,7 +116,8 @@ class MyopicPolicy(_TabularPolicy):
 
     def _lookup(self, day: IntArray, index: IntArray, mask: BoolArray) -> IntArray:
         reward = self.reward[self.twin.space.response_key(index)]
-        return np.argmax(np.where(mask, reward, -np.inf), axis=1)
+        best: IntArray = np.argmax(np.where(mask, reward, -np.inf), axis=1)
+        return best
 
 
 class OptimalPolicy(_TabularPolicy):

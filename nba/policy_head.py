@@ -196,7 +196,7 @@ def sample_with(probabilities: FloatArray, uniforms: FloatArray) -> IntArray:
 
 def sample(probabilities: FloatArray, rng: np.random.Generator) -> IntArray:
     """One draw per row from a generator's stream (simulation and training, not serving)."""
-    return sample_with(probabilities, rng.random(probabilities.shape[0]))
+    return sample_with(probabilities, rng.random((probabilities.shape[0],)))
 
 
 # ---------------------------------------------------------------- counter-based draws

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field, fields
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -147,7 +148,7 @@ def _tables(fingerprint: str, arrays: ScenarioArrays, space: StateSpace) -> Tran
     return _TABLES[key]
 
 
-def _evict(cache: dict) -> None:
+def _evict(cache: dict[Any, Any]) -> None:
     while len(cache) >= _CACHE_SIZE:
         cache.pop(next(iter(cache)))  # oldest first: dicts keep insertion order
 
