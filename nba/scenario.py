@@ -199,10 +199,23 @@ class FittedValue(_Config):
 
     name: str = Field(min_length=1, description="Dotted path of the quantity in the scenario.")
     estimate: float
-    low: float | None = None
-    high: float | None = None
+    lower: float | None = None
+    upper: float | None = None
+    confidence: float | None = Field(default=None, gt=0.0, lt=1.0)
     source: Literal["fitted", "assumed"]
     method: str = ""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy_interval_names(cls, data: Any) -> Any:
+        """Scenarios calibrated before the shared vocabulary said ``low``/``high`` (95%)."""
+        if isinstance(data, dict) and ("low" in data or "high" in data):
+            data = dict(data)
+            data.setdefault("lower", data.pop("low", None))
+            data.setdefault("upper", data.pop("high", None))
+            if data["lower"] is not None or data["upper"] is not None:
+                data.setdefault("confidence", 0.95)
+        return data
 
 
 class Calibration(_Config):

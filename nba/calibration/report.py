@@ -141,7 +141,7 @@ def _silhouette_figure(result: CalibrationResult, folder: Path) -> Path:
 
 
 def _interval_figure(result: CalibrationResult, folder: Path) -> Path:
-    fitted = result.parameters.dropna(subset=["low", "high"])
+    fitted = result.parameters.dropna(subset=["lower", "upper"])
     fitted = fitted[fitted["source"] == "fitted"]
     # relative width makes rates, lifts and money comparable on one axis
     scale = fitted["estimate"].abs().replace(0, 1.0)
@@ -151,8 +151,8 @@ def _interval_figure(result: CalibrationResult, folder: Path) -> Path:
         np.ones(len(fitted)),
         y,
         xerr=[
-            (fitted["estimate"] - fitted["low"]) / scale,
-            (fitted["high"] - fitted["estimate"]) / scale,
+            (fitted["estimate"] - fitted["lower"]) / scale,
+            (fitted["upper"] - fitted["estimate"]) / scale,
         ],
         fmt="o",
     )

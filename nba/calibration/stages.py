@@ -12,6 +12,7 @@ percentile of yearly purchases among active customers.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
@@ -19,7 +20,8 @@ import numpy as np
 import pandas as pd
 
 from nba.calibration.bootstrap import Bootstrap
-from nba.calibration.events import EventLog
+from nba.calibration.events import EventLog, EventLogError
+from nba.scenario import Scenario
 from nba.types import FloatArray, IntArray
 
 STAGES = ("aware", "active", "loyal", "lapsed", "churned")
@@ -71,8 +73,35 @@ class StageRules:
             stage[active & (np.asarray(frequency) >= self.loyal_purchases)] = LOYAL
         return stage
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"stages": list(STAGES), **asdict(self)}
+    def to_dict(self, names: Sequence[str] = STAGES) -> dict[str, Any]:
+        """The thresholds, and the scenario's names of the stages they assign (in STAGES order)."""
+        return {"stages": list(names), **asdict(self)}
+
+
+def stage_roles(template: Scenario, stages: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The template's stage that plays each rule stage (:data:`STAGES`), in STAGES order.
+
+    The rules observe five stages (never bought, bought recently, bought often, bought long
+    ago, gone); a business calls them what it likes (a subscription's ``trial`` is retail's
+    ``aware``). ``stages`` maps a rule stage to the template's name for it; a rule stage it
+    leaves out keeps its own name, except ``churned``, which defaults to the template's churn
+    stage.
+    """
+    given = dict(stages or {})
+    unknown = sorted(set(given) - set(STAGES))
+    if unknown:
+        raise EventLogError(f"stages: {unknown} are not rule stages; expected some of {STAGES}")
+    given.setdefault(STAGES[CHURNED], template.churn_stage)
+    roles = {role: given.get(role, role) for role in STAGES}
+    missing = [name for name in roles.values() if name not in template.stage_names]
+    if missing:
+        raise EventLogError(
+            f"stages: template {template.name!r} has no stage {missing}; map the rule stages "
+            f"{list(STAGES)} to its stages {template.stage_names}"
+        )
+    if len(set(roles.values())) < len(roles):
+        raise EventLogError(f"stages: two rule stages share one template stage in {roles}")
+    return roles
 
 
 @dataclass(frozen=True)

@@ -20,9 +20,9 @@ def test_hillstrom_scenario_is_valid_and_every_fitted_value_has_an_interval(
     assert scenario.action_names == ["no_action", "email_mens", "email_womens"]
     fitted = result.fitted()
     assert len(fitted) > 20
-    assert fitted[["low", "high"]].notna().all().all()
-    assert (fitted["low"] <= fitted["estimate"] + 1e-12).all()
-    assert (fitted["estimate"] <= fitted["high"] + 1e-12).all()
+    assert fitted[["lower", "upper"]].notna().all().all()
+    assert (fitted["lower"] <= fitted["estimate"] + 1e-12).all()
+    assert (fitted["estimate"] <= fitted["upper"] + 1e-12).all()
     assumed = result.parameters[result.parameters["source"] == "assumed"]
     assert assumed["method"].str.contains("prior").all()  # each says which prior
     # randomized arms identify response: the men's e-mail lifts purchases more than women's

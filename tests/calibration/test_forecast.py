@@ -187,4 +187,4 @@ def test_churn_the_rules_cannot_see_is_fitted_by_likelihood(
     for stage in ("aware", "active", "loyal"):
         row = rows.loc[f"stages[{stage}].daily.churned"]
         assert row["source"] == "fitted" and "forward filter" in row["method"]
-        assert row["estimate"] == 0.0 and row["high"] < 1e-4  # the priors are 3e-4 and more
+        assert row["estimate"] == 0.0 and row["upper"] < 1e-4  # the priors are 3e-4 and more

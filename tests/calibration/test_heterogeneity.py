@@ -85,7 +85,7 @@ def test_calibrated_twin_splits_spread_personas_into_rate_tiers(
             suffixes = [p.name.removeprefix(f"persona_{cluster}_") for p in members]
             assert suffixes == ["low", "mid", "high"]
             assert rates[0] < rates[1] < rates[2]
-            assert rows.loc[f"personas[{cluster}].rate_heterogeneity", "low"] > 0
+            assert rows.loc[f"personas[{cluster}].rate_heterogeneity", "lower"] > 0
         else:
             assert members[0].name == f"persona_{cluster}"
     assert sum(p.share for p in scenario.personas) == pytest.approx(1.0)

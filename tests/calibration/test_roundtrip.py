@@ -66,8 +66,8 @@ def checks(trip: RoundTrip) -> pd.DataFrame:
     rows += [(f"stages[{s}].purchase_multiplier", multipliers[s]) for s in ("aware", "lapsed")]
     rows.append(("channels[email].unsubscribe_risk", truth.channels[0].unsubscribe_risk))
     frame = pd.DataFrame(rows, columns=["name", "truth"]).set_index("name")
-    frame = frame.join(fitted[["estimate", "low", "high", "source"]])
-    frame["inside"] = (frame["low"] <= frame["truth"]) & (frame["truth"] <= frame["high"])
+    frame = frame.join(fitted[["estimate", "lower", "upper", "source"]])
+    frame["inside"] = (frame["lower"] <= frame["truth"]) & (frame["truth"] <= frame["upper"])
     return frame
 
 
