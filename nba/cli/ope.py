@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -55,7 +55,11 @@ def ope(
     model: ModelOption,
     estimators: Annotated[
         str,
-        typer.Option("--estimators", help="Comma-separated: dm, ips, snips, dr, switch_dr, dr_os."),
+        typer.Option(
+            "--estimators",
+            help="Comma-separated: dm, ips, snips, dr, switch_dr, dr_os or a registered one; "
+            "parameters by name as tables label them: switch_dr(tau=20).",
+        ),
     ] = "ips,snips,dr,switch_dr",
     outcomes: OutcomesOption = None,
     since: SinceOption = None,
@@ -70,12 +74,13 @@ def ope(
     """Estimate a model's value per decision from logged decisions and their outcomes."""
     from nba.cli.inputs import load_scorer, reading
     from nba.ope.decision_log import read_decision_log
+    from nba.ope.registry import parse_estimators
     from nba.ope.report import diagnostics, evaluate_bandit
     from nba.ope.target import allowed_actions, model_features, policy_probabilities
 
-    names = [name.strip() for name in estimators.split(",") if name.strip()]
-    if not names:
+    if not estimators.replace(",", "").strip():
         raise NBAValidationError("--estimators: give at least one name")
+    names = parse_estimators(estimators)
     _check_evidence(log, outcomes)
     with reading("--outcomes" if outcomes is not None else "--log", outcomes or log):
         records = read_decision_log(log, outcomes, since=since, missing=_missing(missing))
@@ -132,7 +137,9 @@ def promote(
         str | None,
         typer.Option("--scenario", "-s", help="Twin scenario, used when there are no logs."),
     ] = None,
-    estimator: Annotated[str, typer.Option("--estimator", help="OPE estimator for logs.")] = "dr",
+    estimator: Annotated[
+        str, typer.Option("--estimator", help="OPE estimator for logs: dr, switch_dr(tau=20), ...")
+    ] = "dr",
     target: TargetOption = "greedy",
     bootstrap: BootstrapOption = 1000,
     n_boot: NBootAlias = None,
@@ -171,7 +178,7 @@ def promote(
         since=since,
         missing=_missing(missing),
         scenario=scenario,
-        estimator=estimator,
+        estimator=_one_estimator(estimator),
         target=_target(target),
         n_boot=bootstrap_count(bootstrap, n_boot, BOOTSTRAP_MIN),
         seed=seed,
@@ -214,3 +221,13 @@ def register(app: typer.Typer) -> None:
     """Add ``ope`` and ``promote`` to the ``nba`` app."""
     app.command("ope")(ope)
     app.command("promote")(promote)
+
+
+def _one_estimator(text: str) -> Any:
+    """``--estimator``: one registered name, parameters as tables label them."""
+    from nba.ope.registry import parse_estimators
+
+    parsed = parse_estimators(text)
+    if len(parsed) != 1:
+        raise NBAValidationError(f"--estimator: give one estimator, got {len(parsed)}")
+    return parsed[0]

@@ -108,7 +108,7 @@ def promote(
     """Gate ``model`` version ``challenger``; move ``champion`` to it only on strong evidence."""
     from mlflow.tracking import MlflowClient
 
-    from nba.training.tracking import resolve_tracking_uri
+    from nba.tracking import resolve_tracking_uri
 
     settings = settings or GateSettings()
     uri = resolve_tracking_uri(tracking_uri)
@@ -293,7 +293,7 @@ def _champion(client: Any, model: str) -> str | None:
 
 def _record(client: Any, uri: str, decision: PromotionDecision) -> str:
     """One MLflow run per gate decision: tags for search, metrics for plots, JSON for audit."""
-    from nba.training.tracking import ensure_experiment, log_metrics
+    from nba.tracking import ensure_experiment, log_metrics
 
     experiment = ensure_experiment(client, PROMOTION_EXPERIMENT, uri)
     verdict = "promoted" if decision.promoted else "refused"

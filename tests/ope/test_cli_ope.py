@@ -35,6 +35,25 @@ def test_ope_json_ranks_the_better_policy_higher(
     assert values["good"]["lower"] > values["bad"]["upper"]
 
 
+def test_ope_takes_estimator_parameters_as_tables_label_them(
+    decision_log: Path, good_export: Path
+) -> None:
+    args = ["ope", "--log", str(decision_log), "--model", str(good_export), "--bootstrap", "20"]
+    result = runner.invoke(
+        app, [*args, "--estimators", "dr, switch_dr(tau=1e9), switch_dr(tau=0.5)", "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    rows = {row["estimator"]: row for row in json.loads(result.stdout)["estimates"]}
+    assert list(rows) == ["dr", "switch_dr(tau=1e+09)", "switch_dr(tau=0.5)"]
+    # no weight above 1e9: switch-DR is plain DR; a low threshold moves it
+    assert rows["switch_dr(tau=1e+09)"]["estimate"] == rows["dr"]["estimate"]
+    assert rows["switch_dr(tau=0.5)"]["estimate"] != rows["dr"]["estimate"]
+    for bad, message in (("switch_dr(taw=2)", "unknown parameter(s) ['taw']"),
+                         ("pdis", "pdis evaluates trajectories")):  # fmt: skip
+        refused = runner.invoke(app, [*args, "--estimators", bad])
+        assert refused.exit_code != 0 and message in str(refused.exception), refused.output
+
+
 def test_ope_table_and_clear_errors(decision_log: Path, good_export: Path, tmp_path: Path) -> None:
     result = runner.invoke(
         app, ["ope", "--log", str(decision_log), "--model", str(good_export), "--bootstrap", "50"]
