@@ -107,5 +107,8 @@ def example_input(scorer: PolicyScorer) -> pd.DataFrame:
             row[column] = None if (i + k) % 2 else f"2026-11-{20 + k:02d}T09:00:00Z"
         for c, column in enumerate(scorer.schema.consent_columns):  # the persona's own consent
             row[column] = bool(scorer.arrays.persona_consent[i, c])
+        for field in scorer.schema.component_fields:  # other state fields: the declaration's
+            for g, name in enumerate(field.names):
+                row.setdefault(name, field.example(i, g))
         rows.append(row)
     return pd.DataFrame(rows)

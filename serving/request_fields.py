@@ -154,6 +154,16 @@ class ComponentField:
         value = bool(self.rested[g]) if self.component.kind == "flag" else int(self.rested[g])
         return lambda row: value
 
+    def example(self, i: int, g: int = 0) -> Any:
+        """A valid value of column ``g`` for the ``i``-th example customer."""
+        kind = self.component.kind
+        if kind == "category":
+            return self.labels[i % len(self.labels)]
+        if kind == "flag":
+            return bool(i % 2)
+        low = 1 if kind == "clock" else self.component.digit_offset
+        return low + i % (self.highs[g] - low + 1)
+
     # ------------------------------------------------------------------ documentation
     def json_properties(self) -> dict[str, Any]:
         """JSON Schema of each of the component's fields."""

@@ -100,6 +100,7 @@ REQUIRED = (
     ),
 )
 OPTIONAL_SCALARS = ("day", "as_of")
+_STATE_NAMES = tuple(c.name for c in COMPONENTS)
 
 
 @dataclass
@@ -124,7 +125,7 @@ class OneCustomer(NamedTuple):
     day: int
     weekday: int  # in the decision time's own offset
     as_of: pd.Timestamp  # UTC
-    names: tuple[str, ...] = tuple(c.name for c in COMPONENTS)  # of the state's components
+    names: tuple[str, ...] = _STATE_NAMES  # of the state's components, in order
 
     def __getattr__(self, name: str) -> Any:
         """A state component's value by name (``one.persona``, ``one.days_since``)."""

@@ -188,3 +188,17 @@ def test_a_component_a_request_cannot_give_is_refused_when_the_schema_is_built(
     no_clock = tuple(c for c in COMPONENTS if c.name != "days_since")
     with pytest.raises(NBAValidationError, match="one contact clock"):
         RequestSchema(arrays, no_clock)
+
+
+def test_every_state_field_has_valid_examples(toy: RequestSchema) -> None:
+    """The pyfunc's input example fills any state field it does not spell out from these."""
+    seen = set()
+    for i in range(6):
+        row = customer(customer_id=f"c-{i}")
+        for field in toy.component_fields:
+            row.update({name: field.example(i, g) for g, name in enumerate(field.names)})
+        one, batch = _both_paths(toy, row)
+        from_batch = [np.asarray(getattr(batch.state, name))[0].tolist() for name in one.names]
+        assert from_batch == [np.asarray(value).tolist() for value in one.state]
+        seen.add((one.loyalty_tier, one.visits))
+    assert {tier for tier, _ in seen} == {0, 1, 2} and {v for _, v in seen} == {0, 1, 2, 3}
