@@ -314,7 +314,7 @@ class PolicyScorer:
             blocker = table.blocker[row]
             if not consent_ok[top] and (blocker < 0 or self._consent_rule < blocker):
                 blocker = self._consent_rule
-            code = self.reasons.of_rule(blocker, top)
+            code = self.reasons.code[blocker * len(names) + top]  # plain ints: no arrays
             suppressed = {"action": names[top], "reason": self._reasons[code]}
         # without a value network the value is the chosen allowed preference, mask-dependent
         value = table.value[row] if self.policy.value is not None else head.masked[head.greedy]
