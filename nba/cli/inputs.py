@@ -175,7 +175,7 @@ class ScoreRun:
     model: str
     epsilon: float
     seed: int | None
-    capacity: tuple[tuple[str, int], ...]
+    capacity: tuple[tuple[str, int | None], ...]  # None: the scenario's limit lifted
     as_of: str
 
     @property

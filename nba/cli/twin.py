@@ -28,8 +28,8 @@ def scenarios(as_json: JsonOption = False) -> None:
 
     rows = []
     for name in builtin_scenario_names():
-        twin = CustomerTwin(load_scenario(name), tabulate=False)
-        sc = twin.scenario
+        sc = load_scenario(name)
+        twin = CustomerTwin(sc, tabulate=False)
         rows.append(
             {
                 "scenario": name,
@@ -153,7 +153,7 @@ def evaluate(
                 label = source
             named[label] = scorer.as_policy(label)
     with progress_bar(True) as progress:  # on stderr: never mixed into --json
-        task = progress.add_task(f"evaluating policies on {customers:,} customers", total=None)
+        task: Any = progress.add_task(f"evaluating policies on {customers:,} customers", total=None)
         report = evaluate_policies(
             scenario or "retail",
             named,
@@ -208,15 +208,17 @@ def simulate(
     from nba.evaluation import rollout
     from nba.io import csv_bytes, write_bytes_atomic
     from nba.policies import make_baseline
+    from nba.scenarios import load_scenario
     from nba.twin import CustomerTwin
 
     if out.suffix not in {".csv", ".parquet"}:
         raise NBAValidationError(f"--out: expected a .csv or .parquet path, got {str(out)!r}")
-    twin = CustomerTwin(scenario, seed=seed)
+    loaded = load_scenario(scenario)
+    twin = CustomerTwin(loaded, seed=seed)
     chosen = make_baseline(policy, twin, seed=seed)
     with progress_bar(True) as progress:
-        days = twin.scenario.horizon_days
-        task = progress.add_task(f"simulating {policy}", total=days, unit="days")
+        days = loaded.horizon_days
+        task: Any = progress.add_task(f"simulating {policy}", total=days, unit="days")
         result = rollout(twin, chosen, customers, seed, lambda day: progress.advance(task))
     daily = result.daily
     data = daily.to_parquet(index=False) if out.suffix == ".parquet" else csv_bytes(daily)
