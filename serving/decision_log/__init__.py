@@ -67,4 +67,3 @@ __all__ = [
     "read_decision_log",
     "write_outcomes",
 ]
-

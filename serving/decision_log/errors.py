@@ -21,4 +21,3 @@ class BatchConflictError(DecisionLogError):
 
 class DecisionLogBusyError(NBAError, TimeoutError):
     """Other writers held the log's write lock for longer than the timeout."""
-
