@@ -63,6 +63,7 @@ def test_inclusive_bounds_become_ranges() -> None:
         (["--checkpoint-every", "0"], "--checkpoint-every: Input should be greater than 0"),
         (["--target-share", "0"], "--target-share: Input should be greater than 0"),
         (["--timesteps", "0"], "--timesteps"),  # click's range check: a usage error
+        (["--algo", "ppx"], "--algo: unknown algorithm 'ppx'; expected one of"),
     ],
 )
 def test_a_value_out_of_bounds_is_one_line_exit_2_before_training(

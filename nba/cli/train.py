@@ -112,7 +112,7 @@ def train(
     from nba.training.trainer import train as run_training
 
     settings = _given_when_resuming(ctx, resume, {**settings, "hyperparameters": config})
-    if "progress_bar" not in settings or not _typed(ctx, "progress_bar"):
+    if not _typed(ctx, "progress_bar"):
         settings["progress_bar"] = error_console.is_terminal  # a bar only where one is seen
     try:
         with stdout_to_stderr():  # stdout holds only the table, or only the JSON
@@ -148,13 +148,20 @@ train.__signature__ = _signature()  # type: ignore[attr-defined]
 
 def _checked(settings: dict[str, Any]) -> None:
     """The settings as a :class:`TrainConfig` would take them, or one line naming the option
-    (bounds the option's range cannot say, such as ``--checkpoint-every`` above 0)."""
+    (bounds the option's range cannot say, such as ``--checkpoint-every`` above 0, and an
+    algorithm the registry does not know)."""
+    from nba.training.registry import ALGORITHMS
+
     try:
         TrainConfig.model_validate(settings)
     except ValidationError as exc:
         error = exc.errors()[0]
         field = str(error["loc"][0]) if error["loc"] else "config"
         raise NBAValidationError(f"{option_name(field)}: {error['msg']}") from None
+    if settings["algo"] not in ALGORITHMS:
+        raise NBAValidationError(
+            f"--algo: unknown algorithm {settings['algo']!r}; expected one of {sorted(ALGORITHMS)}"
+        )
 
 
 def _typed(ctx: typer.Context, name: str) -> bool:
