@@ -63,14 +63,16 @@ def assemble(fit: FittedScenario, parameters: pd.DataFrame) -> Scenario:
     priors = fit.priors
     offers, actions = [], []
     for a, (channel, action) in enumerate(fit.actions):
+        offer = fit.response.offers[a]
         offers.append(
             {
-                "name": action,
-                "description": f"what the log calls '{action}'",
+                "name": offer,
+                "description": f"what the log calls '{action}'"
+                + (f" on {channel}" if offer != action else ""),
                 "purchase_lift": float(fit.response.pooled_lift[a]),
             }
         )
-        actions.append({"name": f"{channel}_{action}", "channel": channel, "offer": action})
+        actions.append({"name": f"{channel}_{action}", "channel": channel, "offer": offer})
     data = {
         "name": fit.name,
         "description": f"Calibrated from {fit.data_label} at {fit.reference.isoformat()}.",
@@ -153,10 +155,10 @@ def _personas(fit: FittedScenario) -> list[dict[str, Any]]:
         total = sum(start.values()) or 1.0
         start = {k: v / total for k, v in start.items()}
         offer_response = {}
-        for a, (_, action) in enumerate(fit.actions):
+        for a, offer in enumerate(response.offers):
             pooled = response.pooled_lift[a]
             if response.lift_source[p, a] == "fitted" and pooled > 0:
-                offer_response[action] = round(float(response.lift[p, a] / pooled), 6)
+                offer_response[offer] = round(float(response.lift[p, a] / pooled), 6)
         persona = {
             "name": f"persona_{p}",
             "description": fit.describe[p],

@@ -10,6 +10,7 @@ the number of recent contacts.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
@@ -37,6 +38,7 @@ class Response:
     lift_source: np.ndarray  # (P, A) "fitted" or "assumed"
     organic_visit: FloatArray  # (P,) control group's visit rate
     click: FloatArray  # (P, A) visit uplift over attention (observable only)
+    offers: list[str]  # (A,) the calibrated offer of each action (see offer_names)
 
 
 @dataclass(frozen=True)
@@ -81,6 +83,13 @@ def logged_actions(log: EventLog) -> tuple[list[str], list[Action]]:
     return channels, actions
 
 
+def offer_names(actions: list[Action]) -> list[str]:
+    """The calibrated offer of each logged action: the logged offer, or ``{channel}_{offer}``
+    when the log sends that offer on several channels (each arm is its own estimate)."""
+    counts = Counter(offer for _, offer in actions)
+    return [f"{channel}_{offer}" if counts[offer] > 1 else offer for channel, offer in actions]
+
+
 def fit_response(
     people: Customers,
     boot: Bootstrap,
@@ -105,12 +114,13 @@ def fit_response(
         lift_source=np.full((n_personas, len(actions)), "assumed", dtype=object),
         organic_visit=np.zeros(n_personas),
         click=np.ones((n_personas, len(actions))),
+        offers=offer_names(actions),
     )
     for c, name in enumerate(channels):
         control = (data.contact == "held_out") & (data.channel == name)
         mine = [a for a, (ch, _) in enumerate(actions) if ch == name]
         if not (people.randomized and control.sum() >= MIN_GROUP):
-            _assumed_channel(name, [actions[a][1] for a in mine], n_personas, priors, out)
+            _assumed_channel(name, [fit.offers[a] for a in mine], n_personas, priors, out)
             continue
         ctrl = boot.group_sums(data.outcome * control[:, None], people.persona, n_personas)
         ctrl_rate = safe_ratio(ctrl[..., :3], ctrl[..., 3:4])  # (B+1, P, 3)
@@ -132,7 +142,7 @@ def fit_response(
                 np.clip(1.0 - safe_ratio(1.0 - arm_rate[a][..., 0], 1.0 - ctrl_rate[..., 0]), -1, 1)
             )
             clicks = visit_uplift[a] if data.has_visits and not data.has_opens else None
-            _arm_lift(a, actions[a][1], uplift, arm_sums[a][..., 3], attention, clicks, fit, out)
+            _arm_lift(a, fit.offers[a], uplift, arm_sums[a][..., 3], attention, clicks, fit, out)
     return fit
 
 

@@ -10,7 +10,9 @@ the segment label a CRM would have, plus an uninformative attribute.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -39,18 +41,37 @@ class SyntheticLog:
     action: IntArray
 
 
+#: The truth's stages: the five the stage rules observe, with retail-like moves.
+_TRUTH_STAGES: list[dict[str, Any]] = [
+    {
+        "name": "aware",
+        "purchase_multiplier": 0.3,
+        "on_purchase": {"active": 1.0},
+        "daily": {"churned": 0.003},
+    },
+    {
+        "name": "active",
+        "purchase_multiplier": 1.0,
+        "on_purchase": {"loyal": 0.05},
+        "daily": {"lapsed": 0.015, "churned": 0.0005},
+    },
+    {
+        "name": "loyal",
+        "purchase_multiplier": 1.4,
+        "daily": {"lapsed": 0.006, "churned": 0.0003},
+    },
+    {
+        "name": "lapsed",
+        "purchase_multiplier": 0.4,
+        "on_purchase": {"active": 1.0},
+        "daily": {"churned": 0.012},
+    },
+    {"name": "churned", "purchase_multiplier": 0.0, "absorbing": True},
+]
+
+
 def reference_scenario(horizon_days: int = 14) -> Scenario:
     """A small scenario in the calibrated form (the stages and fields calibration fits)."""
-    personas = [
-        ("bargain", 0.4, 0.0008, 60.0, 0.30, {"promo": 2.0, "story": 0.5}),
-        ("loyalist", 0.35, 0.0020, 120.0, 0.45, {"promo": 0.5, "story": 1.5}),
-        ("drifter", 0.25, 0.0004, 40.0, 0.15, {}),
-    ]
-    starts = [
-        {"aware": 0.2, "active": 0.5, "lapsed": 0.3},
-        {"aware": 0.1, "active": 0.7, "lapsed": 0.2},
-        {"aware": 0.3, "active": 0.2, "lapsed": 0.5},
-    ]
     return Scenario.from_dict(
         {
             "name": "synthetic_truth",
@@ -59,32 +80,7 @@ def reference_scenario(horizon_days: int = 14) -> Scenario:
             "discount_factor": 0.995,
             "margin_rate": 0.35,
             "churn_stage": "churned",
-            "stages": [
-                {
-                    "name": "aware",
-                    "purchase_multiplier": 0.3,
-                    "on_purchase": {"active": 1.0},
-                    "daily": {"churned": 0.003},
-                },
-                {
-                    "name": "active",
-                    "purchase_multiplier": 1.0,
-                    "on_purchase": {"loyal": 0.05},
-                    "daily": {"lapsed": 0.015, "churned": 0.0005},
-                },
-                {
-                    "name": "loyal",
-                    "purchase_multiplier": 1.4,
-                    "daily": {"lapsed": 0.006, "churned": 0.0003},
-                },
-                {
-                    "name": "lapsed",
-                    "purchase_multiplier": 0.4,
-                    "on_purchase": {"active": 1.0},
-                    "daily": {"churned": 0.012},
-                },
-                {"name": "churned", "purchase_multiplier": 0.0, "absorbing": True},
-            ],
+            "stages": _TRUTH_STAGES,
             "channels": [
                 {"name": "email", "cost": 0.01, "pressure": 2, "unsubscribe_risk": 0.004},
             ],
@@ -96,22 +92,7 @@ def reference_scenario(horizon_days: int = 14) -> Scenario:
                 {"name": "email_promo", "channel": "email", "offer": "promo"},
                 {"name": "email_story", "channel": "email", "offer": "story"},
             ],
-            "personas": [
-                {
-                    "name": name,
-                    "share": share,
-                    "price_sensitivity": 0.5,
-                    "base_purchase_rate": rate,
-                    "basket_value": basket,
-                    "channel_affinity": {"email": affinity},
-                    "consent": ["email"],
-                    "initial_stages": start,
-                    "offer_response": response,
-                }
-                for (name, share, rate, basket, affinity, response), start in zip(
-                    personas, starts, strict=True
-                )
-            ],
+            "personas": _truth_personas(),
             "response": {"barrier_match_boost": 0.0},
             "fatigue": {
                 "notice_drop": 0.6,
@@ -129,6 +110,36 @@ def reference_scenario(horizon_days: int = 14) -> Scenario:
     )
 
 
+def _truth_personas() -> list[dict[str, Any]]:
+    """Three personas that differ in rate, basket, attention and response to each offer."""
+    personas = [
+        ("bargain", 0.4, 0.0008, 60.0, 0.30, {"promo": 2.0, "story": 0.5}),
+        ("loyalist", 0.35, 0.0020, 120.0, 0.45, {"promo": 0.5, "story": 1.5}),
+        ("drifter", 0.25, 0.0004, 40.0, 0.15, {}),
+    ]
+    starts = [
+        {"aware": 0.2, "active": 0.5, "lapsed": 0.3},
+        {"aware": 0.1, "active": 0.7, "lapsed": 0.2},
+        {"aware": 0.3, "active": 0.2, "lapsed": 0.5},
+    ]
+    return [
+        {
+            "name": name,
+            "share": share,
+            "price_sensitivity": 0.5,
+            "base_purchase_rate": rate,
+            "basket_value": basket,
+            "channel_affinity": {"email": affinity},
+            "consent": ["email"],
+            "initial_stages": start,
+            "offer_response": response,
+        }
+        for (name, share, rate, basket, affinity, response), start in zip(
+            personas, starts, strict=True
+        )
+    ]
+
+
 def simulate_log(
     scenario: Scenario,
     n: int,
@@ -137,11 +148,15 @@ def simulate_log(
     window_days: int = 14,
     reference: pd.Timestamp = REFERENCE,
     seed: int = 0,
+    stages: Mapping[str, str] | None = None,
 ) -> SyntheticLog:
     """``n`` customers, a randomized test at ``reference`` and ``window_days`` of response.
 
     :param propensities: arm -> probability, arms being action names or ``"held_out"``;
         default: every action and the hold-out equally likely.
+    :param stages: rule stage (``aware``, ``active``, ``loyal``) -> the scenario's stage of
+        that name where they differ: it decides which customers get a recent purchase in their
+        history (active, loyal), none (aware) or an old one (every other stage).
     """
     rng = np.random.default_rng(seed)
     twin = CustomerTwin(scenario, seed=rng.integers(2**63))
@@ -161,27 +176,58 @@ def simulate_log(
     ids = np.char.add("s", np.arange(n).astype(str))
     stage_names = np.array(scenario.stage_names)
     basket = np.array([p.basket_value for p in scenario.personas])
-    history = _history(stage_names[stage], basket[persona], ids, reference, rng)
+    roles = {role: (stages or {}).get(role, role) for role in ("aware", "active", "loyal")}
+    history = _history(stage_names[stage], basket[persona], ids, reference, rng, roles)
+    contact = _contacts(scenario, ids, action, chance[arm] / chance.sum(), reference)
+    twin.set_state(state)
+    frames = [history, contact, *_window(twin, ids, action, contact, reference, window_days)]
+    customers = pd.DataFrame(
+        {
+            "customer_id": ids,
+            "segment": np.array(scenario.persona_names)[persona],
+            "noise": rng.normal(size=n),
+        }
+    )
+    events = pd.concat([f for f in frames if len(f)], ignore_index=True)
+    return SyntheticLog(EventLog.from_frames(events, customers), persona, stage, action)
 
-    # the hold-out is a control of the first channel's test; a send names channel and offer
+
+def _contacts(
+    scenario: Scenario,
+    ids: np.ndarray,
+    action: IntArray,
+    propensity: np.ndarray,
+    reference: pd.Timestamp,
+) -> pd.DataFrame:
+    """The test's decisions: a send names channel and offer; the hold-out is a control of the
+    first channel's test."""
     label = np.array(scenario.action_names, dtype=object)[action]
     channel_of = {a.name: a.channel for a in scenario.actions}
     offer_of = {a.name: a.offer for a in scenario.actions}
-    contact = pd.DataFrame(
+    return pd.DataFrame(
         {
             "customer_id": ids,
             "timestamp": reference,
             "event": np.where(action > 0, "sent", "held_out"),
             "channel": [channel_of.get(x, scenario.channel_names[0]) for x in label],
             "action": [offer_of.get(x) for x in label],
-            "propensity": chance[arm] / chance.sum(),
+            "propensity": propensity,
         }
     )
 
-    twin.set_state(state)
-    frames = [history, contact]
+
+def _window(
+    twin: CustomerTwin,
+    ids: np.ndarray,
+    action: IntArray,
+    contact: pd.DataFrame,
+    reference: pd.Timestamp,
+    window_days: int,
+) -> list[pd.DataFrame]:
+    """What the response window logs: purchases, opens of day 0's sends, unsubscribes."""
+    frames = []
     for day in range(window_days):
-        step = twin.step(action if day == 0 else np.zeros(n, dtype=np.int64))
+        step = twin.step(action if day == 0 else np.zeros(len(ids), dtype=np.int64))
         when = reference + pd.Timedelta(days=day, hours=12)
         bought = np.flatnonzero(step.bought)
         frames.append(
@@ -202,7 +248,7 @@ def simulate_log(
                         "customer_id": ids[opened],
                         "timestamp": reference + pd.Timedelta(hours=1),
                         "event": "opened",
-                        "channel": "email",
+                        "channel": contact["channel"].to_numpy()[opened],
                     }
                 )
             )
@@ -210,15 +256,7 @@ def simulate_log(
         frames.append(
             pd.DataFrame({"customer_id": ids[left], "timestamp": when, "event": "unsubscribed"})
         )
-    customers = pd.DataFrame(
-        {
-            "customer_id": ids,
-            "segment": np.array(scenario.persona_names)[persona],
-            "noise": rng.normal(size=n),
-        }
-    )
-    events = pd.concat([f for f in frames if len(f)], ignore_index=True)
-    return SyntheticLog(EventLog.from_frames(events, customers), persona, stage, action)
+    return frames
 
 
 def _history(
@@ -227,12 +265,13 @@ def _history(
     ids: np.ndarray,
     reference: pd.Timestamp,
     rng: np.random.Generator,
+    roles: Mapping[str, str],
 ) -> pd.DataFrame:
     """One past purchase per customer, placed so the stage rules read the true stage."""
     recent = rng.uniform(1.0, DEFAULT_ACTIVE_DAYS, len(stage))
     older = rng.uniform(DEFAULT_ACTIVE_DAYS + 1.0, 360.0, len(stage))
-    days = np.where(np.isin(stage, ["active", "loyal"]), recent, older)
-    bought = stage != "aware"
+    days = np.where(np.isin(stage, [roles["active"], roles["loyal"]]), recent, older)
+    bought = stage != roles["aware"]
     return pd.DataFrame(
         {
             "customer_id": ids[bought],
