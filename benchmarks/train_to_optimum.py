@@ -97,7 +97,7 @@ def one_seed(args: argparse.Namespace, seed: int) -> dict[str, Any]:
     }
 
 
-def main() -> None:
+def _arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--algo", default="ppo")
     parser.add_argument("--scenario", default="retail")
@@ -110,7 +110,11 @@ def main() -> None:
     parser.add_argument("--throughput-seconds", type=float, default=20.0)
     parser.add_argument("--seeds", default="0,1,2,3,4")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (as nba train)")
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = _arguments()
     torch.set_num_threads(args.threads)
     seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
 
@@ -131,7 +135,17 @@ def main() -> None:
     )
     dummy = DummyVecEnv([lambda: JourneyEnv(args.scenario) for _ in range(n_envs)])
     dummy_rate = throughput(dummy, cfg, args.throughput_seconds)
+    _report(args, runs, n_envs, twin_rate, dummy_rate)
 
+
+def _report(
+    args: argparse.Namespace,
+    runs: list[dict[str, Any]],
+    n_envs: int,
+    twin_rate: float,
+    dummy_rate: float,
+) -> None:
+    """The table per seed, the summary lines and the JSON record, on stdout."""
     print(
         f"{args.algo} on {args.scenario}, {n_envs} customers per step, {os.cpu_count()} cores, "
         f"{args.threads} torch thread(s), {args.timesteps:,} steps per seed"
