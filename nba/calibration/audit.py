@@ -25,11 +25,13 @@ from nba.twin import CustomerTwin
 from nba.types import BoolArray, FloatArray
 
 KPIS = ("conversion", "spend", "visit")
+CONFIDENCE = 0.95
 
 
 @dataclass(frozen=True)
 class AuditResult:
-    """One row per (group, KPI): observed mean and interval, simulated mean, verdict."""
+    """One row per (group, KPI): observed mean and interval (``lower``, ``upper`` at
+    ``confidence``), simulated mean, verdict."""
 
     table: pd.DataFrame
     customers: int
@@ -103,40 +105,51 @@ def audit(
     # twin's error approximated as the held-out one scaled by the sample sizes.
     fitted_on = float(calibration.observables.get("calibration_customers", 0)) or np.inf
     inflation = float(np.sqrt(1.0 + len(table) / fitted_on))
-    rows = []
-    for group_name, members in groups.items():
-        if members.sum() == 0:
-            continue
-        member = members.astype(np.int64) - 1  # 0 for members, -1 for the rest
-        for kpi in kpis:
-            values = np.stack([observed[kpi], np.ones(len(table))], axis=1)
-            sums = boot.group_sums(values, member, 1)[:, 0]
-            means = safe_ratio(sums[:, 0], sums[:, 1])
-            low, high = interval(means[:, None])
-            per_replicate = simulated[kpi][:, members].mean(axis=1)
-            sim = float(per_replicate.mean())
-            sim_se = float(per_replicate.std(ddof=1) / np.sqrt(len(per_replicate)))
-            se = float(np.nanstd(means[1:], ddof=1))
-            rows.append(
-                {
-                    "group": group_name,
-                    "kpi": kpi,
-                    "customers": int(members.sum()),
-                    "observed": float(means[0]),
-                    "low": float(low[0]),
-                    "high": float(high[0]),
-                    "simulated": sim,
-                    "simulated_se": sim_se,
-                    "z": (sim - float(means[0])) / se if se > 0 else 0.0,
-                    "relative_error": (sim - float(means[0])) / float(means[0])
-                    if means[0] > 0
-                    else np.nan,
-                    "passed": bool(low[0] <= sim <= high[0]),
-                    # the twin's own sampling error: its calibration sample was finite too
-                    "consistent": bool(abs(sim - float(means[0])) <= 1.96 * se * inflation),
-                }
-            )
+    rows = [
+        _kpi_row(group_name, kpi, members, observed[kpi], simulated[kpi], boot, inflation)
+        for group_name, members in groups.items()
+        if members.sum() > 0
+        for kpi in kpis
+    ]
     return AuditResult(pd.DataFrame(rows), len(table), replicates)
+
+
+def _kpi_row(
+    group: str,
+    kpi: str,
+    members: BoolArray,
+    observed: FloatArray,
+    simulated: FloatArray,
+    boot: Bootstrap,
+    inflation: float,
+) -> dict[str, object]:
+    """One KPI of one group: held-out mean with its interval against the twin's mean."""
+    member = members.astype(np.int64) - 1  # 0 for members, -1 for the rest
+    values = np.stack([observed, np.ones(len(observed))], axis=1)
+    sums = boot.group_sums(values, member, 1)[:, 0]
+    means = safe_ratio(sums[:, 0], sums[:, 1])
+    lower, upper = interval(means[:, None], CONFIDENCE)
+    per_replicate = simulated[:, members].mean(axis=1)
+    sim = float(per_replicate.mean())
+    sim_se = float(per_replicate.std(ddof=1) / np.sqrt(len(per_replicate)))
+    se = float(np.nanstd(means[1:], ddof=1))
+    mean = float(means[0])
+    return {
+        "group": group,
+        "kpi": kpi,
+        "customers": int(members.sum()),
+        "observed": mean,
+        "lower": float(lower[0]),
+        "upper": float(upper[0]),
+        "confidence": CONFIDENCE,
+        "simulated": sim,
+        "simulated_se": sim_se,
+        "z": (sim - mean) / se if se > 0 else 0.0,
+        "relative_error": (sim - mean) / mean if mean > 0 else np.nan,
+        "passed": bool(lower[0] <= sim <= upper[0]),
+        # the twin's own sampling error: its calibration sample was finite too
+        "consistent": bool(abs(sim - mean) <= 1.96 * se * inflation),
+    }
 
 
 def _groups(

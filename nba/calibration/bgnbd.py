@@ -22,6 +22,7 @@ import pandas as pd
 from scipy import optimize, special
 
 from nba.errors import NBAValidationError
+from nba.types import FloatArray
 
 PARAMS = ("r", "alpha", "a", "b")
 _Array = np.ndarray | pd.Series | list[float]
@@ -226,3 +227,14 @@ def _check(frequency: _Array, recency: _Array, T: _Array) -> tuple[np.ndarray, .
 def _utc(moment: pd.Timestamp | str) -> pd.Timestamp:
     stamp = pd.Timestamp(moment)
     return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+
+
+def expected_by_customer(
+    events: pd.DataFrame, cutoff: pd.Timestamp, days: int, ids: pd.Index
+) -> FloatArray:
+    """BG/NBD fitted on the purchases before ``cutoff``: each of ``ids``'s expected purchases
+    in the ``days`` after it (NaN: a customer with no purchase to fit on)."""
+    rfm = rfm_summary(events, cutoff)
+    model = BGNBD().fit(rfm["frequency"], rfm["recency"], rfm["T"])
+    predicted = model.expected_purchases(days, rfm["frequency"], rfm["recency"], rfm["T"])
+    return pd.Series(predicted, index=rfm.index).reindex(ids).to_numpy()

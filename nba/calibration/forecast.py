@@ -43,7 +43,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from nba.calibration.bgnbd import BGNBD, rfm_summary
+from nba.calibration.bgnbd import expected_by_customer
 from nba.calibration.bootstrap import Bootstrap, interval
 from nba.calibration.events import EventLog, EventLogError, utc_time
 from nba.calibration.filtering import HISTORY_STARTS, daily_actions, filter_states
@@ -61,10 +61,10 @@ PLACEMENTS = ("filtered", "rules")
 class ForecastAudit:
     """Accuracy rows (MAE, RMSE) and distribution checks in one tidy table.
 
-    ``table`` has one row per (check, model, customers): ``value`` with its 95% interval
-    (``low``, ``high``), ``reference`` (BG/NBD's value for accuracy rows; the observed
-    sampling-noise distance for distribution rows) and ``passed``. ``customers`` holds the
-    per-customer observed counts and both forecasts.
+    ``table`` has one row per (check, model, customers): ``value`` with its interval
+    (``lower``, ``upper`` at ``confidence``, 0.95), ``reference`` (BG/NBD's value for
+    accuracy rows; the observed sampling-noise distance for distribution rows) and
+    ``passed``. ``customers`` holds the per-customer observed counts and both forecasts.
     """
 
     table: pd.DataFrame
@@ -105,8 +105,8 @@ class ForecastAudit:
             "mae_bgnbd": self.value("mae", "bgnbd"),
             "mae_twin_all": self.value("mae", customers="all"),
             "mae_difference": float(difference["value"]),
-            "mae_difference_low": float(difference["low"]),
-            "mae_difference_high": float(difference["high"]),
+            "mae_difference_lower": float(difference["lower"]),
+            "mae_difference_upper": float(difference["upper"]),
             "rmse_twin": self.value("rmse"),
             "rmse_bgnbd": self.value("rmse", "bgnbd"),
         }
@@ -158,21 +158,7 @@ def forecast_audit(
         see :func:`filter_states`.
     """
     start, end = utc_time(holdout_start, "holdout_start"), utc_time(holdout_end, "holdout_end")
-    days = int((end - start) / DAY)
-    if days < 1 or start + days * DAY != end:
-        raise EventLogError(
-            f"holdout_end: must be a whole number (>= 1) of days after holdout_start ({start})"
-        )
-    if replicates < 2:
-        raise EventLogError(f"replicates: {replicates} must be at least 2")
-    if actions not in ("logged", "none"):
-        raise EventLogError(f"actions: {actions!r} is neither 'logged' nor 'none'")
-    if placement not in PLACEMENTS:
-        raise EventLogError(f"placement: {placement!r} is not one of {list(PLACEMENTS)}")
-    if history_start not in HISTORY_STARTS:
-        raise EventLogError(
-            f"history_start: {history_start!r} is not one of {list(HISTORY_STARTS)}"
-        )
+    days = _check_settings(start, end, replicates, actions, placement, history_start)
     history = log.between(None, start)
     bought_before = history.events[history.events["event"] == "purchased"]
     if bought_before.empty:
@@ -180,11 +166,7 @@ def forecast_audit(
     people = observe(_at(scenario, start), history)
     ids = people.table.index
     window = log.between(start, end).events
-    purchases = window[window["event"] == "purchased"]
-    row = ids.get_indexer(purchases["customer_id"])
-    day = ((purchases["timestamp"] - start) // DAY).to_numpy().astype(np.int64)
-    known = row >= 0
-    row, day = row[known], day[known]
+    row, day = _holdout_purchases(window, ids, start)
     observed = np.bincount(row, minlength=len(ids)).astype(float)
 
     plan, mapped, unmapped = _action_plan(scenario, window, ids, start, days, actions)
@@ -202,10 +184,7 @@ def forecast_audit(
     sim = _simulate(scenario, start_state, plan, extra, seeds[0], seeds[1])
     forecast = sim.counts.mean(axis=0)
 
-    rfm = rfm_summary(history.events, start)
-    baseline = BGNBD().fit(rfm["frequency"], rfm["recency"], rfm["T"])
-    predicted = baseline.expected_purchases(days, rfm["frequency"], rfm["recency"], rfm["T"])
-    bgnbd = pd.Series(predicted, index=rfm.index).reindex(ids).to_numpy()
+    bgnbd = expected_by_customer(history.events, start, days, ids)
     scored = ~np.isnan(bgnbd)
     if not scored.any():
         raise EventLogError("events: no customer of the log has a purchase to score BG/NBD on")
@@ -230,6 +209,44 @@ def forecast_audit(
         index=ids,
     )
     return ForecastAudit(pd.DataFrame(rows), customers, replicates, days, mapped, unmapped)
+
+
+def _check_settings(
+    start: pd.Timestamp,
+    end: pd.Timestamp,
+    replicates: int,
+    actions: str,
+    placement: str,
+    history_start: str,
+) -> int:
+    """The window's length in days, once every setting is valid."""
+    days = int((end - start) / DAY)
+    if days < 1 or start + days * DAY != end:
+        raise EventLogError(
+            f"holdout_end: must be a whole number (>= 1) of days after holdout_start ({start})"
+        )
+    if replicates < 2:
+        raise EventLogError(f"replicates: {replicates} must be at least 2")
+    if actions not in ("logged", "none"):
+        raise EventLogError(f"actions: {actions!r} is neither 'logged' nor 'none'")
+    if placement not in PLACEMENTS:
+        raise EventLogError(f"placement: {placement!r} is not one of {list(PLACEMENTS)}")
+    if history_start not in HISTORY_STARTS:
+        raise EventLogError(
+            f"history_start: {history_start!r} is not one of {list(HISTORY_STARTS)}"
+        )
+    return days
+
+
+def _holdout_purchases(
+    window: pd.DataFrame, ids: pd.Index, start: pd.Timestamp
+) -> tuple[IntArray, IntArray]:
+    """Customer row and window day of each purchase in the window by a known customer."""
+    purchases = window[window["event"] == "purchased"]
+    row = ids.get_indexer(purchases["customer_id"])
+    day = ((purchases["timestamp"] - start) // DAY).to_numpy().astype(np.int64)
+    known = row >= 0
+    return row[known], day[known]
 
 
 # ------------------------------------------------------------------------------ simulation
@@ -333,14 +350,14 @@ def _accuracy(
             )
         for m, check in enumerate(("mae", "rmse")):
             for model, pair in losses.items():
-                low, high = interval(pair[m][:, None])
+                lower, upper = interval(pair[m][:, None])
                 reference = losses["bgnbd"][m][0] if "bgnbd" in losses else np.nan
                 rows.append(
-                    _row(check, model, label, truth.size, pair[m][0], low[0], high[0], reference)
+                    _row(check, model, label, truth.size, pair[m][0], lower[0], upper[0], reference)
                 )
             if "bgnbd" in losses:
                 difference = losses["twin"][m] - losses["bgnbd"][m]
-                low, high = interval(difference[:, None])
+                lower, upper = interval(difference[:, None])
                 rows.append(
                     _row(
                         f"{check}_difference",
@@ -348,8 +365,8 @@ def _accuracy(
                         label,
                         truth.size,
                         difference[0],
-                        low[0],
-                        high[0],
+                        lower[0],
+                        upper[0],
                         0.0,
                         passed=bool(difference[0] <= 0.0) if check == "mae" else None,
                     )
@@ -435,9 +452,9 @@ def _distance_row(
     """Distance twin-reality, its interval over resamples, and reality's own noise level."""
     to_twin = distance(real, twin[None, :])
     noise = distance(real[1:], real[:1])
-    low, high = interval(to_twin[:, None])
+    lower, upper = interval(to_twin[:, None])
     reference = float(np.percentile(noise, 95))
-    row = _row(check, "twin", "all", n, to_twin[0], low[0], high[0], reference)
+    row = _row(check, "twin", "all", n, to_twin[0], lower[0], upper[0], reference)
     row["method"] = method
     row["passed"] = bool(to_twin[0] <= reference)
     return row
@@ -457,8 +474,8 @@ def _row(
     customers: str,
     n: int,
     value: float,
-    low: float,
-    high: float,
+    lower: float,
+    upper: float,
     reference: float,
     passed: bool | None = None,
 ) -> dict[str, object]:
@@ -468,8 +485,9 @@ def _row(
         "customers": customers,
         "n": int(n),
         "value": float(value),
-        "low": float(low),
-        "high": float(high),
+        "lower": float(lower),
+        "upper": float(upper),
+        "confidence": 0.95,
         "reference": float(reference),
         "method": "",
         "passed": passed,

@@ -27,7 +27,7 @@ def test_the_twin_reproduces_its_own_calibration_half_arm_by_arm(
     """Fidelity without split noise: each arm's KPIs inside the calibration data's intervals."""
     result = audit(hillstrom_split.result.scenario, hillstrom_split.calibration)
     arms = per_arm(result.table)
-    failing = arms.loc[~arms["passed"], ["group", "kpi", "observed", "simulated", "low", "high"]]
+    failing = arms.loc[~arms["passed"], ["group", "kpi", "observed", "simulated", "lower", "upper"]]
     assert failing.empty, failing.to_string()
 
 

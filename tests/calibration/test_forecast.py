@@ -71,7 +71,7 @@ def test_synthetic_distribution_checks_report_distances(synthetic_audit: Forecas
     for check in CHECKS:
         row = table.loc[check]
         # a distance is >= 0, so its resampled values sit above a near-zero estimate
-        assert 0.0 <= row["value"] <= row["high"] <= 1.0 and row["low"] <= row["high"]
+        assert 0.0 <= row["value"] <= row["upper"] <= 1.0 and row["lower"] <= row["upper"]
         assert 0.0 < row["reference"] < 0.2
     # a twin of the true structure reproduces the shapes within a few points
     assert table.loc["count_distribution", "value"] < 0.1
@@ -151,7 +151,7 @@ def test_complete_journey_forecast_audit_reports_everything(journey: ForecastAud
     assert summary["mapped_sends"] == 0  # the window's campaigns are new to the twin
     assert 4.5 < summary["observed_mean"] < 5.7
     assert 2.0 < summary["mae_bgnbd"] < 2.5  # BG/NBD on the same split: 2.256
-    low, high = summary["mae_difference_low"], summary["mae_difference_high"]
+    low, high = summary["mae_difference_lower"], summary["mae_difference_upper"]
     assert low <= summary["mae_difference"] <= high
     for check in CHECKS:
         assert 0.0 < summary[f"{check}_distance"] < 1.0
