@@ -118,13 +118,7 @@ def filter_states(
     :param chunk: customers per block of the recursion (bounds memory: chunk x days booleans).
     """
     end = utc_time(cutoff, "cutoff")
-    for name, value in (("lookback_days", lookback_days), ("chunk", chunk)):
-        if not isinstance(value, int) or value < 1:
-            raise EventLogError(f"{name}: expected a positive whole number, got {value!r}")
-    if history_start not in HISTORY_STARTS:
-        raise EventLogError(
-            f"history_start: {history_start!r} is not one of {list(HISTORY_STARTS)}"
-        )
+    _check_settings(lookback_days, history_start, chunk)
     history = log.events[log.events["timestamp"] < end]
     if history.empty:
         raise EventLogError(f"events: nothing before the cutoff {end}")
@@ -173,6 +167,16 @@ def filter_states(
             prior, purchase, action, first_day[lo:hi], bought_kernel, quiet_kernel, ids[lo:hi]
         )
     return StateBelief(ids, probs, log_likelihood, start, days, arrays.churn_stage)
+
+
+def _check_settings(lookback_days: int, history_start: str, chunk: int) -> None:
+    for name, value in (("lookback_days", lookback_days), ("chunk", chunk)):
+        if not isinstance(value, int) or value < 1:
+            raise EventLogError(f"{name}: expected a positive whole number, got {value!r}")
+    if history_start not in HISTORY_STARTS:
+        raise EventLogError(
+            f"history_start: {history_start!r} is not one of {list(HISTORY_STARTS)}"
+        )
 
 
 def daily_actions(

@@ -133,21 +133,7 @@ def panel_counts(
     n_days = max(int((end - start).days), 0)
     lookback = 365
     origin = start - pd.Timedelta(days=lookback)
-    bought = log.events[
-        (log.events["event"] == "purchased")
-        & (log.events["timestamp"] >= origin)
-        & (log.events["timestamp"] < end)
-    ]
-    row = customer_ids.get_indexer(bought["customer_id"])
-    day = ((bought["timestamp"] - origin).dt.total_seconds() // 86_400).astype(int).to_numpy()
-    keep = row >= 0
-    row, day = row[keep], day[keep]
-    before = (
-        log.events[(log.events["event"] == "purchased") & (log.events["timestamp"] < origin)]
-        .groupby("customer_id")["timestamp"]
-        .max()
-    )
-    earlier = ((before - origin).dt.total_seconds() // 86_400).reindex(customer_ids).to_numpy()
+    row, day, earlier = _purchase_days(log, customer_ids, origin, end)
 
     k = len(STAGES)
     n = len(customer_ids)
@@ -199,6 +185,21 @@ def panel_counts(
                 counts = np.bincount(cell[mask], minlength=(hi - lo) * k * k)
                 target[lo:hi] = counts.reshape(hi - lo, k, k)
     return out
+
+
+def _purchase_days(
+    log: EventLog, customer_ids: pd.Index, origin: pd.Timestamp, end: pd.Timestamp
+) -> tuple[IntArray, IntArray, FloatArray]:
+    """Customer row and day (from ``origin``) of each purchase in ``[origin, end)``, and each
+    customer's last purchase day before ``origin`` (negative; NaN: none)."""
+    purchased = log.events[log.events["event"] == "purchased"]
+    bought = purchased[(purchased["timestamp"] >= origin) & (purchased["timestamp"] < end)]
+    row = customer_ids.get_indexer(bought["customer_id"])
+    day = ((bought["timestamp"] - origin).dt.total_seconds() // 86_400).astype(int).to_numpy()
+    keep = row >= 0
+    before = purchased[purchased["timestamp"] < origin].groupby("customer_id")["timestamp"].max()
+    earlier = ((before - origin).dt.total_seconds() // 86_400).reindex(customer_ids).to_numpy()
+    return row[keep], day[keep], earlier
 
 
 @dataclass(frozen=True)
