@@ -91,7 +91,7 @@ def log_to_mlflow(result: CalibrationResult, folder: Path, tracking_uri: str | N
     """Record the calibration as an MLflow run (params, metrics, report, scenario); its id."""
     from mlflow.tracking import MlflowClient
 
-    from nba.training.tracking import ensure_experiment, resolve_tracking_uri
+    from nba.tracking import ensure_experiment, resolve_tracking_uri
 
     uri = resolve_tracking_uri(tracking_uri)
     client = MlflowClient(uri)

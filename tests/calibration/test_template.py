@@ -239,3 +239,24 @@ def test_scenarios_calibrated_with_low_and_high_still_load() -> None:
             {"name": "x", "estimate": 1.0, "lower": 0.5, "upper": 1.5, "confidence": 95}
             | {"source": "fitted"}
         )
+
+
+def test_calibrates_from_the_subscription_business() -> None:
+    subscription = load_scenario("subscription")
+    roles = {"aware": "trial", "active": "subscribed", "loyal": "upgraded", "lapsed": "cancelled"}
+    generated = simulate_log(subscription, 12_000, seed=2, stages=roles)
+    result = calibrate(
+        generated.log, template=subscription, stages=roles, n_bootstrap=30, k_range=range(2, 5)
+    )
+    scenario = Scenario.from_yaml(result.scenario.to_yaml())
+    assert scenario.stage_names == ["trial", "subscribed", "upgraded", "cancelled", "lost"]
+    assert scenario.churn_stage == subscription.churn_stage
+    logged = {a.channel for a in subscription.actions if a.name != "no_action"}
+    assert set(scenario.channel_names) == logged
+    stages = {s.name: s for s in subscription.stages}
+    rows = result.parameters.set_index("name")
+    unseen = rows.loc["stages[upgraded].purchase_multiplier"]  # one purchase each: no loyal rule
+    assert unseen["source"] == "assumed" and "subscription" in unseen["method"]
+    expected = stages["upgraded"].purchase_multiplier / stages["subscribed"].purchase_multiplier
+    assert unseen["estimate"] == pytest.approx(expected)
+    assert optimal.solve(build_kernel(CustomerTwin(scenario))).value > 0
