@@ -412,8 +412,19 @@ class Scenario(_Config):
         return Scenario.from_dict(data)
 
     def fingerprint(self) -> str:
-        """Stable SHA-256 of the canonical JSON form: ties models and logs to their scenario."""
-        canonical = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        """Stable SHA-256 of the canonical JSON form: ties models and logs to their scenario.
+
+        Calibrated provenance is hashed in the interval names it was first written with
+        (95% intervals as ``low``/``high``), so exports and logs made before the shared
+        ``lower``/``upper``/``confidence`` vocabulary still match their scenario.
+        """
+        data = self.to_dict()
+        calibration = data.get("calibration")
+        if calibration:
+            calibration["parameters"] = [
+                _legacy_fitted_value(row) for row in calibration.get("parameters", [])
+            ]
+        canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()
 
     # Convenience catalogues, in the index order the arrays use.
@@ -436,6 +447,14 @@ class Scenario(_Config):
     @property
     def offer_names(self) -> list[str]:
         return [o.name for o in self.offers]
+
+
+def _legacy_fitted_value(row: dict[str, Any]) -> dict[str, Any]:
+    """A fitted value as scenarios wrote it before ``lower``/``upper``/``confidence``."""
+    if row.get("confidence") not in (None, 0.95):
+        return row
+    legacy = {k: v for k, v in row.items() if k not in ("lower", "upper", "confidence")}
+    return {**legacy, "low": row.get("lower"), "high": row.get("upper")}
 
 
 def _format_validation_error(exc: ValidationError) -> str:

@@ -263,3 +263,80 @@ def test_exclusions_validate_their_references_and_round_trip(
     assert "contact_rules.exclusions: duplicate names ['no_discount_loyal']" in message
     assert "contact_rules.exclusions[0].stages: unknown ['lapsing']" in message
     assert "contact_rules.exclusions[0].channels: unknown ['fax']" in message
+
+
+def _calibrated_retail(parameters: list[dict[str, object]]) -> Scenario:
+    data = load_scenario("retail").to_dict()
+    data["calibration"] = {
+        "data": "test",
+        "reference_time": "2026-01-01T00:00:00+00:00",
+        "response_window_days": 14,
+        "persona_model": {},
+        "stage_rules": {
+            "stages": ["aware", "active", "loyal", "lapsed", "churned"],
+            "active_days": 90,
+            "loyal_purchases": None,
+            "fitted_from": "assumed",
+        },
+        "parameters": parameters,
+    }
+    return Scenario.from_dict(data)
+
+
+def test_fingerprint_of_calibrated_scenarios_survives_the_interval_rename() -> None:
+    """Exports and logs made before ``lower``/``upper``/``confidence`` still match.
+
+    The pinned hash is what the code before the rename (commit f686b22) printed for the
+    legacy form; the new vocabulary at 95% must hash the same, another confidence must not.
+    """
+    legacy = _calibrated_retail(
+        [
+            {
+                "name": "personas[0].base_purchase_rate",
+                "estimate": 0.01,
+                "low": 0.008,
+                "high": 0.012,
+                "source": "fitted",
+                "method": "bootstrap",
+            },
+            {
+                "name": "channels[0].cost",
+                "estimate": 0.1,
+                "low": None,
+                "high": None,
+                "source": "assumed",
+            },
+        ]
+    )
+    renamed = _calibrated_retail(
+        [
+            {
+                "name": "personas[0].base_purchase_rate",
+                "estimate": 0.01,
+                "lower": 0.008,
+                "upper": 0.012,
+                "confidence": 0.95,
+                "source": "fitted",
+                "method": "bootstrap",
+            },
+            {"name": "channels[0].cost", "estimate": 0.1, "source": "assumed"},
+        ]
+    )
+    pinned = "cf3d3bcd418b001b8929efbe764ac9e00cb094928a4e38b62d2da1283440b867"
+    assert legacy.fingerprint() == pinned
+    assert renamed.fingerprint() == pinned
+    assert Scenario.from_yaml(renamed.to_yaml()).fingerprint() == pinned
+    other = _calibrated_retail(
+        [
+            {
+                "name": "personas[0].base_purchase_rate",
+                "estimate": 0.01,
+                "lower": 0.008,
+                "upper": 0.012,
+                "confidence": 0.9,
+                "source": "fitted",
+                "method": "bootstrap",
+            },
+        ]
+    )
+    assert other.fingerprint() != pinned
