@@ -65,7 +65,8 @@ class Background:
     output: Path
 
     def stop(self, timeout: float = 60) -> str:
-        """SIGTERM to the server's whole process group (SIGKILL if it lingers); its output."""
+        """SIGTERM to the server's whole process group; its output. A server that lingers is
+        killed and fails the test: shutting down on SIGTERM is part of what is tested."""
         if self.process.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.process.pid, signal.SIGTERM)
@@ -75,6 +76,10 @@ class Background:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait(timeout=timeout)
+                raise AssertionError(
+                    f"server at {self.url} ignored SIGTERM for {timeout} s (killed); output:\n"
+                    + self.output.read_text()[-2000:]
+                ) from None
         return self.output.read_text()
 
 
