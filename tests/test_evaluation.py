@@ -38,9 +38,7 @@ def test_table_has_every_policy_and_kpi(report) -> None:
     assert table.loc["no_action", "share_of_optimum"] == 0.0
     assert table.loc["optimal", "share_of_optimum"] == 1.0
     assert table.loc["no_action", "contacts"] == 0.0
-    assert (table["lower"] < table["value"]).all() and (
-        table["value"] < table["upper"]
-    ).all()
+    assert (table["lower"] < table["value"]).all() and (table["value"] < table["upper"]).all()
 
 
 def test_values_agree_with_exact_dp(

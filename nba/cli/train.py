@@ -43,7 +43,7 @@ def config_option(name: str, field: FieldInfo) -> inspect.Parameter:
     ``--flag/--no-flag`` pair. ``ge``/``le`` bounds become the option's range; strict ``gt``/``lt``
     ones are said in the help and checked with the rest of the config (:func:`_checked`).
     """
-    annotation = field.annotation
+    annotation: Any = field.annotation
     members = get_args(annotation) if get_origin(annotation) in (Union, types.UnionType) else ()
     if any(isinstance(m, type) and issubclass(m, BaseModel) for m in (annotation, *members)):
         annotation = Path | None
