@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -118,7 +119,15 @@ def test_errors_are_value_errors_and_unknown_names_list_choices() -> None:
         Scenario.from_yaml("name: [unclosed\nother: 1")
     with pytest.raises(ScenarioError, match="expected a mapping"):
         Scenario.from_dict(["not", "a", "mapping"])  # type: ignore[arg-type]
-    assert builtin_scenario_names() == ["retail", "subscription"]
+    # every packaged YAML is a built-in, listed by its own name (no list kept in the tests)
+    packaged = sorted(
+        p.name.removesuffix(".yaml")
+        for p in resources.files("nba.scenarios").iterdir()
+        if p.name.endswith(".yaml")
+    )
+    assert builtin_scenario_names() == packaged
+    assert "retail" in packaged and len(packaged) >= 2
+    assert [load_scenario(name).name for name in packaged] == packaged
 
 
 BILLION_LAUGHS = "\n".join(
