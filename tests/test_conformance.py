@@ -17,7 +17,6 @@ import numpy as np
 import pandas as pd
 import pytest
 from gymnasium.utils.env_checker import check_env as gym_check_env
-from scipy import stats
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 import nba.envs  # noqa: F401  (registers the env ids)
@@ -30,6 +29,7 @@ from nba.parameters import ScenarioArrays
 from nba.scenario import Scenario
 from nba.scenarios import builtin_scenario_names, load_scenario
 from nba.state import COMPONENTS, CustomerState
+from tests.kernel_checks import simulated_day_fits
 from tests.test_twin import _rollout
 
 SYNTHETIC = "synthetic_calibration_truth"
@@ -138,28 +138,16 @@ def test_simulated_transitions_agree_with_the_kernel(
 ) -> None:
     """Chi-square goodness of fit of one simulated day against sampled kernel rows."""
     twin = CustomerTwin(scenario, seed=20261123)
-    space, n_actions = twin.space, twin.n_actions
-    day0 = kernel.mask_at(0)
-    successors = np.diff(kernel.transition.indptr).reshape(space.size, n_actions)
-    candidates = np.argwhere(day0 & (successors >= 3))
-    rng = np.random.default_rng(0)
-    picked = candidates[rng.choice(len(candidates), size=KERNEL_PAIRS, replace=False)]
-    for state_index, action in picked:
-        twin.set_state(space.decode(np.full(KERNEL_DRAWS, state_index)))
-        twin.step(np.full(KERNEL_DRAWS, action))
-        observed = np.bincount(twin.state_index(), minlength=space.size)
-        row = kernel.transition[state_index * n_actions + action]
-        expected = np.zeros(space.size)
-        expected[row.indices] = row.data * KERNEL_DRAWS
-        assert observed[expected == 0].sum() == 0, "simulated a successor the kernel forbids"
-        big = expected >= 5  # pool rare successors into one bin, as chi-square requires
-        obs = np.r_[observed[big], observed[~big].sum()]
-        exp = np.r_[expected[big], expected[~big].sum()]
-        obs, exp = obs[exp > 0], exp[exp > 0]
-        if len(exp) < 2:
-            continue
-        result = stats.chisquare(obs, exp * obs.sum() / exp.sum())
-        assert result.pvalue > KERNEL_P_VALUE, (space.decode(np.array([state_index])), action)
+    fits = simulated_day_fits(
+        twin,
+        kernel,
+        pairs=KERNEL_PAIRS,
+        draws=KERNEL_DRAWS,
+        min_successors=3,
+        rng=np.random.default_rng(0),
+    )
+    for state_index, action, pvalue in fits:
+        assert pvalue > KERNEL_P_VALUE, (twin.space.decode(np.array([state_index])), action)
 
 
 # -------------------------------------------------------------------------------- features
