@@ -1,0 +1,405 @@
+"""Exact expected forecasts: each customer's purchases, spend and P(alive) over a future window.
+
+Simulating the twin gives a forecast with Monte Carlo noise that shrinks only with the square
+root of the replicates, and it costs a twin run per replicate. The expectations do not need
+sampling: the twin is a Markov chain with a known kernel, so from a customer's filtered belief
+``b_0`` (a distribution over states, :func:`~nba.calibration.filtering.filter_states`) the
+forward equations ``b_{t+1} = b_t P_{a_t}`` give the exact state distribution on every day of
+the window under the plan's actions ``a_t``, and
+
+* expected purchases ``= sum_t b_t . q(a_t)`` with ``q[s, a]`` the chance of a purchase that day;
+* expected spend ``= sum_t b_t . m(a_t)`` with ``m[s, a]`` the expected revenue (net of the
+  discount a noticed offer gives away), as the twin books it;
+* ``P(alive at the end) = 1 - b_H . churned``.
+
+The kernel is the scenario's own (:func:`nba.kernel.build_kernel`), restricted to the states
+reachable from the beliefs' support under the plan's actions, so whatever components the state
+space declares are carried along. An action the contact rules forbid in a state on that weekday
+is executed as no action, as the twin does. Customers with no planned action all share one
+matrix; for them the same numbers come from the backward form ``b_0 . sum_t P^t q`` (one
+vector per window, then one matrix-vector product for everyone). Monte Carlo stays for
+distributions (:mod:`nba.calibration.forecast`).
+
+Units: the twin buys at most once a day, so ``expected_purchases`` counts purchase days;
+``expected_baskets`` scales them by the history's mean baskets per purchase day (the same
+conversion the forecast audit draws at random; its expectation is exactly this product).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from nba.calibration.events import EventLog, EventLogError, utc_time
+from nba.calibration.filtering import (
+    DEFAULT_LOOKBACK_DAYS,
+    StateBelief,
+    daily_actions,
+    filter_states,
+)
+from nba.kernel import build_kernel
+from nba.scenario import Scenario
+from nba.twin import CustomerTwin
+from nba.types import BoolArray, FloatArray, IntArray
+
+DAY = pd.Timedelta(days=1)
+HORIZON_UNITS = {"d": 1, "w": 7}
+#: Belief cells (reachable states x customers) held at once by the forward recursion.
+FORWARD_CELLS = 4_000_000
+COLUMNS = (
+    "customer_id",
+    "window_start",
+    "window_end",
+    "expected_purchases",
+    "expected_baskets",
+    "expected_spend",
+    "p_alive_start",
+    "p_alive_end",
+)
+
+
+def parse_horizon(value: int | str, name: str = "horizon") -> int:
+    """Days in a horizon given as days (``273``, ``"273d"``) or weeks (``"39w"``).
+
+    :param name: the option named in errors.
+    """
+    if isinstance(value, bool):
+        raise EventLogError(f"{name}: expected days ('273d') or weeks ('39w'), got {value!r}")
+    if isinstance(value, (int, np.integer)):
+        days = int(value)
+    else:
+        match = re.fullmatch(r"\s*(\d+)\s*([dw]?)\s*", str(value).lower())
+        if match is None:
+            raise EventLogError(
+                f"{name}: expected days ('273d') or weeks ('39w'), got {str(value)[:40]!r}"
+            )
+        days = int(match.group(1)) * HORIZON_UNITS[match.group(2) or "d"]
+    if days < 1:
+        raise EventLogError(f"{name}: must be at least one day, got {value!r}")
+    return days
+
+
+@dataclass(frozen=True)
+class ForwardModel:
+    """The kernel on the states a forecast can reach, with each day's expected outcomes.
+
+    ``states`` are full state-space indices; every array is indexed by position in it.
+    """
+
+    states: IntArray  # (R,)
+    transition: dict[int, sp.csr_matrix]  # action -> (R, R), rows: from, columns: to
+    purchase: FloatArray  # (R, A) P(purchase today | state, executed action)
+    revenue: FloatArray  # (R, A) E[revenue today | state, executed action]
+    allowed: BoolArray  # (7, R, A) the contact rules' masks per weekday
+    alive: FloatArray  # (R,) 1.0 outside the churn stage
+
+    @classmethod
+    def build(cls, twin: CustomerTwin, start: IntArray, actions: IntArray) -> ForwardModel:
+        """Restrict ``twin``'s kernel to the states reachable from ``start`` under ``actions``
+        (and no action, which a forbidden action becomes)."""
+        kernel = build_kernel(twin)
+        space, n_actions = twin.space, twin.arrays.n_actions
+        used = np.union1d([0], actions).astype(np.int64)
+        rows = np.arange(space.size) * n_actions
+        full = {int(a): kernel.transition[rows + a] for a in used}
+        reach = _reachable(np.unique(start), sum(full.values()), space.size)
+        keep = np.ix_(reach, reach)
+        transition = {a: sp.csr_matrix(matrix[keep]) for a, matrix in full.items()}
+        pairs = np.repeat(space.response_key(reach) * n_actions, n_actions) + np.tile(
+            np.arange(n_actions), reach.shape[0]
+        )
+        out = twin.tables.outcomes.take(pairs)
+        cases = out.case_probs
+        purchase = (cases[:, 1] + cases[:, 3]).reshape(-1, n_actions)
+        revenue = (out.spend * (cases[:, 1] + cases[:, 3] * (1.0 - out.discount))).reshape(
+            -1, n_actions
+        )
+        churned = space.decode(reach).stage == twin.arrays.churn_stage
+        return cls(
+            states=reach,
+            transition=transition,
+            purchase=purchase,
+            revenue=revenue,
+            allowed=kernel.masks[:, reach],
+            alive=(~churned).astype(np.float64),
+        )
+
+    def position(self, states: IntArray) -> IntArray:
+        """Position of each full-space state index in :attr:`states`."""
+        found: IntArray = np.searchsorted(self.states, states)
+        return found
+
+
+def _reachable(start: IntArray, pattern: sp.csr_matrix, size: int) -> IntArray:
+    """Sorted states reachable from ``start`` through the nonzeros of ``pattern``."""
+    seen = np.zeros(size, dtype=bool)
+    seen[start] = True
+    frontier = start
+    while frontier.size:
+        successors = np.unique(pattern[frontier].indices)
+        frontier = successors[~seen[successors]]
+        seen[frontier] = True
+    return np.flatnonzero(seen)
+
+
+@dataclass(frozen=True)
+class Expectations:
+    """(N,) exact expectations over the window."""
+
+    purchases: FloatArray
+    spend: FloatArray
+    p_alive_start: FloatArray
+    p_alive_end: FloatArray
+
+
+def expected_outcomes(
+    scenario: Scenario | CustomerTwin,
+    belief: StateBelief,
+    horizon_days: int,
+    plan: IntArray | None = None,
+    *,
+    start_weekday: int | None = None,
+) -> Expectations:
+    """Exact expected purchases, spend and P(alive) of each believed customer over the window.
+
+    :param plan: ``(horizon_days, N)`` twin action of each customer on each day (0: none);
+        ``None`` is no action for anyone.
+    :param start_weekday: weekday of the window's first day (0 = Monday; default the
+        scenario's ``start_weekday``); only the contact rules' quiet days depend on it.
+    """
+    twin = scenario if isinstance(scenario, CustomerTwin) else CustomerTwin(scenario, tabulate=True)
+    n = belief.probs.shape[0]
+    plan = _check_plan(plan, horizon_days, n, twin.arrays.n_actions)
+    weekday = twin.arrays.weekday_of_start if start_weekday is None else int(start_weekday) % 7
+    support, weights = belief_support(twin, belief)
+    model = ForwardModel.build(
+        twin, support, np.unique(plan) if plan is not None else np.zeros(1, np.int64)
+    )
+    columns = model.position(support)
+    acted = np.zeros(n, dtype=bool) if plan is None else (plan != 0).any(axis=0)
+    purchases, spend, alive_end = np.empty(n), np.empty(n), np.empty(n)
+    still = np.flatnonzero(~acted)
+    if still.size:  # one matrix for all of them: the backward form
+        per_state = _backward(model, horizon_days)
+        dense = _dense(weights[still], columns, model.states.shape[0])
+        purchases[still], spend[still], alive_end[still] = (dense @ v for v in per_state)
+    moving = np.flatnonzero(acted)
+    chunk = max(1, FORWARD_CELLS // model.states.shape[0])
+    for lo in range(0, moving.size, chunk):
+        who = moving[lo : lo + chunk]
+        start = _dense(weights[who], columns, model.states.shape[0]).T  # (R, n)
+        assert plan is not None
+        purchases[who], spend[who], alive_end[who] = _forward(model, start, plan[:, who], weekday)
+    return Expectations(purchases, spend, 1.0 - belief.churned, alive_end)
+
+
+def belief_support(twin: CustomerTwin, belief: StateBelief) -> tuple[IntArray, FloatArray]:
+    """(M,) full state index of each latent cell the belief ranges over, and (N, M) weights.
+
+    The filter holds the observed components at their rested values, so each (persona, stage)
+    cell is the rested state of that persona and stage.
+    """
+    n, n_personas, n_stages = belief.probs.shape
+    persona = np.repeat(np.arange(n_personas), n_stages)
+    stage = np.tile(np.arange(n_stages), n_personas)
+    states = twin.space.encode(twin.space.rested_state(persona, stage))
+    weights = belief.probs.reshape(n, -1)
+    used = weights.any(axis=0)
+    return states[used], weights[:, used]
+
+
+def _dense(weights: FloatArray, columns: IntArray, size: int) -> FloatArray:
+    dense = np.zeros((weights.shape[0], size))
+    np.add.at(dense.T, columns, weights.T)  # two cells could share a state
+    return dense
+
+
+def _backward(model: ForwardModel, days: int) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """Per state, expected purchases and spend over ``days`` days of no action, and P(alive)
+    at the end: ``sum_t P^t q``, ``sum_t P^t m``, ``P^days alive``."""
+    matrix = model.transition[0]
+    q, m = model.purchase[:, 0], model.revenue[:, 0]
+    purchases, spend, alive = np.zeros_like(q), np.zeros_like(m), model.alive
+    for _ in range(days):
+        purchases = q + matrix @ purchases
+        spend = m + matrix @ spend
+        alive = matrix @ alive
+    return purchases, spend, alive
+
+
+def _forward(
+    model: ForwardModel, belief: FloatArray, plan: IntArray, weekday: int
+) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """Forward equations for customers with a plan: ``belief`` is (R, n), ``plan`` (days, n)."""
+    step0 = model.transition[0].T.tocsr()
+    q0, m0 = model.purchase[:, 0], model.revenue[:, 0]
+    effective: dict[tuple[int, int], tuple[sp.csr_matrix, FloatArray, FloatArray]] = {}
+    purchases, spend = np.zeros(belief.shape[1]), np.zeros(belief.shape[1])
+    for t in range(plan.shape[0]):
+        day = (weekday + t) % 7
+        purchases += q0 @ belief
+        spend += m0 @ belief
+        nxt = step0 @ belief
+        for action in np.unique(plan[t]):
+            if action == 0:
+                continue
+            who = np.flatnonzero(plan[t] == action)
+            key = (int(action), day)
+            if key not in effective:
+                effective[key] = _executed(model, int(action), day)
+            step, dq, dm = effective[key]
+            part = belief[:, who]
+            purchases[who] += dq @ part
+            spend[who] += dm @ part
+            nxt[:, who] = step @ part
+        belief = nxt
+    return purchases, spend, model.alive @ belief
+
+
+def _executed(
+    model: ForwardModel, action: int, day: int
+) -> tuple[sp.csr_matrix, FloatArray, FloatArray]:
+    """Transposed transition, and purchase and revenue changes against no action, of asking
+    for ``action`` on weekday ``day``: where the rules forbid it, no action is executed."""
+    allowed = model.allowed[day, :, action]
+    on = sp.diags(allowed.astype(np.float64))
+    off = sp.diags((~allowed).astype(np.float64))
+    step = (on @ model.transition[action] + off @ model.transition[0]).T.tocsr()
+    dq = np.where(allowed, model.purchase[:, action] - model.purchase[:, 0], 0.0)
+    dm = np.where(allowed, model.revenue[:, action] - model.revenue[:, 0], 0.0)
+    return step, dq, dm
+
+
+def _check_plan(plan: IntArray | None, days: int, n: int, n_actions: int) -> IntArray | None:
+    if plan is None:
+        return None
+    plan = np.asarray(plan)
+    if plan.shape != (days, n) or not np.issubdtype(plan.dtype, np.integer):
+        raise EventLogError(
+            f"plan: expected whole-number actions of shape (days, customers) = {(days, n)}, "
+            f"got {plan.dtype} {plan.shape}"
+        )
+    if plan.size and (plan.min() < 0 or plan.max() >= n_actions):
+        raise EventLogError(f"plan: action indices must lie in 0 .. {n_actions - 1}")
+    return plan.astype(np.int64)
+
+
+def forecast_customers(
+    scenario: Scenario,
+    events: EventLog,
+    horizon_days: int | str,
+    plan: pd.DataFrame | None = None,
+    *,
+    cutoff: pd.Timestamp | str | None = None,
+    customer_ids: pd.Index | None = None,
+    history_start: str = "log",
+    lookback_days: int = DEFAULT_LOOKBACK_DAYS,
+) -> pd.DataFrame:
+    """One row per customer: exact expected purchases, baskets, spend and P(alive) in the
+    window ``[cutoff, cutoff + horizon)``, from their history before ``cutoff``.
+
+    :param events: the log the filter reads (events from ``cutoff`` on are ignored).
+    :param horizon_days: days, or text such as ``"273d"`` or ``"39w"``.
+    :param plan: planned sends in the window, one row each: ``customer_id``, ``timestamp``,
+        ``channel`` and ``action`` (the campaign, as in the event log); ``None``: no action.
+    :param cutoff: the end of the observation window (customers' silence up to it is evidence);
+        default midnight (UTC) after the log's last event.
+    :param customer_ids: whom to forecast (default every customer with an event in the history
+        read); see :func:`~nba.calibration.filtering.filter_states` for ``history_start`` and
+        ``lookback_days``.
+    """
+    days = parse_horizon(horizon_days)
+    start = _cutoff(events, cutoff)
+    belief = filter_states(
+        scenario,
+        events,
+        start,
+        customer_ids,
+        lookback_days=lookback_days,
+        history_start=history_start,
+    )
+    ids = belief.customer_ids
+    actions = None if plan is None else plan_matrix(scenario, plan, ids, start, days)
+    result = expected_outcomes(
+        scenario, belief, days, actions, start_weekday=int(start.day_of_week)
+    )
+    bought = events.events[
+        (events.events["event"] == "purchased") & (events.events["timestamp"] < start)
+    ]
+    return pd.DataFrame(
+        {
+            "customer_id": ids.astype(str),
+            "window_start": start,
+            "window_end": start + days * DAY,
+            "expected_purchases": result.purchases,
+            "expected_baskets": result.purchases * baskets_per_purchase_day(bought),
+            "expected_spend": result.spend,
+            "p_alive_start": result.p_alive_start,
+            "p_alive_end": result.p_alive_end,
+        },
+        columns=list(COLUMNS),
+    )
+
+
+def baskets_per_purchase_day(bought: pd.DataFrame) -> float:
+    """Mean ``purchased`` events per customer-day with one (1.0 without purchases)."""
+    if bought.empty:
+        return 1.0
+    per_day = bought.groupby(["customer_id", bought["timestamp"].dt.floor("D")]).size()
+    return float(per_day.mean())
+
+
+def plan_matrix(
+    scenario: Scenario, plan: pd.DataFrame, ids: pd.Index, start: pd.Timestamp, days: int
+) -> IntArray:
+    """(days, N) twin action per day and customer from a table of planned sends.
+
+    Every send must name a forecast customer, a day inside the window and an action of the
+    scenario; a second send to a customer on one day replaces the first (the twin acts once
+    a day).
+    """
+    missing = [c for c in ("customer_id", "timestamp", "channel", "action") if c not in plan]
+    if missing:
+        raise EventLogError(f"plan: missing column(s) {missing}")
+    sends = plan.assign(
+        event="sent",
+        customer_id=plan["customer_id"].astype(str),
+        timestamp=pd.to_datetime(plan["timestamp"], utc=True, errors="coerce", format="ISO8601"),
+    )
+    if sends["timestamp"].isna().any():
+        first = int(np.flatnonzero(sends["timestamp"].isna().to_numpy())[0])
+        raise EventLogError(f"plan: row {first}: 'timestamp' is not a date and time")
+    labels = sends["channel"].astype(str) + "_" + sends["action"].astype(str)
+    unknown = sorted(set(labels) - set(scenario.action_names))
+    if unknown:
+        raise EventLogError(
+            f"plan: action {unknown[0]!r} is not one of the scenario's {scenario.action_names}"
+        )
+    strangers = ~sends["customer_id"].isin(ids)
+    if strangers.any():
+        raise EventLogError(
+            f"plan: customer {sends['customer_id'][strangers].iloc[0]!r} is not forecast "
+            "(no history before the cutoff)"
+        )
+    outside = (sends["timestamp"] < start) | (sends["timestamp"] >= start + days * DAY)
+    if outside.any():
+        raise EventLogError(
+            f"plan: {int(outside.sum())} send(s) outside the window [{start}, {start + days * DAY})"
+        )
+    row, when, action = daily_actions(scenario, sends, ids, start, days)
+    matrix = np.zeros((days, len(ids)), dtype=np.int64)
+    matrix[when, row] = action
+    return matrix
+
+
+def _cutoff(events: EventLog, cutoff: pd.Timestamp | str | None) -> pd.Timestamp:
+    if cutoff is not None:
+        return utc_time(cutoff, "cutoff")
+    if events.events.empty:
+        raise EventLogError("events: the log is empty")
+    last: pd.Timestamp = events.events["timestamp"].max()
+    return last.floor("D") + DAY
