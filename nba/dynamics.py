@@ -123,11 +123,12 @@ def _case_probs(
     notice = np.where(is_contact, affinity * (1.0 - sc.fatigue.notice_drop * contact.load), 0.0)
 
     # Purchase: a baseline that a discount habit depresses, plus the offer's lift if noticed.
+    # The customer's own rate level multiplies last (x 1.0 without heterogeneity: same bits).
     baseline = (
         arrays.persona_base_rate[persona]
         * arrays.stage_purchase_multiplier[stage]
         * (1.0 - sc.discount_habit.full_price_penalty * habit)
-    )
+    ) * arrays.rate_level_multiplier[state.rate_level]
     baseline = np.clip(baseline, 0.0, 1.0)
     is_discount = discount > 0.0
     lift = arrays.offer_lift[safe_offer, stage]
@@ -155,12 +156,13 @@ def _case_probs(
 def _next_stage(arrays: ScenarioArrays, state: CustomerState, contact: _Contact) -> FloatArray:
     """(N, 4, K) next-stage distribution per case.
 
-    The day's own transition (purchase or not), then the noticed offer's move, then the chance
-    that an irritating contact makes the customer leave for good.
+    The day's own transition (purchase or not, its dropout moves scaled by the customer's own
+    dropout level), then the noticed offer's move, then the chance that an irritating contact
+    makes the customer leave for good.
     """
     rules, stage, is_contact = arrays.rules, state.stage, contact.is_contact
-    after_purchase = arrays.purchase_transition[stage]
-    after_quiet_day = arrays.daily_transition[stage]
+    after_purchase = arrays.purchase_transition_by_level[state.dropout_level, stage]
+    after_quiet_day = arrays.daily_transition_by_level[state.dropout_level, stage]
     moves = arrays.offer_moves[np.where(is_contact, contact.offer, -1)]  # (N, K, K)
     noticed_no_buy = np.einsum("nk,nkj->nj", after_quiet_day, moves)
     noticed_buy = np.einsum("nk,nkj->nj", after_purchase, moves)

@@ -9,6 +9,8 @@ block                     meaning                                               
 ``persona=<name>``        one-hot persona                                            P
 ``stage=<name>``          one-hot journey stage                                      K
 ``pressure=<level>``      one-hot contact-pressure level (0 .. capacity)             capacity + 1
+``rate_level=<l>``        one-hot own purchase-rate level (only with > 1 level)      levels
+``dropout_level=<l>``     one-hot own dropout level (only with > 1 level)            levels
 ``<cap>_days=<d>``        one-hot days since the last contact under each cap rule    window
                           (``d`` = window means "window or more")
 ``discount_habit``        1 if the customer has a discount habit                     1
@@ -139,6 +141,8 @@ class FeatureBuilder:
         rows = np.arange(n)
         o = self.offsets
         for component, starts, _ in self._state_plan:
+            if not starts:  # a silent component (one level): no feature column
+                continue
             values = state.__dict__[component.name]
             if component.encoding == "flag":
                 obs[:, starts[0]] = values
@@ -176,7 +180,12 @@ class FeatureBuilder:
     def _decode_component(
         obs: FloatArray, component: StateComponent, starts: list[int], widths: list[int]
     ) -> np.ndarray:
-        """A component's values from its blocks: argmax of a one-hot block, > 0.5 of a flag."""
+        """A component's values from its blocks: argmax of a one-hot block, > 0.5 of a flag.
+
+        A silent component (one level, no block) has its one value, 0.
+        """
+        if not starts and component.columns is None:
+            return np.zeros(obs.shape[0], dtype=component.dtype)
         if component.encoding == "flag":
             flag: BoolArray = obs[:, starts[0]] > 0.5
             return flag

@@ -9,6 +9,7 @@ horizon and discount, this is exactly the objective that evaluation measures.
 from __future__ import annotations
 
 import itertools
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,7 +19,7 @@ from nba.contact_rules import advance_contact_history
 from nba.dynamics import N_CASES
 from nba.scenario import Scenario
 from nba.state import CustomerState, StateSpace
-from nba.twin import CustomerTwin
+from nba.twin import CustomerTwin, level_shares
 from nba.types import BoolArray, FloatArray, IntArray
 
 
@@ -122,20 +123,30 @@ def _successor_base(
 
 
 def initial_distribution(twin: CustomerTwin) -> FloatArray:
-    """(S,) probability of each state at day 0, matching :meth:`CustomerTwin.reset`."""
+    """(S,) probability of each state at day 0, matching :meth:`CustomerTwin.reset`.
+
+    Persona, stage and habit as drawn per persona; the individual levels independently, at
+    their shares (one level each: weight 1, the same numbers as without levels).
+    """
     a, space = twin.arrays, twin.space
     stages = np.arange(a.n_stages)
     distribution = np.zeros(space.size)
     n = a.n_stages
-    for persona in range(a.n_personas):
-        for habit in (False, True):
-            p_habit = (
-                a.persona_initial_habit[persona]
-                if habit
-                else 1.0 - a.persona_initial_habit[persona]
-            )
-            state = space.rested_state(np.full(n, persona), stages, habit=np.full(n, habit))
-            distribution[space.encode(state)] += (
-                a.persona_share[persona] * p_habit * a.persona_initial_stage[persona]
-            )
+    shares = level_shares(space)
+    for persona, habit, levels in itertools.product(
+        range(a.n_personas),
+        (False, True),
+        itertools.product(*map(range, map(len, shares.values()))),
+    ):
+        p_habit = (
+            a.persona_initial_habit[persona] if habit else 1.0 - a.persona_initial_habit[persona]
+        )
+        given = {name: np.full(n, level) for name, level in zip(shares, levels, strict=True)}
+        weight = math.prod(
+            float(shares[name][level]) for name, level in zip(shares, levels, strict=True)
+        )
+        state = space.rested_state(np.full(n, persona), stages, habit=np.full(n, habit), **given)
+        distribution[space.encode(state)] += (
+            a.persona_share[persona] * p_habit * a.persona_initial_stage[persona]
+        ) * weight
     return distribution

@@ -51,10 +51,25 @@ class ScenarioArrays:
     offer_moves: FloatArray  # (O + 1, K, K) row-stochastic; last slice = identity (no offer)
     channel_unsubscribe: FloatArray  # (C,)
     churn_stage: int
+    # individual levels (one each, multiplier 1, without a heterogeneity block)
+    rate_level_multiplier: FloatArray  # (Lr,) on the daily purchase probability
+    rate_level_share: FloatArray  # (Lr,)
+    dropout_level_multiplier: FloatArray  # (Ld,) on the moves into dropout stages
+    dropout_level_share: FloatArray  # (Ld,)
+    purchase_transition_by_level: FloatArray  # (Ld, K, K) purchase_transition per level
+    daily_transition_by_level: FloatArray  # (Ld, K, K) daily_transition per level
 
     @property
     def n_actions(self) -> int:
         return self.rules.n_actions
+
+    @property
+    def n_rate_levels(self) -> int:
+        return int(self.rate_level_share.shape[0])
+
+    @property
+    def n_dropout_levels(self) -> int:
+        return int(self.dropout_level_share.shape[0])
 
     @property
     def n_personas(self) -> int:
@@ -70,12 +85,14 @@ class ScenarioArrays:
 
     @classmethod
     def from_scenario(cls, scenario: Scenario) -> ScenarioArrays:
+        stage_and_offer = _stage_and_offer_arrays(scenario)
         return cls(
             scenario=scenario,
             rules=ContactRuleArrays.from_scenario(scenario),
             **_action_arrays(scenario),
             **_persona_arrays(scenario),
-            **_stage_and_offer_arrays(scenario),
+            **stage_and_offer,
+            **_level_arrays(scenario, stage_and_offer),
             channel_unsubscribe=np.array([c.unsubscribe_risk for c in scenario.channels]),
             churn_stage=scenario.stage_names.index(scenario.churn_stage),
         )
@@ -155,6 +172,53 @@ def _stage_and_offer_arrays(scenario: Scenario) -> dict[str, Any]:
         "offer_lift": np.clip(offer_lift * can_buy[None, :], 0.0, 1.0),
         "offer_moves": offer_moves,
     }
+
+
+def _level_arrays(scenario: Scenario, stage_arrays: dict[str, Any]) -> dict[str, Any]:
+    """Each level's multiplier and share, and the stage transitions of each dropout level."""
+    levels = scenario.heterogeneity
+    purchase, daily = stage_arrays["purchase_transition"], stage_arrays["daily_transition"]
+    if levels is None:  # one level each: today's matrices, untouched
+        return {
+            "rate_level_multiplier": np.ones(1),
+            "rate_level_share": np.ones(1),
+            "dropout_level_multiplier": np.ones(1),
+            "dropout_level_share": np.ones(1),
+            "purchase_transition_by_level": purchase[None].copy(),
+            "daily_transition_by_level": daily[None].copy(),
+        }
+    stages = scenario.stage_names
+    dropout = np.isin(stages, levels.dropout_stages or [scenario.churn_stage])
+    multipliers = np.array([level.multiplier for level in levels.dropout_levels])
+    return {
+        "rate_level_multiplier": np.array([level.multiplier for level in levels.rate_levels]),
+        "rate_level_share": np.array([level.share for level in levels.rate_levels]),
+        "dropout_level_multiplier": multipliers,
+        "dropout_level_share": np.array([level.share for level in levels.dropout_levels]),
+        "purchase_transition_by_level": np.stack(
+            [scale_dropout(purchase, dropout, m) for m in multipliers]
+        ),
+        "daily_transition_by_level": np.stack(
+            [scale_dropout(daily, dropout, m) for m in multipliers]
+        ),
+    }
+
+
+def scale_dropout(matrix: FloatArray, dropout: BoolArray, multiplier: float) -> FloatArray:
+    """A row-stochastic matrix whose moves into ``dropout`` stages are scaled by ``multiplier``.
+
+    Each row's dropout mass (moves to another stage that is a dropout stage) is multiplied, at
+    most up to the whole row; the rest of the row (staying included) shrinks or grows in
+    proportion so the row still sums to 1. Multiplier 1 returns the same numbers.
+    """
+    into = dropout[None, :] & ~np.eye(matrix.shape[0], dtype=bool)
+    mass = np.where(into, matrix, 0.0).sum(axis=1)
+    scaled = np.minimum(mass * multiplier, 1.0)
+    rest = 1.0 - mass
+    keep = np.divide(1.0 - scaled, rest, out=np.ones_like(rest), where=rest > 0.0)
+    factor = np.where(mass > 0.0, scaled / np.where(mass > 0.0, mass, 1.0), 1.0)
+    result: FloatArray = np.where(into, matrix * factor[:, None], matrix * keep[:, None])
+    return result
 
 
 def _transition_matrix(stages: list[str], moves: dict[str, dict[str, float]]) -> FloatArray:

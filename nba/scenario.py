@@ -24,6 +24,7 @@ from nba.scenario_base import Barrier, NonNegative, PositiveInt, Probability, We
 from nba.scenario_base import ConfigModel as _Config
 from nba.scenario_base import check_known as _check_known
 from nba.scenario_base import unique_names as _unique_names
+from nba.scenario_levels import Heterogeneity, Level, check_heterogeneity
 from nba.scenario_rules import (
     MAX_CAPS,
     MAX_EXCLUSIONS,
@@ -58,7 +59,9 @@ __all__ = [
     "Exclusion",
     "Fatigue",
     "FittedValue",
+    "Heterogeneity",
     "JourneyMapStep",
+    "Level",
     "NonNegative",
     "Offer",
     "Persona",
@@ -312,6 +315,11 @@ class Scenario(_Config):
     calibration: Calibration | None = Field(
         None, description="Set by `nba calibrate`: where the numbers came from, with intervals."
     )
+    heterogeneity: Heterogeneity | None = Field(
+        None,
+        description="Each customer's own purchase-rate and dropout levels (absent: one each).",
+        exclude_if=lambda value: value is None,  # absent when unset: older fingerprints hold
+    )
 
     @model_validator(mode="after")
     def _check_references(self) -> Scenario:
@@ -355,6 +363,7 @@ class Scenario(_Config):
             problems.append(f"personas[*].share: shares sum to {share_total:.4f}, expected 1")
 
         check_contact_rules(self.contact_rules, self.channels, stages, offers, problems)
+        check_heterogeneity(self.heterogeneity, stages, problems)
         for i, step in enumerate(self.journey_map):
             _check_known(f"journey_map[{i}].stage", [step.stage], stages, problems)
             _check_known(f"journey_map[{i}].action", [step.action], [NO_ACTION, *actions], problems)

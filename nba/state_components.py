@@ -79,6 +79,9 @@ class StateComponent:
         component with columns.
     :param request: the live request's field, or ``None`` when requests do not carry it.
     :param doc: what it means, for documentation.
+    :param silent_when_single: with one value (radix 1) the component carries nothing: no
+        feature column and no request field (the individual levels of a scenario without
+        heterogeneity, whose features and requests stay as they were).
     """
 
     name: str
@@ -95,6 +98,7 @@ class StateComponent:
     outcome: str | None = None
     block: str | None = None
     request: RequestField | None = None
+    silent_when_single: bool = False
 
     @property
     def dtype(self) -> type[np.generic]:
@@ -104,8 +108,14 @@ class StateComponent:
         """Column names, or ``None`` for a scalar component (shape ``(N,)``)."""
         return None if self.columns is None else self.columns(arrays)
 
+    def is_silent(self, arrays: ScenarioArrays) -> bool:
+        """Whether it has no features and no request field here (see ``silent_when_single``)."""
+        return self.silent_when_single and self.radices(arrays) == [1]
+
     def blocks(self, arrays: ScenarioArrays) -> list[tuple[str, list[str]]]:
-        """(feature block, feature names) of each column."""
+        """(feature block, feature names) of each column; none for a silent component."""
+        if self.is_silent(arrays):
+            return []
         stem = self.block or self.name
         columns = self.column_names(arrays)
         radices = self.radices(arrays)
@@ -198,6 +208,37 @@ OPTED_OUT = StateComponent(
     request=RequestField("opted_out", "true if the customer opted out of marketing"),
     doc="1 if the customer opted out of marketing",
 )
+RATE_LEVEL = StateComponent(
+    name="rate_level",
+    kind="level",
+    radices=lambda a: [a.n_rate_levels],
+    sources=lambda a: ["heterogeneity.rate_levels"],
+    rested=0,  # the twin draws it from the shares; a request without it reads level 0
+    response=True,
+    silent_when_single=True,
+    request=RequestField(
+        "rate_level",
+        "the customer's purchase-rate level, 0 .. levels - 1 (only with more than one level)",
+        required=False,
+    ),
+    doc="the customer's own purchase-rate level (latent, static: heterogeneity.rate_levels)",
+)
+DROPOUT_LEVEL = StateComponent(
+    name="dropout_level",
+    kind="level",
+    radices=lambda a: [a.n_dropout_levels],
+    sources=lambda a: ["heterogeneity.dropout_levels"],
+    rested=0,  # the twin draws it from the shares; a request without it reads level 0
+    response=True,
+    silent_when_single=True,
+    request=RequestField(
+        "dropout_level",
+        "the customer's dropout-propensity level, 0 .. levels - 1 (only with more than one level)",
+        required=False,
+    ),
+    doc="the customer's own dropout-propensity level (latent, static: "
+    "heterogeneity.dropout_levels)",
+)
 DAYS_SINCE = StateComponent(
     name="days_since",
     kind="clock",
@@ -222,4 +263,13 @@ DAYS_SINCE = StateComponent(
 )
 
 #: The customer state, in index order (see the module docstring before changing it).
-COMPONENTS: tuple[StateComponent, ...] = (PERSONA, STAGE, PRESSURE, HABIT, OPTED_OUT, DAYS_SINCE)
+COMPONENTS: tuple[StateComponent, ...] = (
+    PERSONA,
+    STAGE,
+    PRESSURE,
+    HABIT,
+    OPTED_OUT,
+    RATE_LEVEL,
+    DROPOUT_LEVEL,
+    DAYS_SINCE,
+)

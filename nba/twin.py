@@ -153,6 +153,13 @@ def _evict(cache: dict[Any, Any]) -> None:
         cache.pop(next(iter(cache)))  # oldest first: dicts keep insertion order
 
 
+def level_shares(space: StateSpace) -> dict[str, FloatArray]:
+    """Start shares of each individual-level component the space has (drawn independently)."""
+    a = space.arrays
+    shares = {"rate_level": a.rate_level_share, "dropout_level": a.dropout_level_share}
+    return {c.name: shares[c.name] for c in space.components if c.name in shares}
+
+
 @dataclass
 class CustomerTwin:
     """A vectorised population simulator for one scenario.
@@ -235,7 +242,13 @@ class CustomerTwin:
         persona = categorical(shares, self.rng.random(n))
         stage = categorical(a.persona_initial_stage[persona], self.rng.random(n))
         habit = self.rng.random(n) < a.persona_initial_habit[persona]
-        return self.space.rested_state(persona, stage, habit=habit)
+        levels = {}
+        for name, shares in level_shares(self.space).items():
+            if shares.shape[0] > 1:  # one level draws nothing: the stream stays as it was
+                levels[name] = categorical(
+                    np.broadcast_to(shares, (n, shares.shape[0])), self.rng.random(n)
+                )
+        return self.space.rested_state(persona, stage, habit=habit, **levels)
 
     def reset(self, n: int, seed: SeedLike = None) -> CustomerState:
         """Start ``n`` fresh customers; a seed re-seeds the twin's generator."""

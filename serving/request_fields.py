@@ -71,8 +71,9 @@ class ComponentField:
         request = component.request
         columns = component.column_names(arrays)
         radices = component.radices(arrays)
-        names = tuple(request.names(columns)) if request is not None else ()
-        required = request is not None and request.required
+        carried = request is not None and not component.is_silent(arrays)  # silent: one level
+        names = tuple(request.names(columns)) if request is not None and carried else ()
+        required = carried and request is not None and request.required
         rested = component.rested_values(arrays)
         if not required and rested is None:
             raise NBAValidationError(
@@ -168,7 +169,7 @@ class ComponentField:
     def json_properties(self) -> dict[str, Any]:
         """JSON Schema of each of the component's fields."""
         request = self.component.request
-        if request is None:
+        if request is None or not self.names:
             return {}
         kind = self.component.kind
         properties = {}

@@ -212,7 +212,7 @@ def request_frame(arrays: ScenarioArrays, state: CustomerState) -> pd.DataFrame:
     """Live requests describing ``state``, one row per customer, built from the declaration."""
     columns: dict[str, object] = {"customer_id": [f"c{i}" for i in range(len(state))]}
     for component in COMPONENTS:
-        if component.request is None:
+        if component.request is None or component.is_silent(arrays):
             continue
         values = np.asarray(getattr(state, component.name))
         names = component.request.names(component.column_names(arrays))

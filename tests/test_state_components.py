@@ -41,7 +41,16 @@ def _with_loyalty() -> tuple[StateComponent, ...]:
 
 def test_the_declaration_is_in_today_s_index_order() -> None:
     names = [c.name for c in COMPONENTS]
-    assert names == ["persona", "stage", "pressure", "habit", "opted_out", "days_since"]
+    assert names == [
+        "persona",
+        "stage",
+        "pressure",
+        "habit",
+        "opted_out",
+        "rate_level",
+        "dropout_level",
+        "days_since",
+    ]
     history = [c.name for c in COMPONENTS if not c.response]
     assert history == ["days_since"]  # the response key drops exactly the clocks
 

@@ -68,6 +68,8 @@ def rule_mask_spec(scenario: Scenario) -> dict[str, Any]:
         days_since=digits[:, 3 : 3 + len(windows)] + 1,
         habit=np.zeros(n, dtype=bool),
         opted_out=digits[:, 1].astype(bool),
+        rate_level=np.zeros(n, dtype=np.int64),  # no rule reads the individual levels
+        dropout_level=np.zeros(n, dtype=np.int64),
     )
     table = rule_masks(rules, state, digits[:, -2], state.consent(arrays)).allowed
     offsets = features.offsets

@@ -71,6 +71,8 @@ def _brute_force(
             days_since=windows[None, :].copy(),
             habit=np.array([False]),
             opted_out=np.array([False]),
+            rate_level=np.array([0]),
+            dropout_level=np.array([0]),
         )
         out = outcome_model(arrays, state, np.array([a]))
         for case in range(4):
