@@ -9,8 +9,10 @@ Complete Journey.
   the cutoff, forecast the next 92 days), households BG/NBD can score.
 
 For each: the twin is calibrated (``nba.calibration.calibrate``) on the log before the cutoff
-and forecast by today's forecast path (``forecast_audit``: filtered placement, the mean of
-``--replicates`` Monte Carlo runs); BG/NBD is fitted on the same history. Printed: per
+and forecast with no action: exactly by default (``forecast_customers``: the forward
+equations from each customer's filtered belief, expected baskets), or with ``--forecast
+monte-carlo`` by the mean of ``--replicates`` runs of the forecast audit's twin simulation;
+BG/NBD is fitted on the same history. Printed: per
 calibration-frequency bucket (0, 1, ..., 7+ repeat purchases) the customers, mean actual and
 each model's mean forecast; totals; per-customer MAE with the paired bootstrap interval of the
 difference; timings. A purchase-only log that ``calibrate`` refuses (it needs a channel) gets
@@ -36,12 +38,15 @@ from nba.calibration import EventLog, calibrate
 from nba.calibration.adapters import complete_journey
 from nba.calibration.bgnbd import BGNBD, rfm_summary
 from nba.calibration.comparison import ForecastComparison, compare_forecasts
+from nba.calibration.exact_forecast import forecast_customers
 from nba.calibration.forecast import forecast_audit
 from nba.calibration.synthetic_bgnbd import simulate_bgnbd
 from nba.errors import NBAValidationError
+from nba.scenario import Scenario
 
 SPLITS = (("2017-07-01", "2017-10-01"), ("2017-10-01", "2018-01-01"))
 SEND_DAY, SEND_SHARE = 100, 0.01
+DAY = pd.Timedelta(days=1)
 
 
 @dataclass(frozen=True)
@@ -52,6 +57,7 @@ class Case:
     comparison: ForecastComparison
     calibrate_s: float
     forecast_s: float
+    cpu_s: float  # CPU seconds of the twin's calibration and forecast (the cores are shared)
     bgnbd_s: float
     added_send: bool
     customers: int
@@ -78,7 +84,7 @@ def run_case(
     name: str, log: EventLog, cutoff: pd.Timestamp, end: pd.Timestamp, args: argparse.Namespace
 ) -> Case:
     """Calibrate and forecast the twin, fit BG/NBD, compare on BG/NBD's customers."""
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     added = False
     try:
         scenario = calibrate(log, holdout_after=cutoff, n_bootstrap=args.bootstrap, seed=0).scenario
@@ -88,29 +94,53 @@ def run_case(
         added = True
         print(f"[{name}] calibrate failed on the purchase-only log ({error}); adding one send")
         log = with_send(log, log.events["timestamp"].min().floor("D"), seed=0)
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         scenario = calibrate(log, holdout_after=cutoff, n_bootstrap=args.bootstrap, seed=0).scenario
     calibrate_s = time.perf_counter() - started
-    started = time.perf_counter()
-    audit = forecast_audit(
-        scenario, log, cutoff, end, replicates=args.replicates, n_bootstrap=20, actions="none"
-    )
-    forecast_s = time.perf_counter() - started
-    started = time.perf_counter()
     rfm = rfm_summary(log.events, cutoff)
+    days = int((end - cutoff) / DAY)
+    started = time.perf_counter()
+    twin = twin_forecast(scenario, log, cutoff, end, rfm.index, args)
+    forecast_s = time.perf_counter() - started
+    cpu_s = time.process_time() - cpu
+    started = time.perf_counter()
     bgnbd = BGNBD().fit(rfm["frequency"], rfm["recency"], rfm["T"])
-    days = (end - cutoff) / pd.Timedelta(days=1)
     expected = bgnbd.expected_purchases(days, rfm["frequency"], rfm["recency"], rfm["T"])
     bgnbd_s = time.perf_counter() - started
-    people = audit.customers.reindex(rfm.index)
+    window = log.between(cutoff, end).events
+    bought = window.loc[window["event"] == "purchased", "customer_id"]
+    rows = rfm.index.get_indexer(bought)
+    actual = np.bincount(rows[rows >= 0], minlength=len(rfm))
     comparison = compare_forecasts(
         rfm["frequency"].to_numpy(),
-        people["observed"].to_numpy(),
-        {"twin": people["twin"].to_numpy(), "bgnbd": expected},
+        actual.astype(float),
+        {"twin": twin, "bgnbd": expected},
         n_bootstrap=args.bootstrap,
         seed=0,
     )
-    return Case(name, comparison, calibrate_s, forecast_s, bgnbd_s, added, len(rfm))
+    return Case(name, comparison, calibrate_s, forecast_s, cpu_s, bgnbd_s, added, len(rfm))
+
+
+def twin_forecast(
+    scenario: Scenario,
+    log: EventLog,
+    cutoff: pd.Timestamp,
+    end: pd.Timestamp,
+    ids: pd.Index,
+    args: argparse.Namespace,
+) -> np.ndarray:
+    """Each of ``ids``'s expected baskets in ``[cutoff, end)`` with no action: exact (the
+    forward equations from the filtered belief) or the mean of Monte Carlo runs."""
+    days = int((end - cutoff) / DAY)
+    if args.forecast == "exact":
+        rows = forecast_customers(
+            scenario, log.between(None, cutoff), days, cutoff=cutoff, customer_ids=ids
+        )
+        return rows.set_index("customer_id")["expected_baskets"].reindex(ids).to_numpy()
+    audit = forecast_audit(
+        scenario, log, cutoff, end, replicates=args.replicates, n_bootstrap=20, actions="none"
+    )
+    return audit.customers["twin"].reindex(ids).to_numpy()
 
 
 def report(case: Case) -> dict[str, object]:
@@ -124,7 +154,7 @@ def report(case: Case) -> dict[str, object]:
     print(c.accuracy.round(4).to_string(index=False))
     print(
         f"   calibrate {case.calibrate_s:.1f} s, twin forecast {case.forecast_s:.1f} s, "
-        f"BG/NBD fit + forecast {case.bgnbd_s:.1f} s",
+        f"(twin CPU {case.cpu_s:.1f} s), BG/NBD fit + forecast {case.bgnbd_s:.1f} s",
         flush=True,
     )
     ratio = c.accuracy[(c.accuracy["model"] == "twin") & (c.accuracy["metric"] == "mae_ratio")]
@@ -145,6 +175,7 @@ def report(case: Case) -> dict[str, object]:
         "top_bucket_bgnbd_error": round(float(top["bgnbd_error"]), 4),
         "calibrate_s": round(case.calibrate_s, 1),
         "forecast_s": round(case.forecast_s, 1),
+        "twin_cpu_s": round(case.cpu_s, 1),
         "bgnbd_s": round(case.bgnbd_s, 1),
         "added_send": case.added_send,
     }
@@ -154,7 +185,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=Path("../shared/data"))
     parser.add_argument("--customers", type=int, default=25_000)
-    parser.add_argument("--replicates", type=int, default=20, help="twin Monte Carlo runs")
+    parser.add_argument("--forecast", choices=("exact", "monte-carlo"), default="exact")
+    parser.add_argument("--replicates", type=int, default=20, help="Monte Carlo runs")
     parser.add_argument("--bootstrap", type=int, default=200)
     parser.add_argument("--skip-cj", action="store_true", help="the synthetic log only")
     args = parser.parse_args()
@@ -191,7 +223,8 @@ def main() -> None:
             {
                 "benchmark": "forecast_vs_bgnbd",
                 "synthetic_customers": args.customers,
-                "replicates": args.replicates,
+                "forecast": args.forecast,
+                "replicates": args.replicates if args.forecast == "monte-carlo" else None,
                 "synthetic_mae_ratio": first["mae_ratio"],
                 "synthetic_total_error": first["total_error_twin"],
                 "cj_mae_ratio": float(cj["mae_ratio"].max()) if len(cj) else None,
