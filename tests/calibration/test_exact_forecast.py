@@ -137,6 +137,29 @@ def test_a_promotion_plan_raises_only_its_customers_purchases() -> None:
     np.testing.assert_allclose(promoted.p_alive_end[3:], none.p_alive_end[3:], rtol=1e-12)
 
 
+def test_shared_plans_and_chunks_give_each_customer_their_own_forecast(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    scenario = reference_scenario()
+    n, days = 6, 20
+    belief = _random_belief(scenario, n, seed=4)
+    plan = np.zeros((days, n), dtype=np.int64)
+    plan[::4, [0, 2, 4]] = 1
+    plan[1::5, [1, 3]] = 2
+    together = expected_outcomes(scenario, belief, days, plan)
+    monkeypatch.setattr("nba.calibration.exact_forecast.VALUE_CELLS", 1)  # one plan a chunk
+    chunked = expected_outcomes(scenario, belief, days, plan)
+    for i in range(n):
+        alone = _belief(belief.probs[i : i + 1], belief.churn_stage)
+        one = expected_outcomes(scenario, alone, days, plan[:, i : i + 1])
+        for a, b, c in (
+            (together.purchases, chunked.purchases, one.purchases),
+            (together.spend, chunked.spend, one.spend),
+            (together.p_alive_end, chunked.p_alive_end, one.p_alive_end),
+        ):
+            assert a[i] == pytest.approx(c[0], rel=1e-12) and b[i] == pytest.approx(c[0], rel=1e-12)
+
+
 def test_plan_of_the_wrong_shape_is_refused() -> None:
     scenario = reference_scenario()
     belief = _random_belief(scenario, 2, seed=0)
