@@ -49,7 +49,7 @@ from nba.calibration.filtering import (
 )
 from nba.kernel import build_kernel
 from nba.scenario import Scenario
-from nba.twin import CustomerTwin
+from nba.twin import CustomerTwin, level_shares
 from nba.types import BoolArray, FloatArray, IntArray
 
 DAY = pd.Timedelta(days=1)
@@ -207,6 +207,12 @@ def belief_support(twin: CustomerTwin, belief: StateBelief) -> tuple[IntArray, F
     The filter holds the observed components at their rested values, so each (persona, stage)
     cell is the rested state of that persona and stage.
     """
+    levels = [name for name, shares in level_shares(twin.space).items() if shares.size > 1]
+    if levels:  # the filter holds them at level 0: a forecast from it would be silently wrong
+        raise EventLogError(
+            f"scenario: declares individual levels {sorted(levels)}, which the filter does not "
+            "infer yet; forecast from a scenario without a heterogeneity block"
+        )
     n, n_personas, n_stages = belief.probs.shape
     persona = np.repeat(np.arange(n_personas), n_stages)
     stage = np.tile(np.arange(n_stages), n_personas)

@@ -160,6 +160,22 @@ def test_shared_plans_and_chunks_give_each_customer_their_own_forecast(
             assert a[i] == pytest.approx(c[0], rel=1e-12) and b[i] == pytest.approx(c[0], rel=1e-12)
 
 
+def test_individual_levels_the_filter_cannot_place_are_refused() -> None:
+    scenario = reference_scenario().updated(
+        {
+            "heterogeneity": {
+                "rate_levels": [
+                    {"multiplier": 0.5, "share": 0.5},
+                    {"multiplier": 1.5, "share": 0.5},
+                ]
+            }
+        }
+    )
+    belief = _random_belief(scenario, 2, seed=0)
+    with pytest.raises(EventLogError, match="individual levels \\['rate_level'\\]"):
+        expected_outcomes(scenario, belief, 5)
+
+
 def test_plan_of_the_wrong_shape_is_refused() -> None:
     scenario = reference_scenario()
     belief = _random_belief(scenario, 2, seed=0)
