@@ -124,11 +124,12 @@ def _case_probs(
 
     # Purchase: a baseline that a discount habit depresses, plus the offer's lift if noticed.
     # The customer's own rate level multiplies last (x 1.0 without heterogeneity: same bits).
-    baseline = (
+    baseline: FloatArray = (
         arrays.persona_base_rate[persona]
         * arrays.stage_purchase_multiplier[stage]
         * (1.0 - sc.discount_habit.full_price_penalty * habit)
-    ) * arrays.rate_level_multiplier[state.rate_level]
+    )
+    baseline = baseline * arrays.rate_level_multiplier[state.rate_level]
     baseline = np.clip(baseline, 0.0, 1.0)
     is_discount = discount > 0.0
     lift = arrays.offer_lift[safe_offer, stage]

@@ -1,8 +1,9 @@
 """Customer state as a struct of arrays, and the finite state space that indexes it.
 
 A customer's state is one array per component of :data:`~nba.state_components.COMPONENTS`
-(persona, journey stage, contact pressure, discount habit, marketing opt-out and the days since
-the last contact under each cap rule, clipped at the rule's window). Time is kept by the twin,
+(persona, journey stage, contact pressure, discount habit, marketing opt-out, the customer's own
+purchase-rate and dropout levels, and the days since the last contact under each cap rule,
+clipped at the rule's window). Time is kept by the twin,
 not here: the exact optimum is time-dependent, the index is not. The layout (index order,
 strides, rested values) is derived from the declaration, never spelt out by position.
 """
@@ -55,6 +56,8 @@ class CustomerState:
     pressure: IntArray  # (N,) 0..capacity
     habit: BoolArray  # (N,)
     opted_out: BoolArray  # (N,)
+    rate_level: IntArray  # (N,) 0..levels-1, the customer's own purchase-rate level
+    dropout_level: IntArray  # (N,) 0..levels-1, the customer's own dropout level
     days_since: IntArray  # (N, G) 1..window per cap rule
 
     def __init__(
@@ -247,8 +250,9 @@ class StateSpace:
     def encode_one(self, *values: Any, **named: Any) -> int:
         """Index of one customer's state from plain values (no arrays on latency paths).
 
-        Values in component order (persona, stage, pressure, habit, opted_out, days_since) or
-        by component name; a component with columns takes a sequence.
+        Values in component order (persona, stage, pressure, habit, opted_out, rate_level,
+        dropout_level, days_since) or by component name; a component with columns takes a
+        sequence.
         """
         if named or len(values) != len(self._names):
             values = self._ordered(values, named)

@@ -10,6 +10,7 @@ the twin enforces.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import gymnasium
@@ -30,10 +31,17 @@ from nba.scenario import Scenario
 from nba.scenarios import builtin_scenario_names, load_scenario
 from nba.state import COMPONENTS, CustomerState
 from tests.kernel_checks import simulated_day_fits
+from tests.scenario_variants import RETAIL_LEVELS, retail_with_levels
 from tests.test_twin import _rollout
 
 SYNTHETIC = "synthetic_calibration_truth"
-SCENARIOS = [*builtin_scenario_names(), SYNTHETIC]
+#: scenarios built for the tests, by name: calibration's synthetic truth and retail whose
+#: customers carry their own rate and dropout levels
+VARIANTS: dict[str, Callable[[], Scenario]] = {
+    SYNTHETIC: reference_scenario,
+    RETAIL_LEVELS: retail_with_levels,
+}
+SCENARIOS = [*builtin_scenario_names(), *VARIANTS]
 #: Chi-square p-value below which one simulated kernel row counts as a disagreement. With
 #: :data:`KERNEL_PAIRS` rows per scenario at fixed seeds, a correct twin passes with
 #: probability above 1 - 8e-3; a wrong successor probability of 1% of 20,000 draws fails.
@@ -45,7 +53,7 @@ KERNEL_DRAWS = 20_000
 @pytest.fixture(scope="module", params=SCENARIOS)
 def scenario(request: pytest.FixtureRequest) -> Scenario:
     name = request.param
-    return reference_scenario() if name == SYNTHETIC else load_scenario(name)
+    return VARIANTS[name]() if name in VARIANTS else load_scenario(name)
 
 
 @pytest.fixture(scope="module")
