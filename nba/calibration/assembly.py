@@ -56,23 +56,14 @@ class FittedScenario:
     unsubscribe: dict[str, float]  # channel -> risk per noticed send
     notice_drop: float
     customers: int
+    observation_end: pd.Timestamp | None = None  # the explicit end of the record, if given
+    template_contact: bool = False  # no sends logged: channels/offers/actions are the template's
 
 
 def assemble(fit: FittedScenario, parameters: pd.DataFrame) -> Scenario:
     """Build and validate the scenario from the fitted pieces and the parameter table."""
     priors = fit.priors
-    offers, actions = [], []
-    for a, (channel, action) in enumerate(fit.actions):
-        offer = fit.response.offers[a]
-        offers.append(
-            {
-                "name": offer,
-                "description": f"what the log calls '{action}'"
-                + (f" on {channel}" if offer != action else ""),
-                "purchase_lift": float(fit.response.pooled_lift[a]),
-            }
-        )
-        actions.append({"name": f"{channel}_{action}", "channel": channel, "offer": offer})
+    offers, actions = _catalogue(fit)
     data = {
         "name": fit.name,
         "description": f"Calibrated from {fit.data_label} at {fit.reference.isoformat()}.",
@@ -109,7 +100,31 @@ def assemble(fit: FittedScenario, parameters: pd.DataFrame) -> Scenario:
     return Scenario.from_dict(data)
 
 
+def _catalogue(fit: FittedScenario) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Offers and actions: the logged ones, or the template's when the log has no sends."""
+    if fit.template_contact:
+        return list(fit.priors.template_offers), list(fit.priors.template_actions)
+    offers, actions = [], []
+    for a, (channel, action) in enumerate(fit.actions):
+        offer = fit.response.offers[a]
+        offers.append(
+            {
+                "name": offer,
+                "description": f"what the log calls '{action}'"
+                + (f" on {channel}" if offer != action else ""),
+                "purchase_lift": float(fit.response.pooled_lift[a]),
+            }
+        )
+        actions.append({"name": f"{channel}_{action}", "channel": channel, "offer": offer})
+    return offers, actions
+
+
 def _channels(fit: FittedScenario) -> list[dict[str, Any]]:
+    if fit.template_contact:  # the template's channels, opt-out risk as in the table
+        return [
+            c | {"unsubscribe_risk": fit.unsubscribe[c["name"]]}
+            for c in fit.priors.template_channels
+        ]
     channels = []
     for name in fit.channels:
         cost, pressure = fit.priors.channel(name)
@@ -199,6 +214,7 @@ def tiered(persona: dict[str, Any], multipliers: FloatArray) -> list[dict[str, A
 def _calibration(fit: FittedScenario, parameters: pd.DataFrame) -> dict[str, Any]:
     """The scenario's calibration block: provenance, persona model, rules, observables."""
     names = [fit.priors.stage_names[role] for role in STAGES]
+    action_names = [action["name"] for action in _catalogue(fit)[1]]
     return {
         "data": fit.data_label,
         "reference_time": fit.reference.isoformat(),
@@ -211,12 +227,22 @@ def _calibration(fit: FittedScenario, parameters: pd.DataFrame) -> dict[str, Any
             "calibration_customers": int(fit.customers),
             "organic_visit_rate": [float(v) for v in fit.response.organic_visit],
             "click_through": {
-                f"{channel}_{action}": [float(v) for v in fit.response.click[:, a]]
-                for a, (channel, action) in enumerate(fit.actions)
+                name: [float(v) for v in fit.response.click[:, a]]
+                for a, name in enumerate(action_names)
             },
+            **_provenance(fit),
         },
         "parameters": [
             {k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in row.items()}
             for row in parameters.to_dict(orient="records")
         ],
     }
+
+
+def _provenance(fit: FittedScenario) -> dict[str, Any]:
+    """Observables only some calibrations have (absent otherwise, so older twins are unchanged):
+    ``sends_logged: false`` for a purchase-only log, and the explicit ``observation_end``."""
+    extra: dict[str, Any] = {"sends_logged": False} if fit.template_contact else {}
+    if fit.observation_end is not None:
+        extra["observation_end"] = fit.observation_end.isoformat()
+    return extra

@@ -29,6 +29,14 @@ calibrated stages. Each job has its module: rates and baskets (:mod:`~nba.calibr
 response (:mod:`~nba.calibration.response`), transitions (:mod:`~nba.calibration.transitions`),
 the scenario from a typed result (:mod:`~nba.calibration.assembly`); this one orchestrates.
 
+A purchase-only log (no sends, no campaigns: the commonest a retailer has) is calibrated too.
+Everything that needs contacts to be seen (attention, lift, opt-out risk, fatigue) and the
+catalogue of channels, offers and actions are then the template's, marked ``assumed`` ("no
+sends in the log") and named in the notes; rates, baskets, stages and churn are fitted from the
+purchases, so the twin forecasts, and trains against the template's responses. The end of the
+record (``observation_end``) is explicit where the log's last event is not it: customers'
+silence up to it is evidence for their stage and churn.
+
 Intervals: customer-level Poisson bootstrap (:mod:`nba.calibration.bootstrap`), persona
 assignment held fixed; the parameter table's ``lower``/``upper`` at ``confidence``.
 """
@@ -38,6 +46,7 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -50,13 +59,15 @@ from nba.calibration.priors import Priors
 from nba.calibration.rates import MIN_GROUP, THIRDS, Customers, fit_baskets, fit_rates
 from nba.calibration.response import (
     MIN_ATTENTION,
+    NO_SENDS,
+    assumed_contact,
     fit_fatigue,
     fit_response,
     fit_unsubscribe,
     logged_actions,
 )
 from nba.calibration.snapshot import Snapshot, take_snapshot
-from nba.calibration.stages import STAGES, StageRules
+from nba.calibration.stages import STAGES, PanelCounts, StageRules
 from nba.calibration.table import ParameterTable
 from nba.calibration.transitions import (
     CHURN_FIT_CUSTOMERS,
@@ -104,6 +115,7 @@ class _Setup:
 
     log: EventLog
     reference: pd.Timestamp
+    observation_end: pd.Timestamp | None
     snapshot: Snapshot
     rules: StageRules
     personas: PersonaModel
@@ -127,8 +139,16 @@ def calibrate(
     data_label: str = "event log",
     template: Scenario | None = None,
     stages: Mapping[str, str] | None = None,
+    observation_end: pd.Timestamp | str | None = None,
 ) -> CalibrationResult:
     """Fit a scenario from ``log``; events at or after ``holdout_after`` are never read.
+
+    A purchase-only log (no sends) is calibrated too: see the module docstring.
+
+    :param observation_end: when the log's record ends (exclusive; an event at or after it is
+        an error): silence up to it is evidence, and the reference time defaults to it (or to
+        an earlier ``holdout_after``) when the log has no randomized contact. Without it, the
+        record ends at ``holdout_after`` or the midnight (UTC) after the log's last event.
 
     :param template: the scenario whose values stand in for what the log cannot identify and
         whose stage names the result takes (default: the built-in ``retail``).
@@ -139,18 +159,14 @@ def calibrate(
     _check_settings(window_days, k_range, n_bootstrap, margin_rate)
     priors = Priors.from_template(template or load_scenario("retail"), stages)
     rng = np.random.default_rng(seed)
-    setup = _setup(log, reference_time, holdout_after, window_days, k_range, seed)
+    setup = _setup(log, reference_time, holdout_after, observation_end, window_days, k_range, seed)
     people = setup.people
     boot = Bootstrap.draw(len(people.table), n_bootstrap, rng)
     out = ParameterTable()
     shares, initial = _shares(people, boot, out)
     rates = fit_rates(setup.log, people, setup.rules, setup.reference, boot, priors, out)
     baskets = fit_baskets(people, boot, out)
-    channels, actions = logged_actions(setup.log)
-    response = fit_response(people, boot, channels, actions, priors, out)
-    daily, on_purchase = fit_transitions(rates.panel, boot, people.persona, priors, out)
-    unsubscribe = fit_unsubscribe(people, boot, channels, response.affinity, priors, out)
-    notice_drop = fit_fatigue(setup.log, priors, out, rng)
+    contact = _contact_and_moves(setup, rates.panel, boot, priors, out, rng)
     fitted = FittedScenario(
         name=name,
         data_label=data_label,
@@ -169,14 +185,9 @@ def calibrate(
         tiers=rates.tiers,
         tier_cuts=rates.tier_cuts,
         stage_multiplier=rates.stage_multiplier,
-        daily=daily,
-        on_purchase=on_purchase,
-        channels=channels,
-        actions=actions,
-        response=response,
-        unsubscribe=unsubscribe,
-        notice_drop=notice_drop,
         customers=len(people.table),
+        observation_end=setup.observation_end,
+        **contact,
     )
     scenario = assemble(fitted, out.frame())
     if rates.panel is not None:  # histories to weigh: churn the rules cannot see, by likelihood
@@ -191,6 +202,46 @@ def calibrate(
         seconds=time.perf_counter() - started,
         notes=setup.notes,
     )
+
+
+def _contact_and_moves(
+    setup: _Setup,
+    panel: PanelCounts | None,
+    boot: Bootstrap,
+    priors: Priors,
+    out: ParameterTable,
+    rng: np.random.Generator,
+) -> dict[str, Any]:
+    """Channels, actions, response, stage moves, opt-out risk and fatigue (FittedScenario
+    fields), fitted from the log's sends or, without any, the template's (all assumed)."""
+    people = setup.people
+    channels, actions = logged_actions(setup.log)
+    template_contact = not channels
+    if template_contact:
+        daily, on_purchase = fit_transitions(panel, boot, people.persona, priors, out)
+        channels, actions, response, unsubscribe, notice_drop = assumed_contact(
+            people.n_personas, priors, out
+        )
+        setup.notes.append(
+            f"{NO_SENDS}: channels, offers and actions are the {priors.source} template's, and "
+            "attention, purchase lift, opt-out risk and fatigue its priors (marked assumed); "
+            "purchase rates, baskets, stages and churn are fitted from the purchases"
+        )
+    else:  # in this order, so the parameter table reads as it always has
+        response = fit_response(people, boot, channels, actions, priors, out)
+        daily, on_purchase = fit_transitions(panel, boot, people.persona, priors, out)
+        unsubscribe = fit_unsubscribe(people, boot, channels, response.affinity, priors, out)
+        notice_drop = fit_fatigue(setup.log, priors, out, rng)
+    return {
+        "channels": channels,
+        "actions": actions,
+        "response": response,
+        "daily": daily,
+        "on_purchase": on_purchase,
+        "unsubscribe": unsubscribe,
+        "notice_drop": notice_drop,
+        "template_contact": template_contact,
+    }
 
 
 def _with_unseen_churn(
@@ -224,16 +275,20 @@ def _setup(
     log: EventLog,
     reference_time: pd.Timestamp | str | None,
     holdout_after: pd.Timestamp | str | None,
+    observation_end: pd.Timestamp | str | None,
     window_days: int,
     k_range: range,
     seed: int,
 ) -> _Setup:
     """Cut the log, take the snapshot, fit the stage rules and personas, place everyone."""
+    end = _observation_end(log, observation_end)
     if holdout_after is not None:
         log = log.between(None, utc_time(holdout_after, "holdout_after"))
     if log.events.empty:
         raise EventLogError("events: nothing left before holdout_after")
-    reference = _reference_time(log, reference_time, holdout_after, window_days)
+    if end is not None and holdout_after is not None:
+        end = min(end, utc_time(holdout_after, "holdout_after"))
+    reference = _reference_time(log, reference_time, holdout_after, window_days, end)
     snapshot = take_snapshot(log, reference, window_days)
     table = snapshot.customers
     notes: list[str] = []
@@ -260,7 +315,7 @@ def _setup(
     snapshot = Snapshot(snapshot.reference, snapshot.window_days, table)
     people = Customers(table, persona, stage, personas.k, randomized, window_days)
     describe = personas.describe(attributes, persona)
-    return _Setup(log, reference, snapshot, rules, personas, people, describe, notes)
+    return _Setup(log, reference, end, snapshot, rules, personas, people, describe, notes)
 
 
 # ------------------------------------------------------------------------------------ pieces
@@ -280,14 +335,65 @@ def _reference_time(
     reference_time: pd.Timestamp | str | None,
     holdout_after: pd.Timestamp | str | None,
     window_days: int,
+    observation_end: pd.Timestamp | None = None,
 ) -> pd.Timestamp:
-    """Explicit; else the first contact decision; else the holdout cutoff; else the log's end."""
-    if reference_time is not None:
-        return utc_time(reference_time, "reference_time")
+    """Explicit; else the first contact decision; else the observation end or holdout cutoff
+    (the earlier); else the midnight (UTC) after the log's last event.
+
+    With an explicit ``observation_end`` (already cut at ``holdout_after``), the reference and
+    a randomized contact's response window must end by it: silence after it is no evidence.
+    """
     contacts = log.events[log.events["event"].isin(["sent", "held_out"])]
     randomized = contacts["propensity"].notna()
-    if randomized.any():
-        return contacts.loc[randomized, "timestamp"].min()
+    if reference_time is not None:
+        reference = utc_time(reference_time, "reference_time")
+    elif randomized.any():
+        reference = contacts.loc[randomized, "timestamp"].min()
+    elif observation_end is not None:
+        return observation_end
+    else:
+        return _default_end(log, holdout_after)
+    if observation_end is not None:
+        _within_record(reference, observation_end, window_days, bool(randomized.any()))
+    return reference
+
+
+def _observation_end(
+    log: EventLog, observation_end: pd.Timestamp | str | None
+) -> pd.Timestamp | None:
+    """The explicit end of the record, refusing a log with events at or after it."""
+    if observation_end is None:
+        return None
+    end = utc_time(observation_end, "observation_end")
+    late = log.events["timestamp"] >= end
+    if late.any():
+        first = log.events[late].iloc[0]
+        raise EventLogError(
+            f"observation_end: {int(late.sum()):,} event(s) at or after {end.isoformat()} "
+            f"(the first: customer {first['customer_id']!r} at {first['timestamp'].isoformat()}); "
+            "the end is exclusive and the record must end by it (give a later end, or cut the "
+            "log with holdout_after)"
+        )
+    return end
+
+
+def _within_record(
+    reference: pd.Timestamp, end: pd.Timestamp, window_days: int, randomized: bool
+) -> None:
+    """The reference time, and a randomized response window after it, inside the record."""
+    if reference > end:
+        raise EventLogError(
+            f"reference_time: {reference.isoformat()} is after observation_end {end.isoformat()}"
+        )
+    if randomized and reference + pd.Timedelta(days=window_days) > end:
+        raise EventLogError(
+            f"observation_end: {end.isoformat()} cuts the {window_days}-day response window "
+            f"after the first randomized contact ({reference.isoformat()}); give a later end "
+            "or a shorter window_days"
+        )
+
+
+def _default_end(log: EventLog, holdout_after: pd.Timestamp | str | None) -> pd.Timestamp:
     if holdout_after is not None:
         return utc_time(holdout_after, "holdout_after")
     return log.events["timestamp"].max().floor("D") + pd.Timedelta(days=1)

@@ -12,7 +12,8 @@ channels it knows by name.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from nba.calibration.events import EventLogError
 from nba.calibration.stages import ACTIVE, CHURNED, STAGES, stage_roles
@@ -46,6 +47,12 @@ class Priors:
     channel_cost: float = 0.05
     channel_pressure: int = 1
     unsubscribe_risk: float = 0.005
+    # the template's own channels, offers and actions (as scenario dicts) and its share-weighted
+    # attention per channel: what a log without sends is given to act with
+    template_channels: tuple[dict[str, Any], ...] = ()
+    template_offers: tuple[dict[str, Any], ...] = ()
+    template_actions: tuple[dict[str, Any], ...] = ()
+    template_affinity: dict[str, float] = field(default_factory=dict)
 
     @classmethod
     def from_template(cls, template: Scenario, stages: Mapping[str, str] | None = None) -> Priors:
@@ -88,8 +95,40 @@ class Priors:
             discount_factor=template.discount_factor,
             pressure_capacity=rules.pressure_capacity,
             pressure_drain=rules.pressure_drain,
+            **_template_catalogue(template, set(names.values())),
         )
 
     def channel(self, name: str) -> tuple[float, int]:
         """(cost, pressure) of a logged channel: the template's when it has one of that name."""
         return self.channels.get(name, (self.channel_cost, self.channel_pressure))
+
+
+def _template_catalogue(template: Scenario, stages: set[str]) -> dict[str, Any]:
+    """The template's channels, offers and actions, and its mean attention per channel.
+
+    Offers keep only the stage-keyed effects of stages the calibrated scenario has (``stages``):
+    retail's ``considering`` and ``advocate`` have no rule stage, so moves into or out of them
+    are dropped.
+    """
+    offers = []
+    for offer in template.offers:
+        spec = offer.model_dump(mode="json")
+        spec["lift_by_stage"] = {k: v for k, v in spec["lift_by_stage"].items() if k in stages}
+        spec["stage_moves"] = {
+            src: kept
+            for src, moves in spec["stage_moves"].items()
+            if src in stages and (kept := {d: v for d, v in moves.items() if d in stages})
+        }
+        offers.append(spec)
+    total = sum(p.share for p in template.personas) or 1.0
+    affinity = {
+        c.name: sum(p.share * p.channel_affinity.get(c.name, 0.0) for p in template.personas)
+        / total
+        for c in template.channels
+    }
+    return {
+        "template_channels": tuple(c.model_dump(mode="json") for c in template.channels),
+        "template_offers": tuple(offers),
+        "template_actions": tuple(a.model_dump(mode="json") for a in template.actions),
+        "template_affinity": affinity,
+    }

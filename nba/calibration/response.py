@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from nba.calibration.bootstrap import Bootstrap, safe_ratio
-from nba.calibration.events import EventLog, EventLogError
+from nba.calibration.events import EventLog
 from nba.calibration.priors import Priors
 from nba.calibration.rates import MIN_GROUP, Customers
 from nba.calibration.snapshot import contact_counts
@@ -25,6 +25,7 @@ from nba.calibration.table import ParameterTable
 from nba.types import FloatArray
 
 MIN_ATTENTION = 0.01  # below this, lift per noticed message is not identifiable
+NO_SENDS = "no sends in the log"  # why a purchase-only log's response quantities are assumed
 Action = tuple[str, str]  # (channel, offer) as logged
 
 
@@ -68,11 +69,12 @@ class _Outcomes:
 
 
 def logged_actions(log: EventLog) -> tuple[list[str], list[Action]]:
-    """The channels and (channel, offer) pairs of the log's sends, sorted."""
+    """The channels and (channel, offer) pairs of the log's sends, sorted; both empty for a
+    purchase-only log (then :func:`assumed_contact` gives the template's)."""
     sent = log.events[log.events["event"] == "sent"]
     channels = sorted(sent["channel"].dropna().unique().tolist())
     if not channels:
-        raise EventLogError("events: no 'sent' events, so no channel to calibrate")
+        return [], []
     actions = (
         sent.dropna(subset=["channel"])
         .assign(action=lambda f: f["action"].fillna("message"))
@@ -81,6 +83,49 @@ def logged_actions(log: EventLog) -> tuple[list[str], list[Action]]:
         .index.tolist()
     )
     return channels, actions
+
+
+def assumed_contact(
+    n_personas: int, priors: Priors, out: ParameterTable
+) -> tuple[list[str], list[Action], Response, dict[str, float], float]:
+    """A log without sends: the template's channels and actions, every response its prior.
+
+    Attention, lift, opt-out risk and fatigue need contacts to be seen; a purchase-only log
+    (the commonest a retailer has) has none. The twin still needs something to act with, so
+    it gets the template's catalogue: each persona's attention per channel is the template's
+    share-weighted mean, each offer's lift and each channel's opt-out risk the template's.
+    Returns channels, (channel, offer) actions, the response, opt-out risk per channel and
+    fatigue's ``notice_drop``.
+    """
+    why = f"prior ({priors.source}): {NO_SENDS}"
+    channels = [c["name"] for c in priors.template_channels]
+    actions = [(a["channel"], a["offer"]) for a in priors.template_actions]
+    offers = [offer for _, offer in actions]
+    lift = {o["name"]: float(o["purchase_lift"]) for o in priors.template_offers}
+    affinity = np.array([[priors.template_affinity[c] for c in channels]] * n_personas)
+    for p in range(n_personas):
+        for c, name in enumerate(channels):
+            out.add(f"personas[{p}].channel_affinity.{name}", affinity[p, c], why, "assumed")
+    for name, value in lift.items():
+        out.add(f"offers[{name}].purchase_lift", value, why, source="assumed")
+    unsubscribe = {
+        c["name"]: out.add(
+            f"channels[{c['name']}].unsubscribe_risk", c["unsubscribe_risk"], why, "assumed"
+        )
+        for c in priors.template_channels
+    }
+    notice_drop = out.add("fatigue.notice_drop", priors.notice_drop, why, "assumed")
+    pooled = np.array([lift[o] for o in offers])
+    response = Response(
+        affinity=affinity,
+        lift=np.tile(pooled, (n_personas, 1)),
+        pooled_lift=pooled,
+        lift_source=np.full((n_personas, len(actions)), "assumed", dtype=object),
+        organic_visit=np.zeros(n_personas),
+        click=np.ones((n_personas, len(actions))),
+        offers=offers,
+    )
+    return channels, actions, response, unsubscribe, notice_drop
 
 
 def offer_names(actions: list[Action]) -> list[str]:

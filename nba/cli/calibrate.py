@@ -35,6 +35,14 @@ HoldoutOutOption = Annotated[
 WindowOption = Annotated[
     int, typer.Option("--window-days", min=1, help="Response window after a contact.")
 ]
+ObservationEndOption = Annotated[
+    str | None,
+    typer.Option(
+        "--observation-end",
+        help="When the log's record ends (ISO 8601, exclusive): silence up to it is evidence; "
+        "an event at or after it is an error. Default: the midnight (UTC) after the last event.",
+    ),
+]
 ReferenceTimeOption = Annotated[
     str | None, typer.Option("--reference-time", help="Calibration cutoff (ISO 8601).")
 ]
@@ -123,6 +131,7 @@ def calibrate(
     holdout_out: HoldoutOutOption = None,
     window_days: WindowOption = 14,
     reference_time: ReferenceTimeOption = None,
+    observation_end: ObservationEndOption = None,
     max_personas: Annotated[int, typer.Option("--max-personas", min=2)] = 12,
     bootstrap: Annotated[int, bootstrap_option(20)] = 200,
     seed: Annotated[int, seed_option("Seed of the holdout split, clustering and bootstrap.")] = 0,
@@ -130,7 +139,11 @@ def calibrate(
     mlflow: Annotated[bool, typer.Option(help="Log the report as an MLflow run.")] = True,
     as_json: JsonOption = False,
 ) -> None:
-    """Fit a scenario from an event log; writes the YAML and a report (also to MLflow)."""
+    """Fit a scenario from an event log; writes the YAML and a report (also to MLflow).
+
+    A purchase-only log (no sends) is accepted: the twin then takes the template's channels
+    and actions, and their response quantities are assumed (the summary says so).
+    """
     from nba.calibration.fit import calibrate as fit
     from nba.calibration.report import log_to_mlflow, write_report
     from nba.cli.inputs import check_output
@@ -155,6 +168,7 @@ def calibrate(
             reference_time=reference_time,
             window_days=window_days,
             holdout_after=holdout_after,
+            observation_end=observation_end,
             name=name,
             k_range=range(2, max_personas + 1),
             n_bootstrap=bootstrap,
@@ -179,6 +193,7 @@ def calibrate(
         "assumed": int((result.parameters["source"] == "assumed").sum()),
         "seconds": round(result.seconds, 2),
         "mlflow_run": run_id,
+        **_provenance(result),
     }
     if as_json:
         print(json.dumps(summary, default=str))
@@ -193,6 +208,20 @@ def calibrate(
         f"{summary['fitted']} fitted, {summary['assumed']} assumed; {summary['seconds']} s. "
         f"Scenario -> {out}; report -> {report}"
     )
+    for note in result.notes:
+        console.print(f"Note: {note}")
+
+
+def _provenance(result: Any) -> dict[str, Any]:
+    """Whether the log had sends, where its record ended, and the calibration's notes."""
+    calibration = result.scenario.calibration
+    observables = calibration.observables if calibration is not None else {}
+    return {
+        "sends_logged": observables.get("sends_logged", True),
+        "observation_end": observables.get("observation_end"),
+        "reference_time": result.snapshot.reference.isoformat(),
+        "notes": list(result.notes),
+    }
 
 
 def _hold_out(log: EventLog, fraction: float, folder: Path, seed: int) -> EventLog:
