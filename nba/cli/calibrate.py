@@ -183,6 +183,14 @@ def calibrate(
     if mlflow:
         with phase("calibration: logging the report to MLflow"):
             run_id = log_to_mlflow(result, folder)
+    _summarise(result, out, report, run_id, as_json)
+
+
+def _summarise(result: Any, out: Path, report: Path, run_id: str | None, as_json: bool) -> None:
+    """The calibration's summary: one JSON object, or the parameter table, a line and notes
+    (a purchase-only log's says what is assumed and why)."""
+    calibration = result.scenario.calibration
+    observables = calibration.observables if calibration is not None else {}
     summary = {
         "scenario": str(out),
         "report": str(report),
@@ -193,7 +201,10 @@ def calibrate(
         "assumed": int((result.parameters["source"] == "assumed").sum()),
         "seconds": round(result.seconds, 2),
         "mlflow_run": run_id,
-        **_provenance(result),
+        "sends_logged": observables.get("sends_logged", True),
+        "observation_end": observables.get("observation_end"),
+        "reference_time": result.snapshot.reference.isoformat(),
+        "notes": list(result.notes),
     }
     if as_json:
         print(json.dumps(summary, default=str))
@@ -210,18 +221,6 @@ def calibrate(
     )
     for note in result.notes:
         console.print(f"Note: {note}")
-
-
-def _provenance(result: Any) -> dict[str, Any]:
-    """Whether the log had sends, where its record ended, and the calibration's notes."""
-    calibration = result.scenario.calibration
-    observables = calibration.observables if calibration is not None else {}
-    return {
-        "sends_logged": observables.get("sends_logged", True),
-        "observation_end": observables.get("observation_end"),
-        "reference_time": result.snapshot.reference.isoformat(),
-        "notes": list(result.notes),
-    }
 
 
 def _hold_out(log: EventLog, fraction: float, folder: Path, seed: int) -> EventLog:
