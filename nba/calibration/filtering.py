@@ -14,6 +14,12 @@ sends count as no action). Contact pressure, discount habit and opt-outs are hel
 rested values (:func:`nba.state.rested_state`, as in :meth:`ObservedCustomers.initial_state`).
 The prior on the first day read (the log's, or with ``history_start="first_event"`` each
 customer's own) is the scenario's persona shares and starting stages.
+
+Individual levels: a scenario with a ``heterogeneity`` block gives each customer a static
+purchase-rate and dropout level. Like persona they never change, so the filter treats persona x
+rate level x dropout level as one fixed "type" axis (prior: the product of their shares) and
+the recursion is the same; the belief keeps the joint over levels (:attr:`StateBelief.joint`)
+and its (persona, stage) view sums them out.
 """
 
 from __future__ import annotations
@@ -37,10 +43,13 @@ HISTORY_STARTS = ("log", "first_event")
 
 @dataclass(frozen=True)
 class StateBelief:
-    """Posterior over (persona, stage) per customer at the cutoff.
+    """Posterior over (persona, stage) per customer at the cutoff, and over their own levels.
 
     ``probs`` is (N, P, K) and sums to one per customer; ``log_likelihood`` (N,) is the log
     probability the twin gives each customer's history (higher: the twin explains them better).
+    ``levels`` is the joint (N, P, Lr, Ld, K) over persona, rate level, dropout level and stage
+    (``None``: one level each, ``probs`` is the whole belief); ``rate_multipliers`` (Lr,) are
+    the rate levels' multipliers, for :attr:`rate_multiplier`.
     """
 
     customer_ids: pd.Index
@@ -49,6 +58,33 @@ class StateBelief:
     start: pd.Timestamp
     days: int
     churn_stage: int
+    levels: FloatArray | None = None
+    rate_multipliers: FloatArray | None = None
+
+    @property
+    def joint(self) -> FloatArray:
+        """(N, P, Lr, Ld, K) posterior over persona, rate level, dropout level and stage."""
+        if self.levels is None:
+            return self.probs[:, :, None, None, :]
+        return self.levels
+
+    @property
+    def rate_level(self) -> FloatArray:
+        """(N, Lr) posterior over each customer's own purchase-rate level."""
+        return self.joint.sum(axis=(1, 3, 4))
+
+    @property
+    def dropout_level(self) -> FloatArray:
+        """(N, Ld) posterior over each customer's own dropout level."""
+        return self.joint.sum(axis=(1, 2, 4))
+
+    @property
+    def rate_multiplier(self) -> FloatArray:
+        """(N,) posterior mean of each customer's own rate multiplier (1.0 without levels)."""
+        if self.rate_multipliers is None:
+            return np.ones(self.probs.shape[0])
+        mean: FloatArray = self.rate_level @ self.rate_multipliers
+        return mean
 
     @property
     def churned(self) -> FloatArray:
@@ -72,7 +108,13 @@ class StateBelief:
         return best // k, best % k
 
     def sample(self, copies: int, rng: np.random.Generator) -> tuple[IntArray, IntArray]:
-        """(copies * N,) persona and stage draws, copy-major (row ``c * N + i`` is customer i).
+        """(copies * N,) persona and stage draws, copy-major (row ``c * N + i`` is customer i);
+        :meth:`draw` gives the levels of the same draws."""
+        drawn = self.draw(copies, rng)
+        return drawn["persona"], drawn["stage"]
+
+    def draw(self, copies: int, rng: np.random.Generator) -> dict[str, IntArray]:
+        """(copies * N,) draws of persona, stage, rate_level and dropout_level, copy-major.
 
         Systematic sampling per customer: the ``copies`` draws of one customer sit at evenly
         spaced points of its CDF with one random offset, so each state gets its share of the
@@ -81,15 +123,16 @@ class StateBelief:
         """
         if copies < 1:
             raise EventLogError(f"copies: {copies} must be at least 1")
-        n, _, k = self.probs.shape
-        cdf = np.cumsum(self.probs.reshape(n, -1), axis=1)
+        joint = self.joint
+        n, shape = joint.shape[0], joint.shape[1:]
+        cdf = np.cumsum(joint.reshape(n, -1), axis=1)
         cdf[:, -1] = 1.0
         points = (np.arange(copies)[:, None] + rng.random(n)[None, :]) / copies  # (copies, N)
         flat = np.empty((copies, n), dtype=np.int64)
         for c in range(copies):  # one pass per copy, each vectorised over customers
             flat[c] = (cdf < points[c][:, None]).sum(axis=1)
-        flat = flat.ravel()
-        return flat // k, flat % k
+        persona, rate, dropout, stage = np.unravel_index(flat.ravel(), shape)
+        return {"persona": persona, "stage": stage, "rate_level": rate, "dropout_level": dropout}
 
 
 def filter_states(
@@ -152,8 +195,8 @@ def filter_states(
         observed = stamps.notna().to_numpy()
         first_day[~observed] = days  # no event at all: never observed, the prior stands
         first_day[observed] = np.maximum(_day_index(stamps[observed], start), 0)
-    prior = arrays.persona_share[:, None] * arrays.persona_initial_stage
-    probs = np.empty((n, n_personas, n_stages))
+    prior = _type_prior(arrays)  # (T, K): types are persona x rate level x dropout level
+    probs = np.empty((n, prior.shape[0], n_stages))
     log_likelihood = np.zeros(n)
     for lo in range(0, n, chunk):
         hi = min(n, lo + chunk)
@@ -166,7 +209,20 @@ def filter_states(
         probs[lo:hi], log_likelihood[lo:hi] = _forward(
             prior, purchase, action, first_day[lo:hi], bought_kernel, quiet_kernel, ids[lo:hi]
         )
-    return StateBelief(ids, probs, log_likelihood, start, days, arrays.churn_stage)
+    levels = (arrays.n_rate_levels, arrays.n_dropout_levels)
+    joint = probs.reshape(n, n_personas, *levels, n_stages)
+    if levels == (1, 1):  # no individual levels: the (persona, stage) belief is the whole one
+        return StateBelief(ids, probs, log_likelihood, start, days, arrays.churn_stage)
+    return StateBelief(
+        ids,
+        joint.sum(axis=(2, 3)),
+        log_likelihood,
+        start,
+        days,
+        arrays.churn_stage,
+        levels=joint,
+        rate_multipliers=arrays.rate_level_multiplier.copy(),
+    )
 
 
 def _check_settings(lookback_days: int, history_start: str, chunk: int) -> None:
@@ -200,19 +256,37 @@ def daily_actions(
 
 
 # ------------------------------------------------------------------------------ internals
+def _type_prior(arrays: ScenarioArrays) -> FloatArray:
+    """(T, K) prior over (type, first stage); types persona-major, then rate, then dropout
+    level, each level drawn independently of persona from its shares (as the twin does)."""
+    prior: FloatArray = np.einsum(
+        "p,r,d,pk->prdk",
+        arrays.persona_share,
+        arrays.rate_level_share,
+        arrays.dropout_level_share,
+        arrays.persona_initial_stage,
+    ).reshape(-1, arrays.n_stages)
+    return prior
+
+
 def _kernels(arrays: ScenarioArrays) -> tuple[FloatArray, FloatArray]:
-    """(A, P, K, K) joint probabilities of (purchase today, next stage) from each (persona,
+    """(A, T, K, K) joint probabilities of (purchase today, next stage) from each (type,
     stage) under each action; one array for a purchase day, one for a quiet day."""
-    n_personas, n_stages, n_actions = arrays.n_personas, arrays.n_stages, arrays.n_actions
-    pairs = n_personas * n_stages
+    n_stages, n_actions = arrays.n_stages, arrays.n_actions
+    dims = (arrays.n_personas, arrays.n_rate_levels, arrays.n_dropout_levels)
+    n_types = int(np.prod(dims))
+    pairs = n_types * n_stages
+    persona, rate, dropout = (np.repeat(d, n_stages) for d in np.indices(dims).reshape(3, -1))
     state = rested_state(
         arrays,
-        np.tile(np.repeat(np.arange(n_personas), n_stages), n_actions),
-        np.tile(np.arange(n_stages), n_personas * n_actions),
+        np.tile(persona, n_actions),
+        np.tile(np.tile(np.arange(n_stages), n_types), n_actions),
+        rate_level=np.tile(rate, n_actions),
+        dropout_level=np.tile(dropout, n_actions),
     )
     outcomes = outcome_model(arrays, state, np.repeat(np.arange(n_actions), pairs))
     cases, moves = outcomes.case_probs, outcomes.next_stage  # (size, 4), (size, 4, K)
-    shape = (n_actions, n_personas, n_stages, n_stages)
+    shape = (n_actions, n_types, n_stages, n_stages)
     bought = cases[:, 1, None] * moves[:, 1] + cases[:, 3, None] * moves[:, 3]
     quiet = cases[:, 0, None] * moves[:, 0] + cases[:, 2, None] * moves[:, 2]
     return bought.reshape(shape), quiet.reshape(shape)
@@ -227,10 +301,10 @@ def _forward(
     quiet_kernel: FloatArray,
     names: pd.Index,
 ) -> tuple[FloatArray, FloatArray]:
-    """Normalised forward recursion; returns the (n, P, K) belief and (n,) log-likelihood.
+    """Normalised forward recursion; returns the (n, T, K) belief and (n,) log-likelihood.
 
-    The belief is kept persona-major, (P, n, K), so each day is one stacked matrix product per
-    persona (persona never changes; stage moves by the persona's K x K kernel).
+    The belief is kept type-major, (T, n, K), so each day is one stacked matrix product per
+    type (persona and levels never change; stage moves by the type's K x K kernel).
     """
     n, days = purchase.shape
     belief = np.broadcast_to(prior[:, None, :], (prior.shape[0], n, prior.shape[1])).copy()

@@ -16,6 +16,7 @@ from nba.parameters import ScenarioArrays
 from nba.scenario import Scenario
 from nba.state import CustomerState
 from nba.twin import CustomerTwin
+from tests.scenario_variants import retail_with_levels
 
 START = pd.Timestamp("2021-03-01", tz="UTC")
 
@@ -229,3 +230,130 @@ def test_first_event_start_reads_a_late_arrival_from_their_arrival() -> None:
     np.testing.assert_allclose(silent.probs[0], prior, rtol=1e-12)
     with pytest.raises(EventLogError, match="history_start"):
         filter_states(scenario, both, cutoff, history_start="birth")
+
+
+# ------------------------------------------------------------------------------ own levels
+def _retail_log(purchases: dict[str, list[int]], sends: dict[str, list[int]]) -> EventLog:
+    """A log for retail: purchases at 10:00, ``email_discount_10`` sends at 08:00."""
+    frame = _log(purchases, sends).events
+    return EventLog.from_frames(
+        frame.assign(action=frame["action"].replace("promo", "discount_10"))
+    )
+
+
+def _brute_force_levels(
+    scenario: Scenario, bought: list[bool], action: list[int]
+) -> tuple[np.ndarray, float]:
+    """(P, Lr, Ld, K) posterior by summing every stage path of every persona and level."""
+    arrays = ScenarioArrays.from_scenario(scenario)
+    dims = (arrays.n_personas, arrays.n_rate_levels, arrays.n_dropout_levels)
+    k = arrays.n_stages
+    cells = list(itertools.product(*(range(d) for d in dims), range(k), sorted(set(action))))
+    p, r, d, s, a = (np.array(column) for column in zip(*cells, strict=True))
+    m = len(cells)
+    state = CustomerState(
+        persona=p,
+        stage=s,
+        pressure=np.zeros(m, dtype=np.int64),
+        days_since=np.tile(arrays.rules.cap_windows, (m, 1)),
+        habit=np.zeros(m, dtype=bool),
+        opted_out=np.zeros(m, dtype=bool),
+        rate_level=r,
+        dropout_level=d,
+    )
+    out = outcome_model(arrays, state, a)
+    joint = np.zeros((2, arrays.n_actions, *dims, k, k))  # (bought?, action, type, from, to)
+    for i in range(m):
+        for case in range(4):
+            joint[int(case in (1, 3)), a[i], p[i], r[i], d[i], s[i]] += (
+                out.case_probs[i, case] * out.next_stage[i, case]
+            )
+    prior = np.einsum(
+        "p,r,d,pk->prdk",
+        arrays.persona_share,
+        arrays.rate_level_share,
+        arrays.dropout_level_share,
+        arrays.persona_initial_stage,
+    )
+    paths = np.array(list(itertools.product(range(k), repeat=len(bought) + 1)))
+    posterior = np.zeros((*dims, k))
+    for kind in itertools.product(*(range(n) for n in dims)):
+        weight = prior[kind][paths[:, 0]]
+        for day, (b, act) in enumerate(zip(bought, action, strict=True)):
+            weight = weight * joint[(int(b), act, *kind)][paths[:, day], paths[:, day + 1]]
+        np.add.at(posterior[kind], paths[:, -1], weight)
+    evidence = posterior.sum()
+    return posterior / evidence, float(np.log(evidence))
+
+
+def test_level_posterior_is_exact_bayes_on_short_histories() -> None:
+    scenario = retail_with_levels()
+    days = 4
+    purchases = {"keen": [0, 1, 3], "once": [2], "mailed": [0], "silent": []}
+    sends = {"mailed": [1, 2]}
+    log, ids = _retail_log(purchases, sends), pd.Index(list(purchases))
+    belief = filter_states(scenario, log, START + pd.Timedelta(days=days), ids)
+    assert belief.levels is not None and belief.levels.shape == (4, 4, 3, 2, 7)
+    offer = scenario.action_names.index("email_discount_10")
+    for customer in purchases:
+        bought = [d in purchases[customer] for d in range(days)]
+        action = [offer if d in sends.get(customer, []) else 0 for d in range(days)]
+        expected, evidence = _brute_force_levels(scenario, bought, action)
+        row = belief.customer_ids.get_loc(customer)
+        np.testing.assert_allclose(belief.joint[row], expected, rtol=1e-9, atol=1e-13)
+        np.testing.assert_allclose(belief.probs[row], expected.sum(axis=(1, 2)), rtol=1e-9)
+        assert belief.log_likelihood[row] == pytest.approx(evidence, rel=1e-9)
+    # purchases move weight to the heavy level, silence to the light (prior mean: 1.0)
+    keen, once, silent = belief.customer_ids.get_indexer(["keen", "once", "silent"])
+    assert belief.rate_level[keen, 2] > belief.rate_level[once, 2] > belief.rate_level[silent, 2]
+    assert belief.rate_multiplier[keen] > belief.rate_multiplier[once] > 1.0
+    assert belief.rate_multiplier[silent] < 1.0
+
+
+def test_filter_finds_each_simulated_customers_own_rate_level() -> None:
+    scenario = retail_with_levels()
+    twin = CustomerTwin(scenario, seed=23)
+    n, days = 1500, 180
+    twin.reset(n)
+    truth = twin.state.rate_level.copy()
+    bought = np.stack([twin.step(np.zeros(n, dtype=np.int64)).bought for _ in range(days)], 1)
+    who, day = np.nonzero(bought)
+    log = EventLog.from_frames(
+        pd.DataFrame(
+            {
+                "customer_id": who.astype(str),
+                "timestamp": START + pd.to_timedelta(day, unit="D") + pd.Timedelta(hours=12),
+                "event": "purchased",
+            }
+        )
+    )
+    ids = pd.Index(np.arange(n).astype(str))
+    belief = filter_states(scenario, log, START + pd.Timedelta(days=days), ids)
+    np.testing.assert_allclose(belief.rate_level.sum(axis=1), 1.0, rtol=1e-12)
+    heavy = bought.sum(axis=1) >= 8
+    assert heavy.sum() > 20
+    assert belief.rate_level[heavy, 2].mean() > 0.6
+    assert (belief.rate_level[heavy].argmax(axis=1) == truth[heavy]).mean() > 0.6
+    # calibrated: the truth's mean posterior equals the posterior's mean self-agreement
+    chance = belief.rate_level[np.arange(n), truth]
+    assert abs(chance.mean() - (belief.rate_level**2).sum(axis=1).mean()) < 0.03
+    # the posterior mean multiplier orders the true levels
+    means = [belief.rate_multiplier[truth == level].mean() for level in range(3)]
+    assert means[0] < means[1] < means[2]
+
+
+def test_draw_gives_each_level_cell_its_share() -> None:
+    joint = np.zeros((1, 1, 2, 2, 2))
+    joint[0, 0, 0, 1, 0], joint[0, 0, 1, 0, 1], joint[0, 0, 1, 1, 1] = 0.5, 0.25, 0.25
+    belief = StateBelief(
+        pd.Index(["a"]), joint.sum(axis=(2, 3)), np.zeros(1), START, 1, 1, joint, np.ones(2)
+    )
+    drawn = belief.draw(40, np.random.default_rng(3))
+    cells = np.ravel_multi_index(
+        (drawn["persona"], drawn["rate_level"], drawn["dropout_level"], drawn["stage"]),
+        joint.shape[1:],
+    )
+    assert np.bincount(cells, minlength=8).tolist() == [0, 0, 20, 0, 0, 10, 0, 10]
+    assert belief.dropout_level[0].tolist() == pytest.approx([0.25, 0.75])
+    _, stage = belief.sample(40, np.random.default_rng(3))
+    np.testing.assert_array_equal(stage, drawn["stage"])
