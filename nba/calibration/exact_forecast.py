@@ -204,20 +204,32 @@ def expected_outcomes(
 def belief_support(twin: CustomerTwin, belief: StateBelief) -> tuple[IntArray, FloatArray]:
     """(M,) full state index of each latent cell the belief ranges over, and (N, M) weights.
 
-    The filter holds the observed components at their rested values, so each (persona, stage)
-    cell is the rested state of that persona and stage.
+    The filter holds the observed components at their rested values, so each (persona, rate
+    level, dropout level, stage) cell is the rested state of those latent values.
+
+    :raises EventLogError: when the belief's levels are not the scenario's (a belief without
+        levels over a scenario with them would forecast every customer at level 0).
     """
-    levels = [name for name, shares in level_shares(twin.space).items() if shares.size > 1]
-    if levels:  # the filter holds them at level 0: a forecast from it would be silently wrong
-        raise EventLogError(
-            f"scenario: declares individual levels {sorted(levels)}, which the filter does not "
-            "infer yet; forecast from a scenario without a heterogeneity block"
-        )
-    n, n_personas, n_stages = belief.probs.shape
-    persona = np.repeat(np.arange(n_personas), n_stages)
-    stage = np.tile(np.arange(n_stages), n_personas)
-    states = twin.space.encode(twin.space.rested_state(persona, stage))
-    weights = belief.probs.reshape(n, -1)
+    joint = belief.joint
+    n, n_personas, n_rate, n_dropout, n_stages = joint.shape
+    declared = {name: shares.size for name, shares in level_shares(twin.space).items()}
+    wanted = {"rate_level": n_rate, "dropout_level": n_dropout}
+    for name, size in wanted.items():
+        if declared.get(name, 1) != size:
+            raise EventLogError(
+                f"belief: has {size} {name} value(s) where the scenario declares "
+                f"{declared.get(name, 1)}; filter the history with this scenario"
+            )
+    persona, rate, dropout, stage = (
+        cell.ravel() for cell in np.indices((n_personas, n_rate, n_dropout, n_stages))
+    )
+    given = {
+        name: value
+        for name, value in (("rate_level", rate), ("dropout_level", dropout))
+        if name in declared
+    }
+    states = twin.space.encode(twin.space.rested_state(persona, stage, **given))
+    weights = joint.reshape(n, -1)
     used = weights.any(axis=0)
     return states[used], weights[:, used]
 

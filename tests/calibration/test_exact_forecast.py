@@ -23,6 +23,7 @@ from nba.parameters import ScenarioArrays
 from nba.scenario import Scenario
 from nba.scenarios import load_scenario
 from nba.twin import CustomerTwin
+from tests.scenario_variants import retail_with_levels
 
 START = pd.Timestamp("2021-03-01", tz="UTC")  # a Monday
 
@@ -160,20 +161,93 @@ def test_shared_plans_and_chunks_give_each_customer_their_own_forecast(
             assert a[i] == pytest.approx(c[0], rel=1e-12) and b[i] == pytest.approx(c[0], rel=1e-12)
 
 
-def test_individual_levels_the_filter_cannot_place_are_refused() -> None:
-    scenario = reference_scenario().updated(
-        {
-            "heterogeneity": {
-                "rate_levels": [
-                    {"multiplier": 0.5, "share": 0.5},
-                    {"multiplier": 1.5, "share": 0.5},
-                ]
-            }
-        }
+def _random_level_belief(scenario: Scenario, n: int, seed: int) -> StateBelief:
+    """A random joint belief over persona, both levels and stage."""
+    arrays = ScenarioArrays.from_scenario(scenario)
+    shape = (
+        arrays.n_personas,
+        arrays.n_rate_levels,
+        arrays.n_dropout_levels,
+        arrays.n_stages,
     )
-    belief = _random_belief(scenario, 2, seed=0)
-    with pytest.raises(EventLogError, match="individual levels \\['rate_level'\\]"):
-        expected_outcomes(scenario, belief, 5)
+    joint = np.random.default_rng(seed).dirichlet(np.full(int(np.prod(shape)), 0.3), size=n)
+    joint = joint.reshape(n, *shape)
+    ids = pd.Index([f"c{i}" for i in range(n)])
+    return StateBelief(
+        ids,
+        joint.sum(axis=(2, 3)),
+        np.zeros(n),
+        START,
+        1,
+        arrays.churn_stage,
+        levels=joint,
+        rate_multipliers=arrays.rate_level_multiplier,
+    )
+
+
+def test_exact_forecast_with_levels_is_the_mean_of_the_twin_from_the_same_belief() -> None:
+    scenario = retail_with_levels()
+    n, days, copies = 4, 21, 6000
+    belief = _random_level_belief(scenario, n, seed=8)
+    plan = np.zeros((days, n), dtype=np.int64)
+    plan[::3, 1] = scenario.action_names.index("email_discount_10")
+    plan[::2, 3] = len(scenario.action_names) - 1
+    exact = expected_outcomes(scenario, belief, days, plan)
+
+    twin = CustomerTwin(scenario, seed=9, tabulate=True)
+    drawn = belief.draw(copies, np.random.default_rng(10))
+    persona, stage = drawn.pop("persona"), drawn.pop("stage")
+    twin.set_state(twin.space.rested_state(persona, stage, **drawn))
+    bought, revenue = np.zeros(n * copies), np.zeros(n * copies)
+    for d in range(days):
+        step = twin.step(np.tile(plan[d], copies))
+        bought += step.bought
+        revenue += step.revenue
+    alive = twin.state.stage != ScenarioArrays.from_scenario(scenario).churn_stage
+    for exact_mean, draws in (
+        (exact.purchases, bought),
+        (exact.spend, revenue),
+        (exact.p_alive_end, alive.astype(float)),
+    ):
+        draws = draws.reshape(copies, n)
+        error = draws.std(axis=0, ddof=1) / np.sqrt(copies)
+        assert np.all(np.abs(draws.mean(axis=0) - exact_mean) < 4 * error + 1e-12)
+
+
+def test_the_heavy_level_forecasts_more_than_the_light_and_summed_levels_are_refused() -> None:
+    scenario = retail_with_levels()
+    arrays = ScenarioArrays.from_scenario(scenario)
+    joint = np.zeros((2, arrays.n_personas, 3, 2, arrays.n_stages))
+    active = scenario.stage_names.index("active")
+    joint[0, 0, 0, 0, active] = joint[1, 0, 2, 0, active] = 1.0  # light and heavy, else alike
+    belief = StateBelief(
+        pd.Index(["light", "heavy"]),
+        joint.sum(axis=(2, 3)),
+        np.zeros(2),
+        START,
+        1,
+        arrays.churn_stage,
+        levels=joint,
+        rate_multipliers=arrays.rate_level_multiplier,
+    )
+    exact = expected_outcomes(scenario, belief, 30)
+    assert exact.purchases[1] > 5 * exact.purchases[0] > 0
+    # a (persona, stage) belief over a scenario with levels would place everyone at level 0
+    summed = _belief(belief.probs, arrays.churn_stage)
+    with pytest.raises(EventLogError, match="belief: has 1 rate_level value"):
+        expected_outcomes(scenario, summed, 5)
+
+
+def test_forecast_customers_uses_the_levels_the_filter_infers() -> None:
+    log, scenario = _purchase_log(), retail_with_levels()
+    cutoff = START + pd.Timedelta(days=60)
+    table = forecast_customers(scenario, log, "4w", cutoff=cutoff).set_index("customer_id")
+    flat = forecast_customers(load_scenario("retail"), log, "4w", cutoff=cutoff)
+    flat = flat.set_index("customer_id")
+    # the heavy buyer's own level lifts their forecast above the segment-only twin's
+    heavy = table.loc["heavy", "expected_purchases"]
+    assert heavy > 1.2 * flat.loc["heavy", "expected_purchases"]
+    assert table.loc["light", "expected_purchases"] < heavy
 
 
 def test_plan_of_the_wrong_shape_is_refused() -> None:
