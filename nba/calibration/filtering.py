@@ -309,13 +309,13 @@ def _forward(
     n, days = purchase.shape
     belief = np.broadcast_to(prior[:, None, :], (prior.shape[0], n, prior.shape[1])).copy()
     log_likelihood = np.zeros(n)
+    nxt = np.empty_like(belief)  # two buffers, swapped each day (no allocation per day)
     for d in range(days):  # days of history, each step vectorised over customers
         today = purchase[:, d]
-        nxt = np.where(
-            today[None, :, None],
-            np.matmul(belief, bought_kernel[0]),
-            np.matmul(belief, quiet_kernel[0]),
-        )
+        np.matmul(belief, quiet_kernel[0], out=nxt)
+        buyers = np.flatnonzero(today)  # few customers buy on a given day
+        if buyers.size:
+            nxt[:, buyers] = np.matmul(belief[:, buyers], bought_kernel[0])
         contacted = np.flatnonzero(action[:, d])
         if contacted.size:
             chosen = action[contacted, d]
@@ -335,7 +335,8 @@ def _forward(
                 f"events: the twin gives customer {who!r}'s history on day {d} probability "
                 "zero (a purchase in a state that cannot buy); check the scenario"
             )
-        belief = nxt / total[None, :, None]
+        np.divide(nxt, total[None, :, None], out=nxt)
+        belief, nxt = nxt, belief
         log_likelihood += np.log(total)
     return np.ascontiguousarray(belief.transpose(1, 0, 2)), log_likelihood
 
