@@ -187,16 +187,10 @@ def filter_states(
     buy_day = _day_index(bought["timestamp"], start)
     plan_rows, plan_days, plan_actions = daily_actions(scenario, history, ids, start, days)
 
-    n, n_personas, n_stages = len(ids), arrays.n_personas, arrays.n_stages
-    first_day = np.zeros(n, dtype=np.int64)  # the day each customer is observed from
-    if history_start == "first_event":
-        who = before_cutoff["customer_id"].astype(str)
-        stamps = before_cutoff.groupby(who)["timestamp"].min().reindex(ids)
-        observed = stamps.notna().to_numpy()
-        first_day[~observed] = days  # no event at all: never observed, the prior stands
-        first_day[observed] = np.maximum(_day_index(stamps[observed], start), 0)
+    n = len(ids)
+    first_day = _first_days(before_cutoff, ids, start, days, history_start)
     prior = _type_prior(arrays)  # (T, K): types are persona x rate level x dropout level
-    probs = np.empty((n, prior.shape[0], n_stages))
+    probs = np.empty((n, prior.shape[0], arrays.n_stages))
     log_likelihood = np.zeros(n)
     for lo in range(0, n, chunk):
         hi = min(n, lo + chunk)
@@ -209,10 +203,24 @@ def filter_states(
         probs[lo:hi], log_likelihood[lo:hi] = _forward(
             prior, purchase, action, first_day[lo:hi], bought_kernel, quiet_kernel, ids[lo:hi]
         )
-    levels = (arrays.n_rate_levels, arrays.n_dropout_levels)
-    joint = probs.reshape(n, n_personas, *levels, n_stages)
-    if levels == (1, 1):  # no individual levels: the (persona, stage) belief is the whole one
+    return _belief(arrays, ids, probs, log_likelihood, start, days)
+
+
+def _belief(
+    arrays: ScenarioArrays,
+    ids: pd.Index,
+    probs: FloatArray,
+    log_likelihood: FloatArray,
+    start: pd.Timestamp,
+    days: int,
+) -> StateBelief:
+    """The belief from the filter's (N, T, K) posterior: the joint over levels where the
+    scenario has them, else (N, P, K) as it is."""
+    if (arrays.n_rate_levels, arrays.n_dropout_levels) == (1, 1):
         return StateBelief(ids, probs, log_likelihood, start, days, arrays.churn_stage)
+    joint = probs.reshape(
+        len(ids), arrays.n_personas, arrays.n_rate_levels, arrays.n_dropout_levels, -1
+    )
     return StateBelief(
         ids,
         joint.sum(axis=(2, 3)),
@@ -223,6 +231,20 @@ def filter_states(
         levels=joint,
         rate_multipliers=arrays.rate_level_multiplier.copy(),
     )
+
+
+def _first_days(
+    events: pd.DataFrame, ids: pd.Index, start: pd.Timestamp, days: int, history_start: str
+) -> IntArray:
+    """(N,) the day each customer is observed from (``days``: never, the prior stands)."""
+    first_day = np.zeros(len(ids), dtype=np.int64)
+    if history_start == "first_event":
+        who = events["customer_id"].astype(str)
+        stamps = events.groupby(who)["timestamp"].min().reindex(ids)
+        observed = stamps.notna().to_numpy()
+        first_day[~observed] = days  # no event at all: never observed
+        first_day[observed] = np.maximum(_day_index(stamps[observed], start), 0)
+    return first_day
 
 
 def _check_settings(lookback_days: int, history_start: str, chunk: int) -> None:
