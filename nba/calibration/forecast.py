@@ -175,9 +175,9 @@ def forecast_audit(
     persona, stage, churned = people.persona, people.stage, np.full(len(ids), np.nan)
     if placement == "filtered":
         belief = filter_states(scenario, history, start, ids, history_start=history_start)
-        start_state.persona, start_state.stage = belief.sample(
-            replicates, np.random.default_rng(seeds[3])
-        )
+        # persona, stage and each customer's own levels, from one draw of the posterior
+        for name, values in belief.draw(replicates, np.random.default_rng(seeds[3])).items():
+            setattr(start_state, name, values)
         persona, stage = belief.most_likely()
         churned = belief.churned
     extra = _extra_baskets(bought_before)
