@@ -116,6 +116,7 @@ class _Setup:
     log: EventLog
     reference: pd.Timestamp
     observation_end: pd.Timestamp | None
+    record_end: pd.Timestamp  # observation_end, else holdout_after or the last event's midnight
     snapshot: Snapshot
     rules: StageRules
     personas: PersonaModel
@@ -164,7 +165,9 @@ def calibrate(
     boot = Bootstrap.draw(len(people.table), n_bootstrap, rng)
     out = ParameterTable()
     shares, initial = _shares(people, boot, out)
-    rates = fit_rates(setup.log, people, setup.rules, setup.reference, boot, priors, out)
+    rates = fit_rates(
+        setup.log, people, setup.rules, setup.reference, boot, priors, out, setup.record_end
+    )
     baskets = fit_baskets(people, boot, out)
     contact = _contact_and_moves(setup, rates.panel, boot, priors, out, rng)
     fitted = FittedScenario(
@@ -315,7 +318,10 @@ def _setup(
     snapshot = Snapshot(snapshot.reference, snapshot.window_days, table)
     people = Customers(table, persona, stage, personas.k, randomized, window_days)
     describe = personas.describe(attributes, persona)
-    return _Setup(log, reference, end, snapshot, rules, personas, people, describe, notes)
+    record_end = end if end is not None else _default_end(log, holdout_after)
+    return _Setup(
+        log, reference, end, record_end, snapshot, rules, personas, people, describe, notes
+    )
 
 
 # ------------------------------------------------------------------------------------ pieces

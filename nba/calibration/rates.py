@@ -3,9 +3,11 @@
 Rates are factorised as the twin's base rate per persona times a multiplier per stage by
 iterative proportional fitting (the Poisson log-linear fit). The counts come from the
 randomized control group in the response window when there is one; else from a year of daily
-purchase panel when customers buy repeatedly; else from uncontacted customers (observational).
-With a panel, the spread of customers' rates within a persona (:mod:`heterogeneity`) can
-split it into latent rate tiers.
+purchase panel when customers buy repeatedly, or when the response window is not inside the
+record (a purchase-only log's reference time is the end of its record: nothing after it was
+observed); else from uncontacted customers in the window (observational). With a panel, the
+spread of customers' rates within a persona (:mod:`heterogeneity`) can split it into latent
+rate tiers.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from nba.calibration.bootstrap import Bootstrap, safe_ratio
-from nba.calibration.events import EventLog
+from nba.calibration.events import EventLog, EventLogError
 from nba.calibration.heterogeneity import RATE_TIERS, overdispersion, tier_multipliers
 from nba.calibration.priors import Priors
 from nba.calibration.stages import (
@@ -71,19 +73,40 @@ def fit_rates(
     boot: Bootstrap,
     priors: Priors,
     out: ParameterTable,
+    record_end: pd.Timestamp | None = None,
 ) -> RateFit:
-    """Base rates, stage multipliers and (with a panel) rate tiers, into ``out``."""
+    """Base rates, stage multipliers and (with a panel) rate tiers, into ``out``.
+
+    ``record_end`` is when the log's record ends (exclusive; None: not known). A response
+    window that runs past it was not (fully) observed, so its purchase counts say nothing
+    about the rates (a purchase-only log's reference is its end: they would all be zero);
+    the rates then come from the panel of the year before the reference, which was observed.
+    The panel needs no repeat buyers to be sound: each persona x stage rate is purchase days
+    over customer-days there (the Poisson fit); repeat gaps only fit the stage thresholds
+    (without enough, the rules' defaults), and the rate tiers and the lapsed churn are fitted
+    only where their own evidence suffices.
+    """
     persona, n_personas = people.persona, people.n_personas
+    window_end = reference + pd.Timedelta(days=people.window_days)
+    window_seen = record_end is None or window_end <= record_end
     if people.randomized:
         source = "randomized control group in the response window"
         numerator, denominator = window_counts(people, people.contact == "held_out", boot)
         panel, exposure = None, None
-    elif rules.loyal_purchases is not None:  # repeat buyers
+    elif rules.loyal_purchases is not None or not window_seen:  # repeat buyers, or no window
         # a year of panel: persona rates from more than the recent window the personas were
         # clustered on (recency, frequency), which biases rates of the quiet personas to zero
         lookback = pd.Timedelta(days=PANEL_DAYS)
         rules_panel = panel_counts(log, rules, people.table.index, reference - lookback, reference)
         source = f"daily purchase panel over the {PANEL_DAYS} days before the reference time"
+        if not rules_panel.stage_purchases.any():  # the rates would be zero, silently
+            unseen = f", and the {people.window_days}-day window after it is past the record's end"
+            unseen = "" if window_seen else f"{unseen} ({pd.Timestamp(record_end).isoformat()})"
+            raise EventLogError(
+                f"reference_time: no purchases in the {PANEL_DAYS} days before "
+                f"{reference.isoformat()} to fit purchase rates from{unseen}; give a "
+                "reference_time with purchases in the year before it"
+            )
         numerator = boot.group_sums(rules_panel.stage_purchases, persona, n_personas)
         # lapsed customers who have churned unseen do not buy: where their return rate decays
         # with time lapsed, the lapsed rate is per day alive (LapseFit), not per lapsed day

@@ -19,9 +19,10 @@ from typer.testing import CliRunner
 from nba import optimal
 from nba.calibration import CalibrationResult, EventLog, EventLogError, calibrate, save_events
 from nba.calibration.adapters import complete_journey
+from nba.calibration.exact_forecast import forecast_customers
 from nba.calibration.filtering import filter_states
 from nba.calibration.forecast import forecast_audit
-from nba.calibration.stages import LAPSED
+from nba.calibration.stages import LAPSED, MIN_GAPS
 from nba.cli import app
 from nba.kernel import build_kernel
 from nba.scenarios import load_scenario
@@ -198,6 +199,67 @@ def test_a_reference_or_response_window_past_the_end_is_refused() -> None:
         calibrate(log, n_bootstrap=20, observation_end=end)
     with pytest.raises(EventLogError, match=r"reference_time: .* is after observation_end"):
         calibrate(log, n_bootstrap=20, observation_end=end, reference_time=end + pd.Timedelta(1))
+
+
+# ------------------------------------------------------------------------ few repeat buyers
+def few_repeats(n: int = 600, days: int = 360, seed: int = 5) -> EventLog:
+    """Purchases only, mostly one-time buyers: a first purchase in the first 270 days, then
+    repeats at gamma-distributed daily rates averaging 0.002 (fewer than MIN_GAPS gaps)."""
+    rng = np.random.default_rng(seed)
+    first = rng.integers(0, min(days, 270), n)
+    rate = rng.gamma(0.5, 0.002 / 0.5, n)
+    later = np.arange(days)[None, :] > first[:, None]
+    bought = (rng.random((n, days)) < rate[:, None]) & later
+    bought[np.arange(n), first] = True
+    who, day = np.nonzero(bought)
+    return EventLog.from_frames(
+        pd.DataFrame(
+            {
+                "customer_id": who.astype(str),
+                "timestamp": START + pd.to_timedelta(day, unit="D") + pd.Timedelta(hours=12),
+                "event": "purchased",
+                "value": rng.gamma(3.0, 15.0, len(who)),
+            }
+        )
+    )
+
+
+def test_few_repeat_buyers_fit_rates_from_the_record_not_the_unobserved_window() -> None:
+    # the reference is the end of the record: the response window after it was never seen,
+    # so rates from it would all be zero (and the twin would forecast no purchases)
+    log = few_repeats()
+    cutoff = START + pd.Timedelta(days=270)
+    result = calibrate(log, holdout_after=cutoff, n_bootstrap=20, k_range=FEW, seed=0)
+    assert result.rules.loyal_purchases is None
+    assert result.rules.fitted_from.startswith("assumed (only")  # < MIN_GAPS repeat gaps
+    assert int(result.rules.fitted_from.split()[2]) < MIN_GAPS
+    rates = result.parameters[result.parameters["name"].str.endswith("base_purchase_rate")]
+    assert (rates["estimate"] > 1e-4).all(), rates
+    assert rates["method"].str.contains("daily purchase panel").all()
+    forecast = forecast_customers(result.scenario, log, 90, cutoff=cutoff)
+    events = log.events
+    actual = int(((events["timestamp"] >= cutoff) & (events["event"] == "purchased")).sum())
+    assert actual > 50
+    assert forecast["expected_purchases"].sum() == pytest.approx(actual, rel=0.3)
+
+
+def test_no_purchases_before_a_reference_whose_window_is_unobserved_is_refused() -> None:
+    # bought once more than a year before the reference, then again in the 5 days after it:
+    # neither the year before it nor a full window after it was observed
+    rng = np.random.default_rng(1)
+    days = np.concatenate([-rng.integers(400, 500, 60), rng.integers(0, 5, 60)])
+    log = EventLog.from_frames(
+        pd.DataFrame(
+            {
+                "customer_id": np.tile(np.arange(60), 2).astype(str),
+                "timestamp": START + pd.to_timedelta(days, unit="D") + pd.Timedelta(hours=12),
+                "event": "purchased",
+                "value": 20.0,
+            }
+        )
+    )
+    with pytest.raises(EventLogError, match=r"reference_time: no purchases in the 365 days"):
+        calibrate(log, reference_time=START, n_bootstrap=20, k_range=FEW)
 
 
 # ------------------------------------------------------------------------ the CLI
