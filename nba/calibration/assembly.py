@@ -58,6 +58,7 @@ class FittedScenario:
     customers: int
     observation_end: pd.Timestamp | None = None  # the explicit end of the record, if given
     template_contact: bool = False  # no sends logged: channels/offers/actions are the template's
+    heterogeneity: dict[str, Any] | None = None  # each customer's own levels (levels.py), if fitted
 
 
 def assemble(fit: FittedScenario, parameters: pd.DataFrame) -> Scenario:
@@ -97,6 +98,8 @@ def assemble(fit: FittedScenario, parameters: pd.DataFrame) -> Scenario:
         },
         "calibration": _calibration(fit, parameters),
     }
+    if fit.heterogeneity is not None:  # absent otherwise: the scenario is as it always was
+        data["heterogeneity"] = fit.heterogeneity
     return Scenario.from_dict(data)
 
 

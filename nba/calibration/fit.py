@@ -54,6 +54,7 @@ import pandas as pd
 from nba.calibration.assembly import TIER_NAMES, FittedScenario, assemble
 from nba.calibration.bootstrap import Bootstrap, safe_ratio
 from nba.calibration.events import EventLog, EventLogError, utc_time
+from nba.calibration.levels import check_mode, fit_levels
 from nba.calibration.personas import PersonaModel
 from nba.calibration.priors import Priors
 from nba.calibration.rates import MIN_GROUP, THIRDS, Customers, fit_baskets, fit_rates
@@ -141,6 +142,7 @@ def calibrate(
     template: Scenario | None = None,
     stages: Mapping[str, str] | None = None,
     observation_end: pd.Timestamp | str | None = None,
+    levels: str = "none",
 ) -> CalibrationResult:
     """Fit a scenario from ``log``; events at or after ``holdout_after`` are never read.
 
@@ -153,11 +155,12 @@ def calibrate(
 
     :param template: the scenario whose values stand in for what the log cannot identify and
         whose stage names the result takes (default: the built-in ``retail``).
+    :param levels: ``"auto"``: fit each customer's own rate and dropout levels (``none``: one).
     :param stages: rule stage (``aware``, ``active``, ``loyal``, ``lapsed``, ``churned``) ->
         the template's stage playing it, where the names differ.
     """
     started = time.perf_counter()
-    _check_settings(window_days, k_range, n_bootstrap, margin_rate)
+    _check_settings(window_days, k_range, n_bootstrap, margin_rate, levels)
     priors = Priors.from_template(template or load_scenario("retail"), stages)
     rng = np.random.default_rng(seed)
     setup = _setup(log, reference_time, holdout_after, observation_end, window_days, k_range, seed)
@@ -193,9 +196,7 @@ def calibrate(
         **contact,
     )
     scenario = assemble(fitted, out.frame())
-    if rates.panel is not None:  # histories to weigh: churn the rules cannot see, by likelihood
-        fitted = _with_unseen_churn(scenario, fitted, setup, boot, out, rng)
-        scenario = assemble(fitted, out.frame())
+    scenario = _by_likelihood(scenario, fitted, setup, rates.panel, levels, boot, out, rng)
     return CalibrationResult(
         scenario=scenario,
         parameters=out.frame(),
@@ -245,6 +246,28 @@ def _contact_and_moves(
         "notice_drop": notice_drop,
         "template_contact": template_contact,
     }
+
+
+def _by_likelihood(
+    scenario: Scenario,
+    fitted: FittedScenario,
+    setup: _Setup,
+    panel: PanelCounts | None,
+    levels: str,
+    boot: Bootstrap,
+    out: ParameterTable,
+    rng: np.random.Generator,
+) -> Scenario:
+    """The fits that weigh whole histories under the assembled twin: churn the rules cannot
+    see (with a panel), then each customer's own levels (``levels="auto"``)."""
+    if panel is not None:
+        fitted = _with_unseen_churn(scenario, fitted, setup, boot, out, rng)
+        scenario = assemble(fitted, out.frame())
+    if levels == "auto":
+        ids = setup.people.table.index
+        fit = fit_levels(scenario, setup.log, setup.reference, ids, boot, out, rng)
+        scenario = assemble(replace(fitted, heterogeneity=fit.heterogeneity()), out.frame())
+    return scenario
 
 
 def _with_unseen_churn(
@@ -325,7 +348,10 @@ def _setup(
 
 
 # ------------------------------------------------------------------------------------ pieces
-def _check_settings(window_days: int, k_range: range, n_bootstrap: int, margin_rate: float) -> None:
+def _check_settings(
+    window_days: int, k_range: range, n_bootstrap: int, margin_rate: float, levels: str
+) -> None:
+    check_mode(levels)
     if not isinstance(window_days, int) or window_days < 1:
         raise EventLogError(f"window_days: expected a positive whole number, got {window_days!r}")
     if len(k_range) == 0 or min(k_range) < 2:
