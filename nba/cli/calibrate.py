@@ -43,6 +43,14 @@ ObservationEndOption = Annotated[
         "an event at or after it is an error. Default: the midnight (UTC) after the last event.",
     ),
 ]
+LevelsOption = Annotated[
+    str,
+    typer.Option(
+        "--levels",
+        help="auto: fit each customer's own purchase-rate levels (their number chosen by the "
+        "fit; the scenario's heterogeneity block); none: one level.",
+    ),
+]
 ReferenceTimeOption = Annotated[
     str | None, typer.Option("--reference-time", help="Calibration cutoff (ISO 8601).")
 ]
@@ -132,6 +140,7 @@ def calibrate(
     window_days: WindowOption = 14,
     reference_time: ReferenceTimeOption = None,
     observation_end: ObservationEndOption = None,
+    levels: LevelsOption = "none",
     max_personas: Annotated[int, typer.Option("--max-personas", min=2)] = 12,
     bootstrap: Annotated[int, bootstrap_option(20)] = 200,
     seed: Annotated[int, seed_option("Seed of the holdout split, clustering and bootstrap.")] = 0,
@@ -169,6 +178,7 @@ def calibrate(
             window_days=window_days,
             holdout_after=holdout_after,
             observation_end=observation_end,
+            levels=levels,
             name=name,
             k_range=range(2, max_personas + 1),
             n_bootstrap=bootstrap,

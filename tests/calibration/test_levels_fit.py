@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
+from typer.testing import CliRunner
 
 from nba.calibration import fit as fit_module
-from nba.calibration import levels
+from nba.calibration import levels, save_events
 from nba.calibration.bootstrap import Bootstrap
 from nba.calibration.events import EventLog, EventLogError
 from nba.calibration.fit import calibrate
 from nba.calibration.heterogeneity import tier_multipliers
 from nba.calibration.synthetic_bgnbd import simulate_bgnbd
 from nba.calibration.table import ParameterTable
+from nba.cli import app
 from nba.kernel import build_kernel
 from nba.scenarios import load_scenario
 from nba.twin import CustomerTwin
@@ -115,3 +119,20 @@ def test_a_calibrated_scenario_with_levels_validates_simulates_and_has_a_kernel(
     twin.reset(200, seed=0)
     assert set(np.unique(twin.state.rate_level)) == {0, 1, 2}
     assert build_kernel(scenario).n_states == twin.space.size
+
+
+def test_cli_levels_auto_writes_a_scenario_and_refuses_an_unknown_mode(
+    bgnbd_log, tmp_path: Path
+) -> None:
+    log, cutoff = bgnbd_log
+    events = tmp_path / "transactions.parquet"
+    save_events(log.between(None, cutoff), events)
+    out = tmp_path / "twin.yaml"
+    args = ["calibrate", "--events", str(events), "--out", str(out), "--bootstrap", "20"]
+    args += ["--max-personas", "3", "--no-mlflow"]
+    run = CliRunner().invoke(app, [*args, "--levels", "auto"])
+    assert run.exit_code == 0, run.output
+    table = (tmp_path / "twin_report" / "parameters.csv").read_text()
+    assert "heterogeneity.rate_variance" in table
+    bad = CliRunner().invoke(app, [*args, "--levels", "many"])
+    assert isinstance(bad.exception, EventLogError) and "levels" in str(bad.exception)
