@@ -86,8 +86,9 @@ def run_case(
     """Calibrate and forecast the twin, fit BG/NBD, compare on BG/NBD's customers."""
     started, cpu = time.perf_counter(), time.process_time()
     added = False
+    settings = {"n_bootstrap": args.bootstrap, "seed": 0, "levels": args.levels}
     try:
-        scenario = calibrate(log, holdout_after=cutoff, n_bootstrap=args.bootstrap, seed=0).scenario
+        scenario = calibrate(log, holdout_after=cutoff, **settings).scenario
     except NBAValidationError as error:  # purchase-only calibration is issue 15's work
         if (log.events["event"] == "sent").any():
             raise
@@ -95,7 +96,7 @@ def run_case(
         print(f"[{name}] calibrate failed on the purchase-only log ({error}); adding one send")
         log = with_send(log, log.events["timestamp"].min().floor("D"), seed=0)
         started, cpu = time.perf_counter(), time.process_time()
-        scenario = calibrate(log, holdout_after=cutoff, n_bootstrap=args.bootstrap, seed=0).scenario
+        scenario = calibrate(log, holdout_after=cutoff, **settings).scenario
     calibrate_s = time.perf_counter() - started
     rfm = rfm_summary(log.events, cutoff)
     days = int((end - cutoff) / DAY)
@@ -189,6 +190,9 @@ def main() -> None:
     parser.add_argument("--replicates", type=int, default=20, help="Monte Carlo runs")
     parser.add_argument("--bootstrap", type=int, default=200)
     parser.add_argument("--skip-cj", action="store_true", help="the synthetic log only")
+    parser.add_argument(
+        "--levels", choices=("none", "auto"), default="none", help="calibrate(levels=...)"
+    )
     args = parser.parse_args()
 
     synthetic = simulate_bgnbd(args.customers, seed=0)
