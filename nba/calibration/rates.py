@@ -101,7 +101,8 @@ def fit_rates(
         source = f"daily purchase panel over the {PANEL_DAYS} days before the reference time"
         if not rules_panel.stage_purchases.any():  # the rates would be zero, silently
             unseen = f", and the {people.window_days}-day window after it is past the record's end"
-            unseen = "" if window_seen else f"{unseen} ({pd.Timestamp(record_end).isoformat()})"
+            end = "" if record_end is None else record_end.isoformat()
+            unseen = "" if window_seen else f"{unseen} ({end})"
             raise EventLogError(
                 f"reference_time: no purchases in the {PANEL_DAYS} days before "
                 f"{reference.isoformat()} to fit purchase rates from{unseen}; give a "

@@ -85,7 +85,7 @@ class SyntheticBGNBD:
         """Each customer's number of purchases in ``[begin, end)``."""
         events = self.log.between(begin, end).events
         bought = events.loc[events["event"] == "purchased", "customer_id"]
-        rows = self.customer_ids.get_indexer(bought)
+        rows = self.customer_ids.get_indexer(pd.Index(bought))
         return np.bincount(rows, minlength=len(self.customer_ids))
 
 
