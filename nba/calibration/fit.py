@@ -163,7 +163,9 @@ def calibrate(
     _check_settings(window_days, k_range, n_bootstrap, margin_rate, levels)
     priors = Priors.from_template(template or load_scenario("retail"), stages)
     rng = np.random.default_rng(seed)
-    setup = _setup(log, reference_time, holdout_after, observation_end, window_days, k_range, seed)
+    setup = _setup(
+        log, reference_time, holdout_after, observation_end, window_days, k_range, seed, levels
+    )
     people = setup.people
     boot = Bootstrap.draw(len(people.table), n_bootstrap, rng)
     out = ParameterTable()
@@ -171,6 +173,9 @@ def calibrate(
     rates = fit_rates(
         setup.log, people, setup.rules, setup.reference, boot, priors, out, setup.record_end
     )
+    if levels == "auto":  # each customer's own levels carry the spread, not tiers by frequency
+        n = people.n_personas
+        rates = replace(rates, tiers=[np.ones(1)] * n, tier_cuts=[[] for _ in range(n)])
     baskets = fit_baskets(people, boot, out)
     contact = _contact_and_moves(setup, rates.panel, boot, priors, out, rng)
     fitted = FittedScenario(
@@ -305,8 +310,12 @@ def _setup(
     window_days: int,
     k_range: range,
     seed: int,
+    levels: str = "none",
 ) -> _Setup:
-    """Cut the log, take the snapshot, fit the stage rules and personas, place everyone."""
+    """Cut the log, take the snapshot, fit the stage rules and personas, place everyone.
+
+    With ``levels="auto"`` personas come from the customer table's attributes only (one
+    persona without any): recency and frequency are left to each customer's own levels."""
     end = _observation_end(log, observation_end)
     if holdout_after is not None:
         log = log.between(None, utc_time(holdout_after, "holdout_after"))
@@ -322,7 +331,7 @@ def _setup(
         notes.append(f"{log.dropped_duplicates} duplicate event rows were dropped")
     rules = StageRules.fit(log, reference)
     stage = rules.assign(table["recency_days"].to_numpy(), table["frequency"].to_numpy())
-    attributes = _persona_attributes(table)
+    attributes = _persona_attributes(table, behaviour=levels != "auto")
     contact = table["contact"].fillna("none").to_numpy()
     randomized = bool((contact == "held_out").any())
     outcomes = None
@@ -335,7 +344,10 @@ def _setup(
             }
         )
         outcomes = outcomes.loc[:, outcomes.nunique() > 1]
-    personas = PersonaModel.fit(attributes, k_range=k_range, seed=seed, outcomes=outcomes)
+    if levels == "auto" and attributes.columns.drop("customer_id").empty:
+        personas = PersonaModel.one()
+    else:
+        personas = PersonaModel.fit(attributes, k_range=k_range, seed=seed, outcomes=outcomes)
     persona = personas.assign(attributes)
     table = table.assign(persona=persona, stage=stage)
     snapshot = Snapshot(snapshot.reference, snapshot.window_days, table)
@@ -431,8 +443,9 @@ def _default_end(log: EventLog, holdout_after: pd.Timestamp | str | None) -> pd.
     return log.events["timestamp"].max().floor("D") + pd.Timedelta(days=1)
 
 
-def _persona_attributes(table: pd.DataFrame) -> pd.DataFrame:
-    """Attributes for clustering: RFM and tenure plus the customer table's columns.
+def _persona_attributes(table: pd.DataFrame, behaviour: bool = True) -> pd.DataFrame:
+    """Attributes for clustering: RFM and tenure (unless ``behaviour`` is False) plus the
+    customer table's columns.
 
     Tenure (days since the first purchase) turns frequency into a rate for customers known
     only briefly. A customer-table attribute missing for most customers is left out: its
@@ -455,5 +468,5 @@ def _persona_attributes(table: pd.DataFrame) -> pd.DataFrame:
         "redeemed", "unsubscribed",
     }  # fmt: skip
     extra = table[[c for c in table.columns if c not in skip and table[c].notna().mean() >= 0.5]]
-    usable = [c for c in rfm.columns if rfm[c].nunique(dropna=True) > 1]
+    usable = [c for c in rfm.columns if behaviour and rfm[c].nunique(dropna=True) > 1]
     return pd.concat([rfm[usable], extra], axis=1).reset_index()

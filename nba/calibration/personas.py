@@ -111,6 +111,13 @@ class PersonaModel:
         model.silhouette = scores
         return model
 
+    @classmethod
+    def one(cls) -> PersonaModel:
+        """A single persona over no features: a log without customer attributes, calibrated
+        with each customer's own levels (``levels="auto"``), whose spread in purchase rate the
+        levels carry instead of clusters on recency and frequency."""
+        return cls([], [], {}, [], [], [[]], explained={1: 1.0})
+
     def features(self, customers: pd.DataFrame) -> FloatArray:
         """The standardised feature matrix (missing numbers sit at the mean)."""
         missing = [c for c in [*self.numeric, *self.categorical] if c not in customers.columns]
@@ -180,14 +187,20 @@ class PersonaModel:
                 continue
             gap = members.mean(axis=0) - overall
             top = np.argsort(-np.abs(gap))[:3]
-            texts.append(", ".join(f"{names[j]} {'high' if gap[j] > 0 else 'low'}" for j in top))
+            text = ", ".join(f"{names[j]} {'high' if gap[j] > 0 else 'low'}" for j in top)
+            texts.append(text or "all customers")
         return texts
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "method": "k-means on "
+        method = (
+            "k-means on "
             + ("predicted response profiles" if self.profile else "standardised attributes")
-            + f"; k: fewest explaining {EXPLAINED_TARGET:.0%} of the variance",
+            + f"; k: fewest explaining {EXPLAINED_TARGET:.0%} of the variance"
+        )
+        if not self.numeric and not self.categorical:
+            method = "one persona: no customer attributes"
+        return {
+            "method": method,
             "numeric": self.numeric,
             "logged": self.logged,
             "categorical": self.categorical,

@@ -136,3 +136,19 @@ def test_cli_levels_auto_writes_a_scenario_and_refuses_an_unknown_mode(
     assert "heterogeneity.rate_variance" in table
     bad = CliRunner().invoke(app, [*args, "--levels", "many"])
     assert isinstance(bad.exception, EventLogError) and "levels" in str(bad.exception)
+
+
+def test_auto_levels_take_personas_from_attributes_only_one_without_any() -> None:
+    """Recency and frequency are left to each customer's own levels: a log with no customer
+    attributes is one persona, without rate tiers by frequency; the default still clusters RFM."""
+    synthetic = simulate_bgnbd(1_500, seed=3)
+    settings = {"holdout_after": synthetic.calibration_end, "n_bootstrap": 20, "seed": 0}
+    auto = calibrate(synthetic.log, levels="auto", **settings)
+    assert auto.persona_model.k == 1
+    assert auto.persona_model.numeric == [] and auto.persona_model.categorical == {}
+    assert auto.scenario.calibration.persona_tiers == [1]
+    assert [p.name for p in auto.scenario.personas] == ["persona_0"]
+    assert auto.scenario.personas[0].description == "all customers"
+    none = calibrate(synthetic.log, **settings)
+    assert "frequency" in none.persona_model.numeric
+    assert none.persona_model.k >= 2
