@@ -57,7 +57,14 @@ from nba.calibration.events import EventLog, EventLogError, utc_time
 from nba.calibration.levels import check_mode, fit_levels
 from nba.calibration.personas import PersonaModel
 from nba.calibration.priors import Priors
-from nba.calibration.rates import MIN_GROUP, THIRDS, Customers, fit_baskets, fit_rates
+from nba.calibration.rates import (
+    MIN_GROUP,
+    THIRDS,
+    Customers,
+    RateFit,
+    fit_baskets,
+    fit_rates,
+)
 from nba.calibration.response import (
     MIN_ATTENTION,
     NO_SENDS,
@@ -126,6 +133,21 @@ class _Setup:
     notes: list[str]
 
 
+def _rates(
+    setup: _Setup, boot: Bootstrap, priors: Priors, out: ParameterTable, levels: str
+) -> RateFit:
+    """Purchase rates; with ``levels="auto"`` each customer's own levels carry the spread, so
+    no persona is split into tiers by purchase frequency."""
+    people = setup.people
+    rates = fit_rates(
+        setup.log, people, setup.rules, setup.reference, boot, priors, out, setup.record_end
+    )
+    if levels == "auto":
+        n = people.n_personas
+        rates = replace(rates, tiers=[np.ones(1)] * n, tier_cuts=[[] for _ in range(n)])
+    return rates
+
+
 def calibrate(
     log: EventLog,
     *,
@@ -170,12 +192,7 @@ def calibrate(
     boot = Bootstrap.draw(len(people.table), n_bootstrap, rng)
     out = ParameterTable()
     shares, initial = _shares(people, boot, out)
-    rates = fit_rates(
-        setup.log, people, setup.rules, setup.reference, boot, priors, out, setup.record_end
-    )
-    if levels == "auto":  # each customer's own levels carry the spread, not tiers by frequency
-        n = people.n_personas
-        rates = replace(rates, tiers=[np.ones(1)] * n, tier_cuts=[[] for _ in range(n)])
+    rates = _rates(setup, boot, priors, out, levels)
     baskets = fit_baskets(people, boot, out)
     contact = _contact_and_moves(setup, rates.panel, boot, priors, out, rng)
     fitted = FittedScenario(

@@ -157,13 +157,23 @@ def _whole_number(value: Any) -> int | None:
 
 
 def _timestamp(value: Any, name: str) -> datetime:
+    """The batch's decision time, to the nanosecond like the rows' timestamps.
+
+    ``datetime`` keeps microseconds only: a contact at ``...01.5001993Z`` would otherwise be
+    "in the future" of a decision time given as the very same text.
+    """
     if not isinstance(value, str):
         raise ServiceError(422, f"{name}: expected an ISO 8601 timestamp, got {_json_kind(value)}")
     try:
         moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         raise ServiceError(422, f"{name}: cannot parse timestamp {_cut(value)!r}") from None
-    return moment
+    try:
+        precise = pd.Timestamp(value)
+    except (ValueError, OverflowError):  # outside pandas' years: the schema words the refusal
+        return moment
+    same_instant = precise.floor("us").to_pydatetime() == moment
+    return precise if same_instant and precise.tzinfo == moment.tzinfo else moment
 
 
 def _json_kind(value: Any) -> str:

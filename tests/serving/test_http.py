@@ -167,6 +167,25 @@ def test_batch_answers_as_score_batch_with_capacity_and_as_of(
         assert body["decisions"] == _roundtrip(_frame_records(expected))
 
 
+@pytest.mark.integration
+def test_a_contact_at_the_decision_time_to_the_nanosecond_is_not_in_the_future(
+    served: Server, scorer: PolicyScorer
+) -> None:
+    """The batch's as_of is read to the nanosecond like the rows' timestamps (found by
+    schemathesis: ``...01.5001993Z`` as both was refused as a contact in the future)."""
+    moment = "2000-02-29T23:54:01.5001993Z"
+    row = customer()
+    for column in scorer.schema.days_columns:
+        row.pop(column, None)
+    row.update({column: moment for column in scorer.schema.last_contact_columns})
+    answer = served.post("/decide/batch", {"customers": [row], "as_of": moment})
+    assert answer.status_code == 200, answer.text
+    expected = scorer.score_batch(pd.DataFrame([row]), as_of=pd.Timestamp(moment))
+    assert answer.json()["decisions"] == _roundtrip(_frame_records(expected))
+    later = served.post("/decide/batch", {"customers": [row], "as_of": "2000-02-29T23:54:01.5Z"})
+    assert later.status_code == 422 and "in the future" in later.text  # 199.3 us before it
+
+
 # --------------------------------------------------------------------------------- refusals
 DEEP = b"[" * 100_000 + b"]" * 100_000
 
