@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -67,20 +68,7 @@ def test_exact_forecast_is_the_mean_of_the_twin_from_the_same_belief(scenario_na
     twin = CustomerTwin(scenario, seed=7, tabulate=True)
     persona, stage = belief.sample(copies, np.random.default_rng(5))
     twin.set_state(twin.space.rested_state(persona, stage))
-    bought, revenue = np.zeros(n * copies), np.zeros(n * copies)
-    for d in range(days):
-        step = twin.step(np.tile(plan[d], copies))
-        bought += step.bought
-        revenue += step.revenue
-    alive = twin.state.stage != ScenarioArrays.from_scenario(scenario).churn_stage
-    for exact_mean, draws in (
-        (exact.purchases, bought),
-        (exact.spend, revenue),
-        (exact.p_alive_end, alive.astype(float)),
-    ):
-        draws = draws.reshape(copies, n)
-        error = draws.std(axis=0, ddof=1) / np.sqrt(copies)
-        assert np.all(np.abs(draws.mean(axis=0) - exact_mean) < 4 * error + 1e-12)
+    _assert_within_monte_carlo(twin, exact, plan, n, copies)
     np.testing.assert_allclose(exact.p_alive_start, 1.0 - belief.churned)
 
 
@@ -198,20 +186,7 @@ def test_exact_forecast_with_levels_is_the_mean_of_the_twin_from_the_same_belief
     drawn = belief.draw(copies, np.random.default_rng(10))
     persona, stage = drawn.pop("persona"), drawn.pop("stage")
     twin.set_state(twin.space.rested_state(persona, stage, **drawn))
-    bought, revenue = np.zeros(n * copies), np.zeros(n * copies)
-    for d in range(days):
-        step = twin.step(np.tile(plan[d], copies))
-        bought += step.bought
-        revenue += step.revenue
-    alive = twin.state.stage != ScenarioArrays.from_scenario(scenario).churn_stage
-    for exact_mean, draws in (
-        (exact.purchases, bought),
-        (exact.spend, revenue),
-        (exact.p_alive_end, alive.astype(float)),
-    ):
-        draws = draws.reshape(copies, n)
-        error = draws.std(axis=0, ddof=1) / np.sqrt(copies)
-        assert np.all(np.abs(draws.mean(axis=0) - exact_mean) < 4 * error + 1e-12)
+    _assert_within_monte_carlo(twin, exact, plan, n, copies)
 
 
 def test_the_heavy_level_forecasts_more_than_the_light_and_summed_levels_are_refused() -> None:
@@ -365,3 +340,25 @@ def test_cli_forecast_bad_input_is_one_line(
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1
     assert not out.exists()
+
+
+def _assert_within_monte_carlo(
+    twin: CustomerTwin, exact: Any, plan: np.ndarray, n: int, copies: int
+) -> None:
+    """Exact expectations within 4 standard errors of ``copies`` twin runs of each customer
+    (the twin already holds the copies' start states, copy-major)."""
+    days = plan.shape[0]
+    bought, revenue = np.zeros(n * copies), np.zeros(n * copies)
+    for d in range(days):
+        step = twin.step(np.tile(plan[d], copies))
+        bought += step.bought
+        revenue += step.revenue
+    alive = twin.state.stage != twin.arrays.churn_stage
+    for exact_mean, draws in (
+        (exact.purchases, bought),
+        (exact.spend, revenue),
+        (exact.p_alive_end, alive.astype(float)),
+    ):
+        draws = draws.reshape(copies, n)
+        error = draws.std(axis=0, ddof=1) / np.sqrt(copies)
+        assert np.all(np.abs(draws.mean(axis=0) - exact_mean) < 4 * error + 1e-12)

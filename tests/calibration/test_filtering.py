@@ -108,12 +108,10 @@ def test_forward_filter_is_exact_bayes_on_short_histories() -> None:
         assert belief.log_likelihood[row] == pytest.approx(evidence, rel=1e-9)
 
 
-def test_filter_places_simulated_customers_by_their_own_history() -> None:
-    scenario = _scenario(rates=(0.03, 0.30, 0.10))
-    twin = CustomerTwin(scenario, seed=11)
-    n, days = 600, 120
-    twin.reset(n)
-    truth = twin.state.persona.copy()
+def _simulated_purchases(
+    twin: CustomerTwin, n: int, days: int
+) -> tuple[np.ndarray, EventLog, pd.Index]:
+    """(n, days) purchases of ``n`` customers left alone for ``days``, and them as a log."""
     bought = np.stack([twin.step(np.zeros(n, dtype=np.int64)).bought for _ in range(days)], 1)
     who, day = np.nonzero(bought)
     log = EventLog.from_frames(
@@ -125,7 +123,16 @@ def test_filter_places_simulated_customers_by_their_own_history() -> None:
             }
         )
     )
-    ids = pd.Index(np.arange(n).astype(str))
+    return bought, log, pd.Index(np.arange(n).astype(str))
+
+
+def test_filter_places_simulated_customers_by_their_own_history() -> None:
+    scenario = _scenario(rates=(0.03, 0.30, 0.10))
+    twin = CustomerTwin(scenario, seed=11)
+    n, days = 600, 120
+    twin.reset(n)
+    truth = twin.state.persona.copy()
+    bought, log, ids = _simulated_purchases(twin, n, days)
     belief = filter_states(scenario, log, START + pd.Timedelta(days=days), ids)
     persona, _ = belief.most_likely()
     alive = ~np.isin(twin.state.stage, [scenario.stage_names.index("churned")])
@@ -316,18 +323,7 @@ def test_filter_finds_each_simulated_customers_own_rate_level() -> None:
     n, days = 1500, 180
     twin.reset(n)
     truth = twin.state.rate_level.copy()
-    bought = np.stack([twin.step(np.zeros(n, dtype=np.int64)).bought for _ in range(days)], 1)
-    who, day = np.nonzero(bought)
-    log = EventLog.from_frames(
-        pd.DataFrame(
-            {
-                "customer_id": who.astype(str),
-                "timestamp": START + pd.to_timedelta(day, unit="D") + pd.Timedelta(hours=12),
-                "event": "purchased",
-            }
-        )
-    )
-    ids = pd.Index(np.arange(n).astype(str))
+    bought, log, ids = _simulated_purchases(twin, n, days)
     belief = filter_states(scenario, log, START + pd.Timedelta(days=days), ids)
     np.testing.assert_allclose(belief.rate_level.sum(axis=1), 1.0, rtol=1e-12)
     heavy = bought.sum(axis=1) >= 8
