@@ -16,6 +16,7 @@ the CDNOW sample (2,357 customers, weeks): r=0.243, alpha=4.414, a=0.793, b=2.42
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -195,18 +196,26 @@ def _log_likelihood(
     return common + np.logaddexp(alive, dead)
 
 
+def finite_vector(
+    name: str, values: Any, error: type[NBAValidationError] = NBAValidationError
+) -> np.ndarray:
+    """A non-empty 1-d float array of finite values, or ``error`` naming ``name``."""
+    try:
+        array = np.asarray(values, dtype=float)
+    except (TypeError, ValueError) as problem:
+        raise error(f"{name}: not numeric ({problem})") from None
+    if array.ndim != 1 or array.size == 0:
+        raise error(f"{name}: expected a non-empty 1-d array, got shape {array.shape}")
+    if not np.isfinite(array).all():
+        raise error(f"{name}: contains NaN or infinite values")
+    return array
+
+
 def _check(frequency: _Array, recency: _Array, T: _Array) -> tuple[np.ndarray, ...]:
     """Float arrays of equal length with 0 <= recency <= T, integer frequency >= 0."""
     arrays = []
     for name, values in (("frequency", frequency), ("recency", recency), ("T", T)):
-        try:
-            array = np.asarray(values, dtype=float)
-        except (TypeError, ValueError) as error:
-            raise BGNBDError(f"{name}: not numeric ({error})") from None
-        if array.ndim != 1 or array.size == 0:
-            raise BGNBDError(f"{name}: expected a non-empty 1-d array, got shape {array.shape}")
-        if not np.isfinite(array).all():
-            raise BGNBDError(f"{name}: contains NaN or infinite values")
+        array = finite_vector(name, values, BGNBDError)
         if (array < 0).any():
             raise BGNBDError(f"{name}: contains negative values")
         arrays.append(array)

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from nba.calibration.bgnbd import finite_vector
 from nba.calibration.bootstrap import Bootstrap, interval, safe_ratio
 from nba.errors import NBAValidationError
 from nba.types import FloatArray
@@ -169,12 +170,4 @@ def _row(model: str, metric: str, replicates: FloatArray) -> dict[str, object]:
 
 
 def _array(name: str, values: FloatArray) -> FloatArray:
-    try:
-        array = np.asarray(values, dtype=float)
-    except (TypeError, ValueError) as error:
-        raise ComparisonError(f"{name}: not numeric ({error})") from None
-    if array.ndim != 1 or array.size == 0:
-        raise ComparisonError(f"{name}: expected a non-empty 1-d array, got shape {array.shape}")
-    if not np.isfinite(array).all():
-        raise ComparisonError(f"{name}: contains NaN or infinite values")
-    return array
+    return finite_vector(name, values, ComparisonError)

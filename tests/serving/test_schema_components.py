@@ -22,23 +22,12 @@ from nba.serving.request_fields import fields_table
 from nba.serving.schema import OneCustomer, ParsedRequest, RequestSchema, ScoringInputError
 from nba.state import COMPONENTS, StateComponent, StateSpace
 from nba.state_components import RequestField
+from tests.test_state_components import LOYALTY, TIERS
 
 from .conftest import customer, frame
 
 AS_OF = pd.Timestamp("2026-11-23T12:00:00Z")
-TIERS = ["bronze", "silver", "gold"]
 
-LOYALTY = StateComponent(  # a required category, as tests/test_state_components.py declares it
-    name="loyalty_tier",
-    kind="category",
-    radices=lambda a: [len(TIERS)],
-    sources=lambda a: ["loyalty tiers"],
-    labels=lambda a: list(TIERS),
-    rested=0,
-    response=True,
-    request=RequestField("loyalty_tier", "loyalty tier name"),
-    doc="loyalty tier",
-)
 VISITS = StateComponent(  # an optional level: left out, it is the rested value
     name="visits",
     kind="level",
