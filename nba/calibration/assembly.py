@@ -59,6 +59,7 @@ class FittedScenario:
     observation_end: pd.Timestamp | None = None  # the explicit end of the record, if given
     template_contact: bool = False  # no sends logged: channels/offers/actions are the template's
     heterogeneity: dict[str, Any] | None = None  # each customer's own levels (levels.py), if fitted
+    history_start: str | None = None  # how the filter reads its customers, where not the default
 
 
 def assemble(fit: FittedScenario, parameters: pd.DataFrame) -> Scenario:
@@ -244,8 +245,11 @@ def _calibration(fit: FittedScenario, parameters: pd.DataFrame) -> dict[str, Any
 
 def _provenance(fit: FittedScenario) -> dict[str, Any]:
     """Observables only some calibrations have (absent otherwise, so older twins are unchanged):
-    ``sends_logged: false`` for a purchase-only log, and the explicit ``observation_end``."""
+    ``sends_logged: false`` for a purchase-only log, the explicit ``observation_end``, and
+    ``history_start`` where the filter should read customers other than from the log's start."""
     extra: dict[str, Any] = {"sends_logged": False} if fit.template_contact else {}
     if fit.observation_end is not None:
         extra["observation_end"] = fit.observation_end.isoformat()
+    if fit.history_start is not None:
+        extra["history_start"] = fit.history_start
     return extra

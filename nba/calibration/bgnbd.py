@@ -110,7 +110,7 @@ class BGNBD:
 
         def loss(theta: np.ndarray) -> float:
             r, alpha, a, b = np.exp(theta)
-            value = -np.mean(_log_likelihood(r, alpha, a, b, x, t_x, big_t))
+            value = -np.mean(customer_log_likelihood(r, alpha, a, b, x, t_x, big_t))
             return float(value + self.penalizer * np.sum(np.exp(2 * theta)))
 
         start = np.log([1.0, scale, 1.0, 1.0])
@@ -137,7 +137,8 @@ class BGNBD:
         """Total log-likelihood of these customers under the current parameters."""
         self._check_fitted()
         x, t_x, big_t = _check(frequency, recency, T)
-        return float(np.sum(_log_likelihood(self.r_, self.alpha_, self.a_, self.b_, x, t_x, big_t)))
+        terms = customer_log_likelihood(self.r_, self.alpha_, self.a_, self.b_, x, t_x, big_t)
+        return float(np.sum(terms))
 
     def p_alive(self, frequency: _Array, recency: _Array, T: _Array) -> np.ndarray:
         """Probability each customer is still alive at ``T`` (1 for those who never repeated)."""
@@ -180,10 +181,18 @@ class BGNBD:
             raise BGNBDError("BGNBD: not fitted yet; call fit(frequency, recency, T) first")
 
 
-def _log_likelihood(
-    r: float, alpha: float, a: float, b: float, x: np.ndarray, t_x: np.ndarray, big_t: np.ndarray
+def customer_log_likelihood(
+    r: float,
+    alpha: float | np.ndarray,
+    a: float,
+    b: float,
+    x: np.ndarray,
+    t_x: np.ndarray,
+    big_t: np.ndarray,
 ) -> np.ndarray:
-    """Per-customer log-likelihood, equation (6) of Fader, Hardie & Lee (2005)."""
+    """Per-customer log-likelihood, equation (6) of Fader, Hardie & Lee (2005); ``alpha`` may
+    be one per customer (a covariate on the rate scale)."""
+    alpha = np.broadcast_to(np.asarray(alpha, dtype=float), x.shape)
     common = special.gammaln(r + x) - special.gammaln(r) + r * np.log(alpha)
     alive = special.betaln(a, b + x) - special.betaln(a, b) - (r + x) * np.log(alpha + big_t)
     rep = x > 0
@@ -191,7 +200,7 @@ def _log_likelihood(
     dead[rep] = (
         special.betaln(a + 1.0, b + x[rep] - 1.0)
         - special.betaln(a, b)
-        - (r + x[rep]) * np.log(alpha + t_x[rep])
+        - (r + x[rep]) * np.log(alpha[rep] + t_x[rep])
     )
     return common + np.logaddexp(alive, dead)
 

@@ -302,7 +302,7 @@ def forecast_customers(
     *,
     cutoff: pd.Timestamp | str | None = None,
     customer_ids: pd.Index | None = None,
-    history_start: str = "log",
+    history_start: str | None = None,
     lookback_days: int = DEFAULT_LOOKBACK_DAYS,
 ) -> pd.DataFrame:
     """One row per customer: exact expected purchases, baskets, spend and P(alive) in the

@@ -38,7 +38,7 @@ from nba.types import BoolArray, FloatArray, IntArray
 
 DAY = pd.Timedelta(days=1)
 DEFAULT_LOOKBACK_DAYS = 365
-HISTORY_STARTS = ("log", "first_event")
+HISTORY_STARTS = ("log", "first_event", "first_purchase")
 
 
 @dataclass(frozen=True)
@@ -142,7 +142,7 @@ def filter_states(
     customer_ids: pd.Index | None = None,
     *,
     lookback_days: int = DEFAULT_LOOKBACK_DAYS,
-    history_start: str = "log",
+    history_start: str | None = None,
     chunk: int = 20_000,
 ) -> StateBelief:
     """Posterior (persona, stage) of each customer at ``cutoff`` from their history before it.
@@ -158,9 +158,16 @@ def filter_states(
         purchase on (Complete Journey); ``"first_event"``: each customer is observed from
         their own first event (a sign-up, a first purchase), so a customer who arrived later
         is not read as quiet before arriving; until then their belief is the prior.
+        ``"first_purchase"``: each customer is observed from their own first purchase, which
+        is their start, not evidence of how often they buy (BG/NBD's convention: a log of
+        purchases only holds customers *because* they bought, so reading that purchase as
+        evidence would place everyone among the heavy buyers). That day moves the customer
+        from the journey's entry stage (the scenario's first) as a purchase does, and adds
+        nothing to the likelihood. ``None``: the scenario's own (:func:`history_start_of`).
     :param chunk: customers per block of the recursion (bounds memory: chunk x days booleans).
     """
     end = utc_time(cutoff, "cutoff")
+    history_start = history_start or history_start_of(scenario)
     _check_settings(lookback_days, history_start, chunk)
     history = log.events[log.events["timestamp"] < end]
     if history.empty:
@@ -188,7 +195,7 @@ def filter_states(
     plan_rows, plan_days, plan_actions = daily_actions(scenario, history, ids, start, days)
 
     n = len(ids)
-    first_day = _first_days(before_cutoff, ids, start, days, history_start)
+    first_day, given_day = _first_days(before_cutoff, ids, start, days, history_start)
     prior = _type_prior(arrays)  # (T, K): types are persona x rate level x dropout level
     probs = np.empty((n, prior.shape[0], arrays.n_stages))
     log_likelihood = np.zeros(n)
@@ -201,9 +208,22 @@ def filter_states(
         mine = (plan_rows >= lo) & (plan_rows < hi)
         action[plan_rows[mine] - lo, plan_days[mine]] = plan_actions[mine]
         probs[lo:hi], log_likelihood[lo:hi] = _forward(
-            prior, purchase, action, first_day[lo:hi], bought_kernel, quiet_kernel, ids[lo:hi]
+            prior,
+            purchase,
+            action,
+            (first_day[lo:hi], given_day[lo:hi]),
+            (bought_kernel, quiet_kernel),
+            ids[lo:hi],
         )
     return _belief(arrays, ids, probs, log_likelihood, start, days)
+
+
+def history_start_of(scenario: Scenario) -> str:
+    """How the scenario's customers are read: as its calibration recorded (a twin with each
+    customer's own levels reads them from their first purchase), else ``"log"``."""
+    calibration = scenario.calibration
+    recorded = calibration.observables.get("history_start") if calibration else None
+    return str(recorded) if recorded in HISTORY_STARTS else "log"
 
 
 def _belief(
@@ -235,16 +255,24 @@ def _belief(
 
 def _first_days(
     events: pd.DataFrame, ids: pd.Index, start: pd.Timestamp, days: int, history_start: str
-) -> IntArray:
-    """(N,) the day each customer is observed from (``days``: never, the prior stands)."""
+) -> tuple[IntArray, IntArray]:
+    """(N,) the day each customer is observed from (``days``: never, the prior stands), and
+    (N,) the day of the purchase that is their start (-1: none, with ``"first_purchase"``
+    only, and only where that purchase is in the days read)."""
     first_day = np.zeros(len(ids), dtype=np.int64)
-    if history_start == "first_event":
+    given_day = np.full(len(ids), -1, dtype=np.int64)
+    if history_start != "log":
+        if history_start == "first_purchase":
+            events = events[events["event"] == "purchased"]
         who = events["customer_id"].astype(str)
         stamps = events.groupby(who)["timestamp"].min().reindex(ids)
         observed = stamps.notna().to_numpy()
         first_day[~observed] = days  # no event at all: never observed
-        first_day[observed] = np.maximum(_day_index(stamps[observed], start), 0)
-    return first_day
+        day = _day_index(stamps[observed], start)
+        first_day[observed] = np.maximum(day, 0)
+        if history_start == "first_purchase":
+            given_day[np.flatnonzero(observed)[day >= 0]] = day[day >= 0]
+    return first_day, given_day
 
 
 def _check_settings(lookback_days: int, history_start: str, chunk: int) -> None:
@@ -318,16 +346,24 @@ def _forward(
     prior: FloatArray,
     purchase: BoolArray,
     action: IntArray,
-    first_day: IntArray,
-    bought_kernel: FloatArray,
-    quiet_kernel: FloatArray,
+    observed_from: tuple[IntArray, IntArray],
+    kernels: tuple[FloatArray, FloatArray],
     names: pd.Index,
 ) -> tuple[FloatArray, FloatArray]:
     """Normalised forward recursion; returns the (n, T, K) belief and (n,) log-likelihood.
 
     The belief is kept type-major, (T, n, K), so each day is one stacked matrix product per
     type (persona and levels never change; stage moves by the type's K x K kernel).
+    ``observed_from`` is each customer's first observed day and the day of the purchase that
+    starts them (-1: none); that purchase is conditioned on: the customer moves from the
+    journey's entry stage (the scenario's first) as after a purchase, the types keep their
+    prior odds and the likelihood gains nothing.
     """
+    first_day, given_day = observed_from
+    bought_kernel, quiet_kernel = kernels
+    given = _given_purchase(bought_kernel) if (given_day >= 0).any() else bought_kernel
+    entry = np.zeros_like(prior)
+    entry[:, 0] = prior.sum(axis=1)
     n, days = purchase.shape
     belief = np.broadcast_to(prior[:, None, :], (prior.shape[0], n, prior.shape[1])).copy()
     log_likelihood = np.zeros(n)
@@ -350,6 +386,10 @@ def _forward(
         waiting = np.flatnonzero(first_day > d)
         if waiting.size:  # not observed yet: neither evidence nor time
             nxt[:, waiting] = belief[:, waiting]
+        starting = np.flatnonzero(given_day == d)
+        if starting.size:  # from the journey's entry stage, as a customer before buying
+            kernel = given[action[starting, d]]
+            nxt[:, starting] = np.einsum("pk,mpkj->pmj", entry, kernel)
         total = nxt.sum(axis=(0, 2))
         if (total <= 0).any():
             who = names[int(np.flatnonzero(total <= 0)[0])]
@@ -360,7 +400,18 @@ def _forward(
         np.divide(nxt, total[None, :, None], out=nxt)
         belief, nxt = nxt, belief
         log_likelihood += np.log(total)
+        log_likelihood[starting] -= np.log(total[starting])
     return np.ascontiguousarray(belief.transpose(1, 0, 2)), log_likelihood
+
+
+def _given_purchase(bought_kernel: FloatArray) -> FloatArray:
+    """(A, T, K, K) the stage moves given a purchase from each (type, stage): the purchase
+    kernel's rows divided by the purchase probability (zero rows where none can buy)."""
+    odds = bought_kernel.sum(axis=-1, keepdims=True)
+    given: FloatArray = np.divide(
+        bought_kernel, odds, out=np.zeros_like(bought_kernel), where=odds > 0
+    )
+    return given
 
 
 def _day_index(stamps: pd.Series, start: pd.Timestamp) -> IntArray:

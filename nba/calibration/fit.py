@@ -282,13 +282,16 @@ def _by_likelihood(
 ) -> Scenario:
     """The fits that weigh whole histories under the assembled twin: churn the rules cannot
     see (with a panel), then each customer's own levels (``levels="auto"``)."""
+    if levels == "auto":  # each customer's own levels; nobody churns unseen on a quiet day
+        people = setup.people
+        fit = fit_levels(
+            setup.log, setup.record_end, people.table.index, people.persona, people.n_personas,
+            boot, out,
+        )  # fmt: skip
+        return assemble(fit.apply(fitted, out), out.frame())
     if panel is not None:
         fitted = _with_unseen_churn(scenario, fitted, setup, boot, out, rng)
         scenario = assemble(fitted, out.frame())
-    if levels == "auto":
-        ids = setup.people.table.index
-        fit = fit_levels(scenario, setup.log, setup.reference, ids, boot, out, rng)
-        scenario = assemble(replace(fitted, heterogeneity=fit.heterogeneity()), out.frame())
     return scenario
 
 

@@ -140,7 +140,7 @@ def forecast_audit(
     count_bins: int | None = None,
     actions: str = "logged",
     placement: str = "filtered",
-    history_start: str = "log",
+    history_start: str | None = None,
     seed: int = 0,
 ) -> ForecastAudit:
     """Forecast every customer's purchases in ``[holdout_start, holdout_end)``; compare.
@@ -154,8 +154,8 @@ def forecast_audit(
         posterior persona and stage given their history, :mod:`nba.calibration.filtering`) or
         ``"rules"`` (the persona model and the recency/frequency stage rules).
     :param history_start: where the filter starts reading each customer: ``"log"`` (a panel,
-        everyone from the log's first purchase) or ``"first_event"`` (their own first event);
-        see :func:`filter_states`.
+        everyone from the log's first purchase), ``"first_event"`` (their own first event) or
+        ``"first_purchase"``; default the scenario's own; see :func:`filter_states`.
     """
     start, end = utc_time(holdout_start, "holdout_start"), utc_time(holdout_end, "holdout_end")
     days = _check_settings(start, end, replicates, actions, placement, history_start)
@@ -231,7 +231,7 @@ def _check_settings(
         raise EventLogError(f"actions: {actions!r} is neither 'logged' nor 'none'")
     if placement not in PLACEMENTS:
         raise EventLogError(f"placement: {placement!r} is not one of {list(PLACEMENTS)}")
-    if history_start not in HISTORY_STARTS:
+    if history_start is not None and history_start not in HISTORY_STARTS:
         raise EventLogError(
             f"history_start: {history_start!r} is not one of {list(HISTORY_STARTS)}"
         )

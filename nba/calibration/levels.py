@@ -1,89 +1,55 @@
-"""Each customer's own purchase-rate and dropout levels, fitted by the twin's own likelihood.
+"""Each customer's own purchase-rate and dropout levels, and the twin that carries them.
 
-Within a persona, customers still differ in how often they buy and how soon they drop out
-(BG/NBD's gamma and beta mixing distributions). The twin keeps a finite state by giving each
-customer one of K latent rate levels and one of D dropout levels (:mod:`nba.scenario_levels`).
+Within a persona, customers still differ in how often they buy and how soon they drop out; a
+twin of segments forecasts too flat (one-time buyers too high, the heaviest buyers too low).
+With ``calibrate(levels="auto")`` the spread comes from BG/NBD's mixing distributions fitted to
+the log (:mod:`nba.calibration.mixing`: a gamma rate with a scale per persona, a beta dropout
+after each repeat purchase) and is cut into levels: a customer's rate level multiplies their
+persona's purchase rate, their dropout level the chance of dropping out after a purchase.
 
-Why by likelihood, not by moments of panel counts: personas are clusters on recency and
-frequency, so counts *within* a persona are no freer than the clustering let them be (on a
-BG/NBD log with a gamma shape of 0.25 the within-persona moment and negative-binomial fits both
-find no spread at all). The twin as a hidden Markov model, with persona latent, weighs each
-whole purchase history instead (:func:`nba.calibration.filtering.filter_states`), as the
-unseen churn fit does (:func:`nba.calibration.transitions.unseen_churn`).
+The twin's purchase process then *is* that model, in days: in every stage a customer is alive
+in, they buy at the persona's rate times their level's (the stage multipliers are 1: the
+levels carry who buys more, where recency and frequency stages would absorb it and count it
+twice), and after a purchase they move to the churn stage with their level's probability; the
+first purchase starts a life and never ends it (entry stage). Nobody churns on a quiet day:
+a long silence is evidence of an earlier dropout, as in BG/NBD. Stages still move as the rules
+say (active, loyal, lapsed), so rules, offers and policies can use them.
 
-The fit, on a seeded subset of at most :data:`LEVEL_FIT_CUSTOMERS` histories:
-
-1. the rate spread: the variance ``phi`` of a gamma rate multiplier with mean 1, on the grid
-   :data:`SPREAD_GRID`, each point as :data:`GRID_LEVELS` equal-share levels at the
-   conditional means of the gamma's equal-probability bins (mean multiplier 1: the persona's
-   rate stays the mean), one dropout level;
-2. the number of levels, by a stated rule: one unless the spread beats none by a
-   likelihood-ratio test at 1% (:data:`LR_CRITICAL`); else the smallest count whose
-   log-likelihood gain over one level is at least :data:`KEPT_GAIN` of the most allowed
-   (:data:`MAX_RATE_LEVELS`: the state space and the filter's work grow with it).
-
-Intervals: each bootstrap replicate reweighs the same per-customer log-likelihoods (one matrix
-product per grid) and picks its own spread, refined by a parabola between grid points; the
-levels' multipliers follow replicate by replicate.
-
-Dropout: one level, marked ``assumed``. The same fit of a mean-1 multiplier on the moves into
-the churn stage (a beta of tiny mean is a gamma, so the same bins would serve) was tried and is
-not trusted: on a log drawn from the retail twin with no dropout spread at all, it preferred
-the grid's largest spread, significantly.
+Read customers from their first purchase (``history_start="first_purchase"``, recorded in the
+scenario): the log holds them because they bought, so that purchase is their start, not
+evidence of their rate.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from nba.calibration.assembly import FittedScenario
 from nba.calibration.bootstrap import Bootstrap
 from nba.calibration.events import EventLog, EventLogError
-from nba.calibration.filtering import filter_states
-from nba.calibration.heterogeneity import tier_multipliers
+from nba.calibration.mixing import (
+    BUCKET_TOLERANCE,
+    TOTAL_TOLERANCE,
+    Mixing,
+    PurchaseDays,
+    choose_counts,
+    dropout_levels,
+    fit_mixing,
+    rate_levels,
+)
 from nba.calibration.table import ParameterTable
-from nba.scenario import Scenario
-from nba.scenario_levels import Heterogeneity, Level
-from nba.types import FloatArray
+from nba.types import FloatArray, IntArray
 
-#: Variances of the mean-1 multiplier tried (0: no spread); a gamma shape of 0.25 is 4.
-SPREAD_GRID = np.array([0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0])
-#: Levels each spread is tried with.
-GRID_LEVELS = 4
-#: Share of the most levels' log-likelihood gain over one level the chosen count must keep.
-KEPT_GAIN = 0.95
-MAX_RATE_LEVELS = 6
-#: 2 x the log-likelihood gain over no spread that any spread needs: chi-square(1) at 2%, a
-#: 1% test on the boundary (variance 0).
-LR_CRITICAL = 5.41
-LEVEL_FIT_CUSTOMERS = 2_000
 LEVEL_MODES = ("none", "auto")  # calibrate(levels=...): one level each, or fitted
-SOURCE = "quantile bins of gamma multipliers fitted by the twin's likelihood of the histories"
-
-
-@dataclass(frozen=True)
-class LevelFit:
-    """Equal-share rate and dropout multipliers, and the spreads they discretise."""
-
-    rate: FloatArray  # (K,) rate multipliers, mean 1
-    dropout: FloatArray  # (D,) dropout multipliers, mean 1
-    rate_variance: float
-    dropout_variance: float
-
-    def heterogeneity(self) -> dict[str, Any] | None:
-        """The scenario's ``heterogeneity`` block, or None with one level of each."""
-        if len(self.rate) == 1 and len(self.dropout) == 1:
-            return None
-        return {
-            "rate_levels": [_level(m, len(self.rate)) for m in self.rate],
-            "dropout_levels": [_level(m, len(self.dropout)) for m in self.dropout],
-            "source": f"{SOURCE} (rate variance {self.rate_variance:.3g}, dropout variance "
-            f"{self.dropout_variance:.3g})",
-        }
+ALIVE = ("active", "loyal", "lapsed")  # rule stages of customers who have bought
+CHURN = "churned"
+HISTORY_START = "first_purchase"
+DECIMALS = 6  # as the scenario writes stage moves
+SOURCE = "bins of BG/NBD's gamma and beta mixing distributions fitted to the log"
 
 
 def check_mode(levels: str) -> None:
@@ -92,128 +58,143 @@ def check_mode(levels: str) -> None:
         raise EventLogError(f"levels: expected one of {', '.join(LEVEL_MODES)}, got {levels!r}")
 
 
-def _level(multiplier: float, count: int) -> dict[str, float]:
-    return {"multiplier": float(multiplier), "share": 1.0 / count}
-
-
-def with_levels(scenario: Scenario, rate: FloatArray, dropout: FloatArray) -> Scenario:
-    """``scenario`` with equal-share rate and dropout levels at these multipliers."""
-    block = Heterogeneity(
-        rate_levels=[Level(**_level(m, len(rate))) for m in rate],
-        dropout_levels=[Level(**_level(m, len(dropout))) for m in dropout],
-        source=SOURCE,
-    )
-    return scenario.model_copy(update={"heterogeneity": block})
-
-
-def grid_choice(totals: FloatArray, grid: FloatArray) -> FloatArray:
-    """(B + 1,) the grid value maximising each replicate's total, refined by a parabola."""
-    best = np.argmax(totals, axis=1)
-    position = best.astype(float)
-    for b, g in enumerate(best):
-        if 0 < g < len(grid) - 1:
-            y0, y1, y2 = totals[b, g - 1 : g + 2]
-            curvature = y0 - 2.0 * y1 + y2
-            if curvature < 0:
-                position[b] = g + float(np.clip(0.5 * (y0 - y2) / curvature, -0.5, 0.5))
-    return np.interp(position, np.arange(len(grid)), grid)
-
-
-def level_count(loglik: Callable[[int], float], none: float, most: int, significant: bool) -> int:
-    """The smallest count keeping :data:`KEPT_GAIN` of ``most`` levels' gain over ``none``."""
-    if not significant or most == 1:
-        return 1
-    top = loglik(most) - none
-    for count in range(2, most):
-        if loglik(count) - none >= KEPT_GAIN * top:
-            return count
-    return most
-
-
 @dataclass(frozen=True)
-class _Histories:
-    """The weighed subset: per-customer log-likelihood under given levels, and its weights."""
+class LevelFit:
+    """The fitted mixing and its levels."""
 
-    scenario: Scenario
-    log: EventLog
-    reference: pd.Timestamp
-    ids: pd.Index
-    weights: FloatArray  # (B + 1, n)
+    mixing: Mixing
+    rate: tuple[FloatArray, FloatArray]  # multipliers on the persona's rate, shares
+    dropout: tuple[FloatArray, FloatArray]  # dropout probabilities after a purchase, shares
 
-    def loglik(self, rate: FloatArray, dropout: FloatArray) -> FloatArray:
-        trial = with_levels(self.scenario, rate, dropout)
-        return filter_states(trial, self.log, self.reference, self.ids).log_likelihood
+    def heterogeneity(self) -> dict[str, Any]:
+        """The scenario's ``heterogeneity`` block: multipliers on the rate and on the mean
+        dropout, with their shares."""
+        mean = self.mixing.mean_dropout
+        return {
+            "rate_levels": _levels(*self.rate),
+            "dropout_levels": _levels(self.dropout[0] / mean, self.dropout[1]),
+            "source": f"{SOURCE} (r {self.mixing.r:.3g}, a {self.mixing.a:.3g}, "
+            f"b {self.mixing.b:.3g})",
+        }
 
-    def spread(self, levels: Callable[[float], tuple[FloatArray, FloatArray]]) -> FloatArray:
-        """(B + 1, G) each replicate's total log-likelihood at each spread of the grid."""
-        lls = np.stack([self.loglik(*levels(v)) for v in SPREAD_GRID], axis=1)
-        return self.weights @ lls
+    def apply(self, fitted: FittedScenario, out: ParameterTable) -> FittedScenario:
+        """``fitted`` with the purchase and dropout process of the module docstring; the rows
+        of ``out`` it replaces are rewritten."""
+        churn = round(self.mixing.mean_dropout, DECIMALS)
+        on_purchase = {  # rounded down, so a row's moves still sum to at most 1 as written
+            move: np.floor(value * (1.0 - churn) * 10**DECIMALS) / 10**DECIMALS
+            if move[0] in ALIVE
+            else value
+            for move, value in fitted.on_purchase.items()
+            if move[1] != CHURN
+        }
+        on_purchase.update({(stage, CHURN): churn for stage in ALIVE})
+        daily = {m: v for m, v in fitted.daily.items() if not (m[0] in ALIVE and m[1] == CHURN)}
+        multipliers = dict(fitted.stage_multiplier) | {stage: 1.0 for stage in ALIVE}
+        _rewrite_rows(out, fitted.priors.stage_names, fitted, on_purchase)
+        return replace(
+            fitted,
+            base=np.minimum(self.mixing.mean_rate, 1.0),
+            tiers=[np.ones(1)] * len(fitted.base),
+            tier_cuts=[[] for _ in fitted.base],
+            stage_multiplier=multipliers,
+            daily=daily,
+            on_purchase=on_purchase,
+            heterogeneity=self.heterogeneity(),
+            history_start=HISTORY_START,
+        )
+
+
+def _rewrite_rows(
+    out: ParameterTable,
+    names: dict[str, str],
+    fitted: FittedScenario,
+    on_purchase: dict[tuple[str, str], float],
+) -> None:
+    """Stage rows the levels replace: purchase multipliers, churn moves, purchase moves."""
+    for stage in ALIVE:
+        name = f"stages[{names[stage]}]"
+        out.drop({f"{name}.purchase_multiplier", f"{name}.daily.{names[CHURN]}"})
+        out.add(
+            f"{name}.purchase_multiplier",
+            1.0,
+            "1 in every stage a customer is alive in: each customer's own rate level carries "
+            "who buys more",
+        )
+    del fitted  # the moves are all in on_purchase
+    for (src, dst), value in on_purchase.items():
+        if src not in ALIVE:
+            continue
+        name = f"stages[{names[src]}].on_purchase.{names[dst]}"
+        out.drop({name})
+        how = (
+            "mean of the dropout levels (beta a / (a + b)), after every purchase"
+            if dst == CHURN
+            else "the panel's share, times 1 - the mean dropout after a purchase"
+        )
+        out.add(name, value, how)
+
+
+def _levels(multipliers: FloatArray, shares: FloatArray) -> list[dict[str, float]]:
+    return [
+        {"multiplier": float(m), "share": float(s)}
+        for m, s in zip(multipliers, shares / shares.sum(), strict=True)
+    ]
 
 
 def fit_levels(
-    scenario: Scenario,
     log: EventLog,
-    reference: pd.Timestamp,
+    end: pd.Timestamp,
     ids: pd.Index,
+    persona: IntArray,
+    n_personas: int,
     boot: Bootstrap,
     out: ParameterTable,
-    rng: np.random.Generator,
 ) -> LevelFit:
-    """Rate and dropout levels (see the module docstring), into ``out`` with intervals."""
-    rows = np.arange(len(ids))
-    if len(ids) > LEVEL_FIT_CUSTOMERS:
-        rows = np.sort(rng.choice(len(ids), size=LEVEL_FIT_CUSTOMERS, replace=False))
-    data = _Histories(scenario, log, reference, ids[rows], boot.weights[:, rows].astype(float))
-    one = np.ones(1)
-    rate_totals = data.spread(lambda v: (tier_multipliers(v, GRID_LEVELS), one))
-    rate_draws = grid_choice(rate_totals, SPREAD_GRID)
-    phi = float(rate_draws[0])
-    n = f"{len(rows)} purchase histories"
-    none = float(rate_totals[0, 0])
-    k = level_count(
-        lambda c: float(data.weights[0] @ data.loglik(tier_multipliers(phi, c), one)),
-        none,
-        MAX_RATE_LEVELS,
-        2.0 * (rate_totals[0].max() - none) > LR_CRITICAL,
-    )
-    rate = _record(out, "rate", rate_draws, k, n)
-    out.add(
-        "heterogeneity.dropout_levels[0].multiplier",
-        1.0,
-        "one dropout level: the twin's likelihood is not trusted to tell dropout spread (on a "
-        "log drawn with none it prefers the grid's largest)",
-        source="assumed",
-    )
-    return LevelFit(rate, np.ones(1), phi, 0.0)
+    """Fit the mixing on the purchase days before ``end`` and cut it into levels, into ``out``
+    with intervals (bootstrap replicates refitted)."""
+    days = PurchaseDays.from_log(log, end, ids, persona)
+    weights = boot.weights[:, pd.Index(ids).astype(str).get_indexer(days.customer_ids)]
+    fits = fit_mixing(days, n_personas, weights.astype(float))
+    horizon = float(days.age.max())
+    k, d = choose_counts(fits[0], days, horizon)
+    _record(out, fits, k, d, len(days.repeats), horizon)
+    return LevelFit(fits[0], rate_levels(fits[0], k), dropout_levels(fits[0], d))
 
 
-def _record(out: ParameterTable, kind: str, draws: FloatArray, count: int, n: str) -> FloatArray:
-    """Rows for one kind of level: its spread, count and multipliers; the multipliers."""
-    what = "purchase rate" if kind == "rate" else "moves into the churn stage"
-    out.add(
-        f"heterogeneity.{kind}_variance",
-        draws,
-        f"variance of the customers' mean-1 multiplier on the {what}; maximum likelihood of "
-        f"{n} under the twin (forward filter), {GRID_LEVELS} levels per grid point",
+def _record(
+    out: ParameterTable, fits: list[Mixing], k: int, d: int, n: int, horizon: float
+) -> None:
+    """The table's rows: the mixing's parameters, the level counts and the levels."""
+    how = (
+        f"maximum likelihood of {n} customers' purchase days (BG/NBD, a gamma scale per "
+        f"persona); intervals from {len(fits) - 1} refitted bootstrap replicates"
     )
+    out.add("heterogeneity.rate_shape", np.array([f.r for f in fits]), f"gamma r; {how}")
+    out.add("heterogeneity.dropout_a", np.array([f.a for f in fits]), f"beta a; {how}")
+    out.add("heterogeneity.dropout_b", np.array([f.b for f in fits]), f"beta b; {how}")
     rule = (
-        f"smallest count keeping {KEPT_GAIN:.0%} of the log-likelihood gain of the most allowed; "
-        f"1 unless a likelihood-ratio test at 1% finds spread"
+        f"fewest levels whose forecast of the calibration customers over {horizon:.0f} days "
+        f"stays within {BUCKET_TOLERANCE:.0%} in every purchase-frequency bucket and "
+        f"{TOTAL_TOLERANCE:.0%} in total of the continuous mixture's"
     )
-    out.add(f"heterogeneity.{kind}_level_count", float(count), rule)
-    if count == 1:
+    out.add("heterogeneity.rate_level_count", float(k), rule)
+    out.add("heterogeneity.dropout_level_count", float(d), rule)
+    for p in range(len(fits[0].alpha)):
+        name = f"personas[{p}].base_purchase_rate"
+        out.drop({name})
+        out.add(name, np.array([f.mean_rate[p] for f in fits]), f"per day, r / alpha; {how}")
+    rates = np.stack([rate_levels(f, k)[0] for f in fits])
+    dropouts = np.stack([dropout_levels(f, d)[0] for f in fits])
+    for level in range(rates.shape[1]):
         out.add(
-            f"heterogeneity.{kind}_levels[0].multiplier",
-            1.0,
-            f"one level: the histories show no significant spread in the {what}",
-            source="assumed",
+            f"heterogeneity.rate_levels[{level}].multiplier",
+            rates[:, level],
+            "conditional mean of its gamma bin over the mean rate",
         )
-        return np.ones(1)
-    multipliers = np.stack([tier_multipliers(float(v), count) for v in draws])
-    for level in range(count):
+    for level in range(dropouts.shape[1]):
         out.add(
-            f"heterogeneity.{kind}_levels[{level}].multiplier",
-            multipliers[:, level],
-            f"share 1/{count}: conditional mean of the gamma's bin {level + 1} of {count}",
+            f"heterogeneity.dropout_levels[{level}].probability",
+            dropouts[:, level],
+            "conditional mean of its beta bin: chance of dropping out after a purchase",
         )
-    return multipliers[0]

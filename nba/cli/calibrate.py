@@ -88,7 +88,9 @@ HistoryStartOption = Annotated[
     typer.Option(
         "--history-start",
         help="Forecast audit, filtered: read each customer from the log's first purchase "
-        "('log', a panel, the default) or from their own first event ('first_event').",
+        "('log', a panel), from their own first event ('first_event') or their own first "
+        "purchase, as their start ('first_purchase'). Default: as the twin's calibration "
+        "recorded, else 'log'.",
     ),
 ]
 
@@ -331,7 +333,7 @@ def _forecast(
             *window,
             replicates=replicates or FORECAST_REPLICATES,
             placement=placement or "filtered",
-            history_start=history_start or "log",
+            history_start=history_start,
             seed=seed,
         )
 

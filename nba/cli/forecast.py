@@ -35,11 +35,12 @@ PlanOption = Annotated[
     ),
 ]
 HistoryStartOption = Annotated[
-    str,
+    str | None,
     typer.Option(
         "--history-start",
-        help="Read each customer from the log's first purchase ('log', a panel) or from their "
-        "own first event ('first_event').",
+        help="Read each customer from the log's first purchase ('log', a panel), from their "
+        "own first event ('first_event') or from their own first purchase, as their start "
+        "('first_purchase'). Default: as the twin's calibration recorded, else 'log'.",
     ),
 ]
 
@@ -57,7 +58,7 @@ def forecast(
     customers: CustomerTableOption = None,
     cutoff: CutoffOption = None,
     plan: PlanOption = None,
-    history_start: HistoryStartOption = "log",
+    history_start: HistoryStartOption = None,
     lookback_days: Annotated[
         int, typer.Option("--lookback-days", min=1, help="Days of history the filter reads.")
     ] = 365,
@@ -122,9 +123,9 @@ def forecast(
     console.print(f"{len(table):,} rows ({', '.join(COLUMNS)}) -> {out}")
 
 
-def check_history_start(value: str) -> None:
+def check_history_start(value: str | None) -> None:
     """Refuse an unknown ``--history-start`` before reading files."""
     from nba.calibration.filtering import HISTORY_STARTS
 
-    if value not in HISTORY_STARTS:
+    if value is not None and value not in HISTORY_STARTS:
         raise NBAValidationError(f"--history-start: {value!r} is not one of {list(HISTORY_STARTS)}")

@@ -353,3 +353,28 @@ def test_draw_gives_each_level_cell_its_share() -> None:
     assert belief.dropout_level[0].tolist() == pytest.approx([0.25, 0.75])
     _, stage = belief.sample(40, np.random.default_rng(3))
     np.testing.assert_array_equal(stage, drawn["stage"])
+
+
+def test_first_purchase_start_is_conditioned_on_not_evidence() -> None:
+    """``history_start="first_purchase"``: the purchase that starts a customer leaves their
+    level odds at the prior and adds nothing to the likelihood; read as evidence (a panel) the
+    same purchase places a one-time buyer among the heavy buyers."""
+    scenario = retail_with_levels()
+    arrays = ScenarioArrays.from_scenario(scenario)
+    days = 5
+    log = _retail_log({"today": [days - 1], "once": [0], "twice": [0, 2]}, {})
+    cutoff = START + pd.Timedelta(days=days)
+    start = filter_states(scenario, log, cutoff, history_start="first_purchase")
+    today = start.customer_ids.get_loc("today")
+    np.testing.assert_allclose(start.rate_level[today], arrays.rate_level_share, rtol=1e-12)
+    assert start.log_likelihood[today] == pytest.approx(0.0, abs=1e-12)
+    # from the entry stage, as after a purchase: wherever the first purchase leads
+    entry_moves = arrays.purchase_transition_by_level[0, 0]
+    np.testing.assert_allclose(start.stage[today], entry_moves, rtol=1e-9, atol=1e-12)
+    panel = filter_states(scenario, log, cutoff, history_start="log")
+    once = start.customer_ids.get_loc("once")
+    assert panel.rate_multiplier[once] > start.rate_multiplier[once]
+    twice = start.customer_ids.get_loc("twice")
+    assert start.rate_multiplier[twice] > start.rate_multiplier[once]
+    # the scenario's own convention is the default, "log" without one
+    assert np.array_equal(filter_states(scenario, log, cutoff).probs, panel.probs)

@@ -1,4 +1,4 @@
-"""Each customer's own rate and dropout levels, fitted by the twin's likelihood (levels.py)."""
+"""Each customer's own rate and dropout levels, and the twin that carries them (levels.py)."""
 
 from __future__ import annotations
 
@@ -9,72 +9,41 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from nba.calibration import fit as fit_module
 from nba.calibration import levels, save_events
 from nba.calibration.bootstrap import Bootstrap
 from nba.calibration.events import EventLog, EventLogError
+from nba.calibration.filtering import history_start_of
 from nba.calibration.fit import calibrate
-from nba.calibration.heterogeneity import tier_multipliers
 from nba.calibration.synthetic_bgnbd import simulate_bgnbd
 from nba.calibration.table import ParameterTable
 from nba.cli import app
 from nba.kernel import build_kernel
-from nba.scenarios import load_scenario
 from nba.twin import CustomerTwin
 
-START = pd.Timestamp("2024-01-01", tz="UTC")
-DAYS = 180
 
-
-def twin_log(scenario, n: int, seed: int) -> EventLog:
-    """Purchase-only log of ``n`` customers of ``scenario`` over DAYS days, never contacted."""
-    twin = CustomerTwin(scenario, seed=seed)
-    twin.reset(n, seed=seed)
-    rows = []
-    for day in range(DAYS):
-        bought = np.flatnonzero(twin.step(np.zeros(n, dtype=int)).bought)
-        rows += [(f"c{i:05d}", START + pd.Timedelta(days=day, hours=12)) for i in bought]
-    events = pd.DataFrame(rows, columns=["customer_id", "timestamp"])
-    return EventLog.from_frames(events.assign(event="purchased", value=10.0))
-
-
-def fit_on(scenario, log: EventLog) -> tuple[levels.LevelFit, pd.DataFrame]:
-    ids = pd.Index(sorted(log.events["customer_id"].unique()))
+def test_the_fit_recovers_a_known_spread_and_its_levels_keep_the_mean() -> None:
+    """On a log drawn from a known BG/NBD process the fit recovers the shapes within their
+    intervals, and the levels' multipliers keep the persona's mean rate."""
+    synthetic = simulate_bgnbd(4_000, seed=11)
+    ids = synthetic.log.customer_ids
     boot = Bootstrap.draw(len(ids), 20, np.random.default_rng(0))
     out = ParameterTable()
-    end = START + pd.Timedelta(days=DAYS)
-    result = levels.fit_levels(scenario, log, end, ids, boot, out, np.random.default_rng(1))
-    return result, out.frame().set_index("name")
-
-
-def test_grid_choice_refines_between_grid_points_and_keeps_the_edges() -> None:
-    grid = np.array([0.0, 1.0, 2.0, 3.0])
-    totals = np.array([-((np.arange(4) - 1.3) ** 2), -((np.arange(4) + 1.0) ** 2)])
-    chosen = levels.grid_choice(totals, grid)
-    assert chosen[0] == pytest.approx(1.3)
-    assert chosen[1] == 0.0  # the best is the edge: no extrapolation
-
-
-def test_level_count_is_one_without_significant_spread_else_the_smallest_keeping_the_gain() -> None:
-    gains = {2: 80.0, 3: 96.0, 4: 99.0, 5: 100.0}
-    assert levels.level_count(lambda k: gains[k], 0.0, 5, significant=True) == 3
-    assert levels.level_count(lambda k: gains[k], 0.0, 5, significant=False) == 1
-
-
-def test_a_spread_in_the_truth_is_found_and_none_gives_one_level() -> None:
-    retail = load_scenario("retail")
-    truth = levels.with_levels(retail, tier_multipliers(1.0, 4), np.ones(1))
-    spread, table = fit_on(retail, twin_log(truth, 1500, seed=5))
-    assert len(spread.rate) > 1
-    assert spread.rate.mean() == pytest.approx(1.0)
-    row = table.loc["heterogeneity.rate_variance"]
-    assert 0.25 <= row["estimate"] <= 2.0  # true 1, discretised into 4 levels
-    assert row["lower"] > 0.0 and row["source"] == "fitted"
-    assert table.loc["heterogeneity.rate_level_count", "estimate"] == len(spread.rate)
-    flat, flat_table = fit_on(retail, twin_log(retail, 1500, seed=6))
-    assert len(flat.rate) == 1 and flat.heterogeneity() is None
-    assert flat_table.loc["heterogeneity.rate_levels[0].multiplier", "source"] == "assumed"
-    assert flat_table.loc["heterogeneity.dropout_levels[0].multiplier", "source"] == "assumed"
+    fit = levels.fit_levels(
+        synthetic.log, synthetic.calibration_end, ids, np.zeros(len(ids), dtype=np.int64), 1,
+        boot, out,
+    )  # fmt: skip
+    table = out.frame().set_index("name")
+    r = table.loc["heterogeneity.rate_shape"]
+    assert r["lower"] < 0.25 < r["upper"] or abs(r["estimate"] - 0.25) < 0.05
+    multipliers, shares = fit.rate
+    assert shares.sum() == pytest.approx(1.0) and multipliers @ shares == pytest.approx(1.0)
+    assert len(multipliers) == table.loc["heterogeneity.rate_level_count", "estimate"]
+    assert multipliers[-1] > 5.0 * multipliers[len(multipliers) // 2]  # a heavy tail
+    probabilities, weights = fit.dropout
+    assert probabilities @ weights == pytest.approx(fit.mixing.mean_dropout)
+    assert table.loc["personas[0].base_purchase_rate", "estimate"] == pytest.approx(
+        float(fit.mixing.mean_rate[0])
+    )
 
 
 def test_an_unknown_levels_setting_is_refused_by_name() -> None:
@@ -95,19 +64,19 @@ def test_levels_auto_writes_the_fit_to_the_table(bgnbd_log) -> None:
         log, holdout_after=cutoff, n_bootstrap=20, k_range=range(2, 4), levels="auto"
     )
     names = set(result.parameters["name"])
-    assert {"heterogeneity.rate_variance", "heterogeneity.dropout_levels[0].multiplier"} <= names
+    assert {"heterogeneity.rate_shape", "heterogeneity.dropout_levels[0].probability"} <= names
     count = int(
         result.parameters.set_index("name").loc["heterogeneity.rate_level_count", "estimate"]
     )
     block = result.scenario.heterogeneity
-    assert (1 if block is None else len(block.rate_levels)) == count
+    assert block is not None and len(block.rate_levels) == count
 
 
-def test_a_calibrated_scenario_with_levels_validates_simulates_and_has_a_kernel(
-    bgnbd_log, monkeypatch
-) -> None:
-    fitted = levels.LevelFit(tier_multipliers(1.0, 3), tier_multipliers(0.5, 2), 1.0, 0.5)
-    monkeypatch.setattr(fit_module, "fit_levels", lambda *args: fitted)
+def test_a_calibrated_scenario_with_levels_is_bgnbd_in_days(bgnbd_log, monkeypatch) -> None:
+    """Alive stages buy at the persona's rate (the levels carry the spread), drop out only
+    after a purchase, never on a quiet day; it validates, simulates and has a kernel; and it
+    reads its customers from their first purchase."""
+    monkeypatch.setattr(levels, "choose_counts", lambda *args: (3, 2))
     log, cutoff = bgnbd_log
     scenario = calibrate(
         log, holdout_after=cutoff, n_bootstrap=20, k_range=range(2, 4), levels="auto"
@@ -115,6 +84,15 @@ def test_a_calibrated_scenario_with_levels_validates_simulates_and_has_a_kernel(
     block = scenario.heterogeneity
     assert block is not None and len(block.rate_levels) == 3 and len(block.dropout_levels) == 2
     assert block.mean_rate_multiplier == pytest.approx(1.0)
+    stages = {stage.name: stage for stage in scenario.stages}
+    churn = stages["active"].on_purchase["churned"]
+    for name in ("active", "loyal", "lapsed"):
+        assert stages[name].purchase_multiplier == 1.0
+        assert "churned" not in stages[name].daily
+        assert stages[name].on_purchase["churned"] == churn
+        assert sum(stages[name].on_purchase.values()) <= 1.0
+    assert "churned" not in stages["aware"].on_purchase  # the first purchase starts a life
+    assert history_start_of(scenario) == "first_purchase"
     twin = CustomerTwin(scenario, seed=0)
     twin.reset(200, seed=0)
     assert set(np.unique(twin.state.rate_level)) == {0, 1, 2}
@@ -133,7 +111,7 @@ def test_cli_levels_auto_writes_a_scenario_and_refuses_an_unknown_mode(
     run = CliRunner().invoke(app, [*args, "--levels", "auto"])
     assert run.exit_code == 0, run.output
     table = (tmp_path / "twin_report" / "parameters.csv").read_text()
-    assert "heterogeneity.rate_variance" in table
+    assert "heterogeneity.rate_shape" in table
     bad = CliRunner().invoke(app, [*args, "--levels", "many"])
     assert isinstance(bad.exception, EventLogError) and "levels" in str(bad.exception)
 
