@@ -55,9 +55,16 @@ def test_calibration_notebook_runs(
     monkeypatch.setenv("NBA_DATA_HOME", str(shared_data.resolve()))
     monkeypatch.setenv("NBA_CALIBRATION_TIMESTEPS", "200000")
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    execute("02_calibrate_twin.ipynb", tmp_path)
+    outputs = execute("02_calibrate_twin.ipynb", tmp_path)
     assert (tmp_path / "hillstrom_twin" / "report.md").is_file()
     assert (tmp_path / "mlflow.db").is_file()
+    # section 7, purchases only: the assumed channel response, the ratio, the bucket figure
+    text = " ".join(str(o.get("text", "")) + str(o.get("data", "")) for o in outputs)
+    assert "no sends in the log" in text and "heterogeneity.rate_shape" in text
+    assert "MAE ratio twin / BG/NBD" in text
+    images = [o for o in outputs if "image/png" in o.get("data", {})]
+    assert len(images) == 1  # sections 1-6 show none
+    assert (tmp_path / "forecast_by_bucket.png").is_file()
 
 
 @pytest.mark.slow
