@@ -389,11 +389,12 @@ class Scenario(_Config):
     # Construction and serialisation: these are the public doors, and they raise ScenarioError.
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Scenario:
-        """Validate a plain mapping (as read from YAML or JSON)."""
+        """Validate a plain mapping (as read from YAML or JSON); ``extends: <built-in name>``
+        starts from that scenario and replaces its top-level fields with the mapping's."""
         if not isinstance(data, Mapping):
             raise ScenarioError(f"scenario: expected a mapping, got {type(data).__name__}")
         try:
-            return cls.model_validate(dict(data))
+            return cls.model_validate(_extended(data))
         except ValidationError as exc:
             raise ScenarioError(_format_validation_error(exc)) from None
 
@@ -479,3 +480,21 @@ def _format_validation_error(exc: ValidationError) -> str:
             else:
                 lines.append(f"{location or 'scenario'}: {part}")
     return "invalid scenario: " + "; ".join(lines)
+
+
+def _extended(data: Mapping[str, Any]) -> dict[str, Any]:
+    """``data``, or with ``extends`` the built-in scenario it names with ``data``'s top-level
+    fields in place of its own (a variant in a few lines, never a copy that drifts)."""
+    if "extends" not in data:
+        return dict(data)
+    from nba.scenarios import builtin_scenario_names, load_scenario  # it imports this module
+
+    base = data["extends"]
+    if not isinstance(base, str) or base not in builtin_scenario_names():
+        raise ScenarioError(
+            f"extends: {base!r} is not a built-in scenario; expected one of "
+            f"{builtin_scenario_names()}"
+        )
+    merged = load_scenario(base).to_dict()
+    merged.update({key: value for key, value in data.items() if key != "extends"})
+    return merged

@@ -5,8 +5,9 @@ from __future__ import annotations
 from nba.scenario import Scenario
 from nba.scenarios import load_scenario
 
-#: Name of the retail variant whose customers carry their own rate and dropout levels.
-RETAIL_LEVELS = "retail_levels"
+#: Name of the retail variant whose customers carry widely spread rate and dropout levels (the
+#: packaged ``retail_levels`` is the sourced one; this one's spread makes effects easy to see).
+RETAIL_LEVELS = "retail_wide_levels"
 
 
 def retail_with_levels() -> Scenario:

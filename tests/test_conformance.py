@@ -31,16 +31,12 @@ from nba.scenario import Scenario
 from nba.scenarios import builtin_scenario_names, load_scenario
 from nba.state import COMPONENTS, CustomerState
 from tests.kernel_checks import simulated_day_fits
-from tests.scenario_variants import RETAIL_LEVELS, retail_with_levels
 from tests.test_twin import _rollout
 
 SYNTHETIC = "synthetic_calibration_truth"
-#: scenarios built for the tests, by name: calibration's synthetic truth and retail whose
-#: customers carry their own rate and dropout levels
-VARIANTS: dict[str, Callable[[], Scenario]] = {
-    SYNTHETIC: reference_scenario,
-    RETAIL_LEVELS: retail_with_levels,
-}
+#: scenarios built for the tests, by name: calibration's synthetic truth (the packaged
+#: ``retail_levels`` carries each customer's own rate and dropout levels)
+VARIANTS: dict[str, Callable[[], Scenario]] = {SYNTHETIC: reference_scenario}
 SCENARIOS = [*builtin_scenario_names(), *VARIANTS]
 #: Chi-square p-value below which one simulated kernel row counts as a disagreement. With
 #: :data:`KERNEL_PAIRS` rows per scenario at fixed seeds, a correct twin passes with

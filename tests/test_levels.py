@@ -7,9 +7,10 @@ import pytest
 
 from nba import CustomerTwin, optimal
 from nba.dynamics import CASE_BOUGHT, outcome_model
-from nba.errors import ScenarioError
+from nba.errors import NBAValidationError, ScenarioError
 from nba.features import FeatureBuilder
 from nba.kernel import TransitionKernel, build_kernel
+from nba.level_value import level_blind_policy, value_of_levels, without_levels
 from nba.parameters import ScenarioArrays, scale_dropout
 from nba.scenario import Scenario
 from nba.serving.schema import RequestSchema
@@ -188,12 +189,10 @@ def test_knowing_each_customer_s_level_is_worth_something(
     its exact value in the variant is at most the variant's optimum, and the difference is
     what knowing each customer's own rate and dropout is worth per customer.
     """
-    arrays, plain = ScenarioArrays.from_scenario(levels), ScenarioArrays.from_scenario(retail)
-    space, plain_space = StateSpace(arrays), StateSpace(plain)
-    states = space.all_states()
-    states.rate_level[:] = 0
-    states.dropout_level[:] = 0
-    blind = retail_optimum.policy[:, plain_space.encode(states)]
+    arrays = ScenarioArrays.from_scenario(levels)
+    space = StateSpace(arrays)
+    assert without_levels(levels).heterogeneity is None
+    blind = level_blind_policy(levels, retail_optimum.policy)
     blind_value = optimal.evaluate(levels_kernel, blind).value
     best = optimal.solve(levels_kernel)
     nothing = optimal.evaluate(levels_kernel, optimal.no_action_policy(levels_kernel)).value
@@ -254,3 +253,8 @@ def test_requests_carry_the_levels_optionally(levels: Scenario) -> None:
     assert (parsed.rate_level.tolist(), parsed.dropout_level.tolist()) == ([2], [1])
     with pytest.raises(ValueError, match="rate_level"):
         schema.parse_mapping({**row, "rate_level": 3})
+
+
+def test_value_of_levels_refuses_a_scenario_without_levels(retail: Scenario) -> None:
+    with pytest.raises(NBAValidationError, match="has no heterogeneity block"):
+        value_of_levels(retail)

@@ -349,3 +349,16 @@ def test_fingerprint_of_calibrated_scenarios_survives_the_interval_rename() -> N
         ]
     )
     assert other.fingerprint() != pinned
+
+
+def test_extends_starts_from_a_built_in_and_replaces_top_level_fields() -> None:
+    retail = load_scenario("retail")
+    variant = Scenario.from_yaml("extends: retail\nname: shorter\nhorizon_days: 30\n")
+    assert variant.name == "shorter" and variant.horizon_days == 30
+    assert variant.stages == retail.stages and variant.personas == retail.personas
+    packaged = load_scenario("retail_levels")
+    assert packaged.heterogeneity is not None and packaged.actions == retail.actions
+    assert packaged.heterogeneity.mean_rate_multiplier == pytest.approx(1.0, abs=1e-3)
+    for bad in ("nowhere", "retail.yaml", 3):
+        with pytest.raises(ScenarioError, match=r"^extends: "):
+            Scenario.from_dict({"extends": bad, "name": "x"})

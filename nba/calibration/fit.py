@@ -336,11 +336,11 @@ def _setup(
 
     With ``levels="auto"`` personas come from the customer table's attributes only (one
     persona without any): recency and frequency are left to each customer's own levels."""
-    end = _observation_end(log, observation_end)
     if holdout_after is not None:
         log = log.between(None, utc_time(holdout_after, "holdout_after"))
     if log.events.empty:
         raise EventLogError("events: nothing left before holdout_after")
+    end = _observation_end(log, observation_end)  # of the record calibration reads
     if end is not None and holdout_after is not None:
         end = min(end, utc_time(holdout_after, "holdout_after"))
     reference = _reference_time(log, reference_time, holdout_after, window_days, end)

@@ -9,12 +9,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib.figure import Figure
 
 from nba.calibration.audit import AuditResult
 from nba.calibration.fit import CalibrationResult
@@ -127,7 +124,8 @@ def log_to_mlflow(result: CalibrationResult, folder: Path, tracking_uri: str | N
 
 def _silhouette_figure(result: CalibrationResult, folder: Path) -> Path:
     scores = result.persona_model.silhouette
-    fig, ax = plt.subplots(figsize=(5, 3))
+    fig = Figure(figsize=(5, 3))  # no pyplot: no global backend, nothing to close
+    ax = fig.subplots()
     ax.plot(list(scores), list(scores.values()), marker="o")
     ax.axvline(result.persona_model.k, color="grey", linestyle="--", label="chosen k")
     ax.set_xlabel("personas (k)")
@@ -136,7 +134,6 @@ def _silhouette_figure(result: CalibrationResult, folder: Path) -> Path:
     fig.tight_layout()
     path = folder / "silhouette.png"
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path
 
 
@@ -145,7 +142,8 @@ def _interval_figure(result: CalibrationResult, folder: Path) -> Path:
     fitted = fitted[fitted["source"] == "fitted"]
     # relative width makes rates, lifts and money comparable on one axis
     scale = fitted["estimate"].abs().replace(0, 1.0)
-    fig, ax = plt.subplots(figsize=(7, max(3, 0.22 * len(fitted))))
+    fig = Figure(figsize=(7, max(3, 0.22 * len(fitted))))
+    ax = fig.subplots()
     y = np.arange(len(fitted))
     ax.errorbar(
         np.ones(len(fitted)),
@@ -161,7 +159,6 @@ def _interval_figure(result: CalibrationResult, folder: Path) -> Path:
     fig.tight_layout()
     path = folder / "intervals.png"
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path
 
 

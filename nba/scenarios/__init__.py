@@ -9,7 +9,11 @@ from pathlib import Path
 from nba.errors import UnknownNameError
 from nba.scenario import Scenario
 
-BUILTIN_SCENARIOS: dict[str, str] = {"retail": "retail.yaml", "subscription": "subscription.yaml"}
+BUILTIN_SCENARIOS: dict[str, str] = {
+    "retail": "retail.yaml",
+    "retail_levels": "retail_levels.yaml",
+    "subscription": "subscription.yaml",
+}
 
 
 @cache

@@ -18,6 +18,9 @@ from nba.calibration.synthetic_bgnbd import simulate_bgnbd
 from nba.calibration.table import ParameterTable
 from nba.cli import app
 from nba.kernel import build_kernel
+from nba.serving.schema import ScoringInputError
+from nba.serving.scorer import PolicyScorer
+from nba.training import train
 from nba.twin import CustomerTwin
 
 
@@ -130,3 +133,37 @@ def test_auto_levels_take_personas_from_attributes_only_one_without_any() -> Non
     none = calibrate(synthetic.log, **settings)
     assert "frequency" in none.persona_model.numeric
     assert none.persona_model.k >= 2
+
+
+@pytest.mark.slow
+def test_a_twin_with_fitted_levels_trains_and_serves_with_them(
+    bgnbd_log, monkeypatch, tmp_path: Path
+) -> None:
+    """Calibrate (levels) -> PPO (MLflow) -> export -> PolicyScorer: requests carry each
+    customer's rate and dropout level, a level out of range is refused by name, and the
+    briefly trained policy earns more than no action, exactly (its share of the optimum's gain
+    is positive)."""
+    monkeypatch.setattr(levels, "choose_counts", lambda *args: (3, 2))
+    log, cutoff = bgnbd_log
+    scenario = calibrate(
+        log, holdout_after=cutoff, n_bootstrap=20, k_range=range(2, 4), levels="auto"
+    ).scenario
+    path = tmp_path / "twin.yaml"
+    scenario.to_yaml(path)
+    trained = train(
+        scenario=str(path),
+        algo="ppo",
+        timesteps=400_000,
+        tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
+        output_dir=tmp_path / "runs",
+        eval_every_steps=200_000,
+    )
+    share = trained.table.set_index("policy").loc["ppo", "exact_share_of_optimum"]
+    assert share > 0.0
+    scorer = PolicyScorer.load(trained.export_dir)
+    base = {"customer_id": "c1", "persona": "persona_0", "stage": "active"}
+    for rate_level in range(3):
+        decision = scorer.score(base | {"rate_level": rate_level, "dropout_level": 1})
+        assert decision.action_name in scenario.action_names
+    with pytest.raises(ScoringInputError, match="rate_level"):
+        scorer.score(base | {"rate_level": 3, "dropout_level": 0})

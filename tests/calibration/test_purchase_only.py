@@ -180,6 +180,16 @@ def test_events_at_or_after_the_observation_end_are_refused(log: EventLog) -> No
         holdout_after=START + pd.Timedelta(days=150),
     )
     assert cut.snapshot.reference == START + pd.Timedelta(days=150)
+    # the whole log, cut by holdout_after at its own observation end: events after the cut
+    # are the held-out period, not past the end of the record calibration reads
+    whole = calibrate(
+        log,
+        n_bootstrap=20,
+        k_range=FEW,
+        observation_end=START + pd.Timedelta(days=150),
+        holdout_after=START + pd.Timedelta(days=150),
+    )
+    assert whole.snapshot.reference == cut.snapshot.reference
 
 
 def test_a_reference_or_response_window_past_the_end_is_refused() -> None:
