@@ -161,7 +161,8 @@ def test_a_twin_with_fitted_levels_trains_and_serves_with_them(
     share = trained.table.set_index("policy").loc["ppo", "exact_share_of_optimum"]
     assert share > 0.0
     scorer = PolicyScorer.load(trained.export_dir)
-    base = {"customer_id": "c1", "persona": "persona_0", "stage": "active"}
+    base = {"customer_id": "c1", "persona": "persona_0", "stage": "active", "pressure": 0}
+    base |= {"discount_habit": False, "opted_out": False}
     for rate_level in range(3):
         decision = scorer.score(base | {"rate_level": rate_level, "dropout_level": 1})
         assert decision.action_name in scenario.action_names
