@@ -77,4 +77,5 @@ def value_of_levels(scenario: Scenario) -> LevelValue:
     start = np.stack([kernel.initial * (level == k) for k in range(arrays.n_rate_levels)])
     start /= start.sum(axis=1, keepdims=True)
     by_level = np.stack([start @ solution.values[0] for solution in solutions], axis=1)
-    return LevelValue(*(solution.value for solution in solutions), by_rate_level=by_level)
+    best, blind, nothing = (solution.value for solution in solutions)
+    return LevelValue(best, blind, nothing, by_rate_level=by_level)

@@ -12,14 +12,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")  # files only, never a window
-import matplotlib.pyplot as plt
 import numpy as np
 import plotly.graph_objects as go
+from matplotlib import colormaps
 from matplotlib.axes import Axes
 from matplotlib.colors import Colormap, to_rgb
+from matplotlib.figure import Figure  # no pyplot: no global backend, nothing to close
 from matplotlib.image import AxesImage
 from matplotlib.patches import Patch, Rectangle
 from matplotlib.ticker import FuncFormatter
@@ -47,7 +45,8 @@ def learning_curve(
     Each reference has its own colour and dash pattern, and its value in the legend; two that
     (nearly) coincide get dashes offset against each other, so both stay visible.
     """
-    fig, ax = plt.subplots(figsize=(7.5, 4.4))
+    fig = Figure(figsize=(7.5, 4.4))
+    ax = fig.subplots()
     steps = [h["timesteps"] for h in history]
     ax.plot(
         steps,
@@ -79,7 +78,6 @@ def learning_curve(
     ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
     return path
 
 
@@ -94,7 +92,7 @@ def journey_flow(
     """
     stages = scenario.stage_names
     k = len(stages)
-    colours = [to_rgb(plt.get_cmap("tab10")(i % 10)) for i in range(k)]
+    colours = [to_rgb(colormaps["tab10"](i % 10)) for i in range(k)]
     node_colours = [_rgba(c, 0.9) for c in colours] * 2
     figure = go.Figure()
     n = len(rollouts)
@@ -157,9 +155,8 @@ def flow_matrices(scenario: Scenario, rollouts: dict[str, Rollout], path: Path) 
         rates[name] = moves / max(float(flows.sum()), 1.0) * 1000.0
     vmax = max((float(r.max()) for r in rates.values()), default=1.0) or 1.0
     cmap = _with_blank_bad("Blues")
-    fig, axes = plt.subplots(
-        1, len(rollouts), figsize=(4.2 * len(rollouts) + 1.2, 4.6), squeeze=False
-    )
+    fig = Figure(figsize=(4.2 * len(rollouts) + 1.2, 4.6))
+    axes = fig.subplots(1, len(rollouts), squeeze=False)
     image = None
     for ax, (name, rollout) in zip(axes[0], rollouts.items(), strict=True):
         rate = rates[name]
@@ -200,7 +197,6 @@ def flow_matrices(scenario: Scenario, rollouts: dict[str, Rollout], path: Path) 
         frameon=False,
     )
     fig.savefig(path, dpi=120)
-    plt.close(fig)
     return path
 
 
@@ -218,10 +214,10 @@ def action_mix(scenario: Scenario, rollouts: Rollout | Mapping[str, Rollout], pa
     n_actions = len(scenario.action_names)
     cmap = _with_blank_bad("YlGnBu")
     width = 2.6 + (0.42 * n_actions + 0.4) * len(compared)
-    fig, axes = plt.subplots(
+    fig = Figure(figsize=(width, 1.4 + 0.26 * len(labels)))
+    axes = fig.subplots(
         1,
         len(compared),
-        figsize=(width, 1.4 + 0.26 * len(labels)),
         squeeze=False,
         sharey=True,
     )
@@ -244,13 +240,12 @@ def action_mix(scenario: Scenario, rollouts: Rollout | Mapping[str, Rollout], pa
     fig.suptitle("Action mix by persona and stage (share of decisions)", fontsize=10)
     _shared_colourbar(fig, axes[0], image, "share of decisions")
     fig.savefig(path, dpi=120)
-    plt.close(fig)
     return path
 
 
 def _with_blank_bad(name: str) -> Colormap:
     """``name`` with masked cells left white (nothing to colour), not painted as a value."""
-    return plt.get_cmap(name).with_extremes(bad="white")
+    return colormaps[name].with_extremes(bad="white")
 
 
 def _hatch(ax: Axes, x: int, y: int, text: str) -> None:
@@ -271,7 +266,7 @@ def _hatch(ax: Axes, x: int, y: int, text: str) -> None:
 
 
 def _shared_colourbar(
-    fig: plt.Figure, axes: Sequence[Axes], image: AxesImage | None, label: str
+    fig: Figure, axes: Sequence[Axes], image: AxesImage | None, label: str
 ) -> None:
     """One colour bar for panels drawn on the same scale, to the right of all of them."""
     fig.tight_layout(rect=(0.0, 0.04, 0.93, 1.0))

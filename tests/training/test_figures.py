@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
-import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 from matplotlib.figure import Figure
@@ -25,13 +25,16 @@ def rollouts(retail: Scenario) -> dict[str, Rollout]:
 
 @pytest.fixture
 def drawn(monkeypatch: pytest.MonkeyPatch) -> list[Figure]:
-    """The figures the functions draw, kept open for inspection instead of closed."""
+    """The figures the functions draw, kept for inspection."""
     kept: list[Figure] = []
-    close = plt.close
-    monkeypatch.setattr(figures.plt, "close", kept.append)
-    yield kept
-    for figure in kept:
-        close(figure)
+
+    class Recorded(Figure):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            kept.append(self)
+
+    monkeypatch.setattr(figures, "Figure", Recorded)
+    return kept
 
 
 def _images(figure: Figure) -> list[AxesImage]:
