@@ -362,3 +362,33 @@ def _assert_within_monte_carlo(
         draws = draws.reshape(copies, n)
         error = draws.std(axis=0, ddof=1) / np.sqrt(copies)
         assert np.all(np.abs(draws.mean(axis=0) - exact_mean) < 4 * error + 1e-12)
+
+
+def test_cli_forecast_reads_customers_as_the_twin_recorded(tmp_path: Path) -> None:
+    """A twin whose calibration recorded ``history_start: first_purchase`` is read that way by
+    default, through Python and the CLI alike; ``--history-start`` overrides it."""
+    log = _purchase_log()
+    calibration = {
+        "data": "test",
+        "reference_time": START.isoformat(),
+        "response_window_days": 7,
+        "persona_model": {},
+        "stage_rules": {},
+        "observables": {"history_start": "first_purchase"},
+    }
+    recorded = _scenario().updated({"calibration": calibration})
+    events, yaml = tmp_path / "events.parquet", tmp_path / "twin.yaml"
+    save_events(log, events)
+    recorded.to_yaml(yaml)
+    cutoff = (START + pd.Timedelta(days=60)).isoformat()
+    start = forecast_customers(recorded, log, 21, cutoff=cutoff, history_start="first_purchase")
+    panel = forecast_customers(recorded, log, 21, cutoff=cutoff, history_start="log")
+    assert not np.allclose(start["expected_purchases"], panel["expected_purchases"])
+    pd.testing.assert_frame_equal(forecast_customers(recorded, log, 21, cutoff=cutoff), start)
+    for extra, expected in (([], start), (["--history-start", "log"], panel)):
+        out = tmp_path / "forecast.parquet"
+        args = ["forecast", "-s", str(yaml), "-e", str(events), "--horizon", "3w"]
+        with pytest.raises(SystemExit) as done:
+            main([*args, "--out", str(out), "--cutoff", cutoff, *extra])
+        assert done.value.code in (0, None)
+        pd.testing.assert_frame_equal(pd.read_parquet(out), expected, check_dtype=False)
