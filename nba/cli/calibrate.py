@@ -47,8 +47,9 @@ LevelsOption = Annotated[
     str,
     typer.Option(
         "--levels",
-        help="auto: fit each customer's own purchase-rate levels (their number chosen by the "
-        "fit; the scenario's heterogeneity block); none: one level.",
+        help="auto: each customer's own purchase-rate and dropout levels, cut from BG/NBD's "
+        "gamma and beta mixing distributions fitted to the log (their number chosen by the fit; "
+        "the scenario's heterogeneity block); none: one level, a twin of segments.",
     ),
 ]
 ReferenceTimeOption = Annotated[
@@ -216,6 +217,7 @@ def _summarise(result: Any, out: Path, report: Path, run_id: str | None, as_json
         "sends_logged": observables.get("sends_logged", True),
         "observation_end": observables.get("observation_end"),
         "reference_time": result.snapshot.reference.isoformat(),
+        "levels": _levels(result.scenario),
         "notes": list(result.notes),
     }
     if as_json:
@@ -231,8 +233,22 @@ def _summarise(result: Any, out: Path, report: Path, run_id: str | None, as_json
         f"{summary['fitted']} fitted, {summary['assumed']} assumed; {summary['seconds']} s. "
         f"Scenario -> {out}; report -> {report}"
     )
+    if summary["levels"]:
+        levels = summary["levels"]
+        console.print(
+            f"Each customer's own levels: {levels['rate']} purchase-rate x {levels['dropout']} "
+            "dropout (heterogeneity.* rows of the table)"
+        )
     for note in result.notes:
         console.print(f"Note: {note}")
+
+
+def _levels(scenario: Any) -> dict[str, int] | None:
+    """How many rate and dropout levels the twin carries, or None without levels."""
+    block = scenario.heterogeneity
+    if block is None:
+        return None
+    return {"rate": len(block.rate_levels), "dropout": len(block.dropout_levels)}
 
 
 def _hold_out(log: EventLog, fraction: float, folder: Path, seed: int) -> EventLog:

@@ -18,6 +18,7 @@ from nba.calibration.synthetic_bgnbd import simulate_bgnbd
 from nba.calibration.table import ParameterTable
 from nba.cli import app
 from nba.kernel import build_kernel
+from nba.scenario import Scenario
 from nba.serving.schema import ScoringInputError
 from nba.serving.scorer import PolicyScorer
 from nba.training import train
@@ -115,6 +116,10 @@ def test_cli_levels_auto_writes_a_scenario_and_refuses_an_unknown_mode(
     assert run.exit_code == 0, run.output
     table = (tmp_path / "twin_report" / "parameters.csv").read_text()
     assert "heterogeneity.rate_shape" in table
+    block = Scenario.from_yaml(out).heterogeneity
+    assert block is not None
+    counts = f"{len(block.rate_levels)} purchase-rate x {len(block.dropout_levels)} dropout"
+    assert f"Each customer's own levels: {counts}" in " ".join(run.output.split())
     bad = CliRunner().invoke(app, [*args, "--levels", "many"])
     assert isinstance(bad.exception, EventLogError) and "levels" in str(bad.exception)
 
