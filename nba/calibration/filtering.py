@@ -143,7 +143,7 @@ def filter_states(
     *,
     lookback_days: int = DEFAULT_LOOKBACK_DAYS,
     history_start: str | None = None,
-    chunk: int = 20_000,
+    chunk: int = 4_096,
 ) -> StateBelief:
     """Posterior (persona, stage) of each customer at ``cutoff`` from their history before it.
 
@@ -164,7 +164,8 @@ def filter_states(
         evidence would place everyone among the heavy buyers). That day moves the customer
         from the journey's entry stage (the scenario's first) as a purchase does, and adds
         nothing to the likelihood. ``None``: the scenario's own (:func:`history_start_of`).
-    :param chunk: customers per block of the recursion (bounds memory: chunk x days booleans).
+    :param chunk: customers per block of the recursion (bounds memory: chunk x days booleans,
+        and each event's kernels, chunk x types x stages^2 numbers).
     """
     end = utc_time(cutoff, "cutoff")
     history_start = history_start or history_start_of(scenario)
@@ -350,10 +351,12 @@ def _forward(
     kernels: tuple[FloatArray, FloatArray],
     names: pd.Index,
 ) -> tuple[FloatArray, FloatArray]:
-    """Normalised forward recursion; returns the (n, T, K) belief and (n,) log-likelihood.
+    """Normalised forward recursion; returns the (n, T, K) belief and (n, ) log-likelihood.
 
-    The belief is kept type-major, (T, n, K), so each day is one stacked matrix product per
-    type (persona and levels never change; stage moves by the type's K x K kernel).
+    Event-driven: most of a customer's days are quiet and uncontacted, and a run of ``g`` such
+    days is one product with the no-action quiet kernel's ``g``-th power (precomputed per
+    type), so the work is per event (a purchase or a send), not per day. The normalisers
+    multiply to the same evidence as day by day, so the result is the same posterior.
     ``observed_from`` is each customer's first observed day and the day of the purchase that
     starts them (-1: none); that purchase is conditioned on: the customer moves from the
     journey's entry stage (the scenario's first) as after a purchase, the types keep their
@@ -361,47 +364,64 @@ def _forward(
     """
     first_day, given_day = observed_from
     bought_kernel, quiet_kernel = kernels
+    n, days = purchase.shape
     given = _given_purchase(bought_kernel) if (given_day >= 0).any() else bought_kernel
     entry = np.zeros_like(prior)
     entry[:, 0] = prior.sum(axis=1)
-    n, days = purchase.shape
-    belief = np.broadcast_to(prior[:, None, :], (prior.shape[0], n, prior.shape[1])).copy()
+    powers = _quiet_powers(quiet_kernel[0], days)
+    eventful = (purchase | (action != 0)) & (np.arange(days)[None, :] >= first_day[:, None])
+    rows, event_day = np.nonzero(eventful)  # by customer, then day
+    counts = np.bincount(rows, minlength=n)
+    offsets = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    belief = np.broadcast_to(prior, (n, *prior.shape)).copy()
     log_likelihood = np.zeros(n)
-    nxt = np.empty_like(belief)  # two buffers, swapped each day (no allocation per day)
-    for d in range(days):  # days of history, each step vectorised over customers
-        today = purchase[:, d]
-        np.matmul(belief, quiet_kernel[0], out=nxt)
-        buyers = np.flatnonzero(today)  # few customers buy on a given day
-        if buyers.size:
-            nxt[:, buyers] = np.matmul(belief[:, buyers], bought_kernel[0])
-        contacted = np.flatnonzero(action[:, d])
-        if contacted.size:
-            chosen = action[contacted, d]
-            kernel = np.where(
-                today[contacted, None, None, None],
-                bought_kernel[chosen],
-                quiet_kernel[chosen],
-            )  # (m, P, K, K)
-            nxt[:, contacted] = np.einsum("pmk,mpkj->pmj", belief[:, contacted], kernel)
-        waiting = np.flatnonzero(first_day > d)
-        if waiting.size:  # not observed yet: neither evidence nor time
-            nxt[:, waiting] = belief[:, waiting]
-        starting = np.flatnonzero(given_day == d)
-        if starting.size:  # from the journey's entry stage, as a customer before buying
-            kernel = given[action[starting, d]]
-            nxt[:, starting] = np.einsum("pk,mpkj->pmj", entry, kernel)
-        total = nxt.sum(axis=(0, 2))
-        if (total <= 0).any():
-            who = names[int(np.flatnonzero(total <= 0)[0])]
-            raise EventLogError(
-                f"events: the twin gives customer {who!r}'s history on day {d} probability "
-                "zero (a purchase in a state that cannot buy); check the scenario"
-            )
-        np.divide(nxt, total[None, :, None], out=nxt)
-        belief, nxt = nxt, belief
-        log_likelihood += np.log(total)
-        log_likelihood[starting] -= np.log(total[starting])
-    return np.ascontiguousarray(belief.transpose(1, 0, 2)), log_likelihood
+    now = np.minimum(first_day, days)  # the day each belief stands at the start of
+    for j in range(int(counts.max(initial=0))):
+        who = np.flatnonzero(counts > j)
+        day = event_day[offsets[who] + j]
+        log_likelihood[who] += _advance(belief, who, powers[day - now[who]], names, day)
+        bought, chosen = purchase[who, day], action[who, day]
+        kernel = np.where(bought[:, None, None, None], bought_kernel[chosen], quiet_kernel[chosen])
+        start = given_day[who] == day
+        if start.any():  # from the entry stage, as a customer before buying
+            kernel[start] = given[chosen[start]]
+            belief[who[start]] = entry
+        gained = _advance(belief, who, kernel, names, day)
+        log_likelihood[who] += np.where(start, 0.0, gained)
+        now[who] = day + 1
+    rest = np.flatnonzero(now < days)  # quiet to the cutoff
+    log_likelihood[rest] += _advance(
+        belief, rest, powers[days - now[rest]], names, np.full(len(rest), days - 1)
+    )
+    return belief, log_likelihood
+
+
+def _quiet_powers(quiet: FloatArray, days: int) -> FloatArray:
+    """(days + 1, T, K, K): the no-action quiet kernel of each type to the powers 0..days."""
+    powers = np.empty((days + 1, *quiet.shape))
+    powers[0] = np.eye(quiet.shape[-1])
+    for g in range(1, days + 1):
+        np.matmul(powers[g - 1], quiet, out=powers[g])
+    return powers
+
+
+def _advance(
+    belief: FloatArray, who: IntArray, kernel: FloatArray, names: pd.Index, day: IntArray
+) -> FloatArray:
+    """Move ``belief[who]`` (m, T, K) by each one's (m, T, K, K) kernel and normalise, in
+    place; returns the (m,) log of the probability mass kept (the step's evidence)."""
+    moved = np.matmul(belief[who][:, :, None, :], kernel)[:, :, 0, :]
+    total = moved.sum(axis=(1, 2))
+    if (total <= 0).any():
+        bad = int(np.flatnonzero(total <= 0)[0])
+        raise EventLogError(
+            f"events: the twin gives customer {names[who[bad]]!r}'s history by day "
+            f"{int(day[bad])} probability zero (a purchase in a state that cannot buy); check "
+            "the scenario"
+        )
+    belief[who] = moved / total[:, None, None]
+    logs: FloatArray = np.log(total)
+    return logs
 
 
 def _given_purchase(bought_kernel: FloatArray) -> FloatArray:

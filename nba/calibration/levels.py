@@ -91,7 +91,7 @@ class LevelFit:
         on_purchase.update({(stage, CHURN): churn for stage in ALIVE})
         daily = {m: v for m, v in fitted.daily.items() if not (m[0] in ALIVE and m[1] == CHURN)}
         multipliers = dict(fitted.stage_multiplier) | {stage: 1.0 for stage in ALIVE}
-        _rewrite_rows(out, fitted.priors.stage_names, fitted, on_purchase)
+        _rewrite_rows(out, fitted.priors.stage_names, on_purchase)
         return replace(
             fitted,
             base=np.minimum(self.mixing.mean_rate, 1.0),
@@ -106,10 +106,7 @@ class LevelFit:
 
 
 def _rewrite_rows(
-    out: ParameterTable,
-    names: dict[str, str],
-    fitted: FittedScenario,
-    on_purchase: dict[tuple[str, str], float],
+    out: ParameterTable, names: dict[str, str], on_purchase: dict[tuple[str, str], float]
 ) -> None:
     """Stage rows the levels replace: purchase multipliers, churn moves, purchase moves."""
     for stage in ALIVE:
@@ -121,7 +118,6 @@ def _rewrite_rows(
             "1 in every stage a customer is alive in: each customer's own rate level carries "
             "who buys more",
         )
-    del fitted  # the moves are all in on_purchase
     for (src, dst), value in on_purchase.items():
         if src not in ALIVE:
             continue
