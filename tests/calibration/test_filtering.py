@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from nba.belief import BeliefError
 from nba.calibration import EventLog, EventLogError
 from nba.calibration.filtering import StateBelief, daily_actions, filter_states
 from nba.calibration.synthetic import reference_scenario
@@ -159,7 +160,7 @@ def test_sample_gives_each_state_its_share_of_copies() -> None:
     again = belief.sample(copies, np.random.default_rng(0))
     np.testing.assert_array_equal(again[0], persona)
     assert belief.churned.tolist() == pytest.approx([0.25, 0.9])
-    with pytest.raises(EventLogError, match="copies"):
+    with pytest.raises(BeliefError, match="copies"):
         belief.sample(0, np.random.default_rng(0))
 
 
