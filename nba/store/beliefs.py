@@ -1,0 +1,88 @@
+"""The belief over each customer's latent parts, from their full history, through the filter.
+
+The store calls :func:`nba.calibration.filtering.filter_states` (the twin's forward filter) on
+the affected customers' whole history, so a late event is simply part of the history the next
+time. Two details make a customer's belief independent of which other customers share a batch:
+
+- The filter reads history from the *log's* first purchase (where the purchase record starts,
+  capped at its look-back). A batch is not the whole log, so the store adds one anchor
+  purchase at the store's first purchase under an id no customer can have, and leaves it out of
+  the customers placed: every batch then reads from the same record start.
+- A store without any purchase before the cutoff (sends only, say) has no record start; the
+  anchor then sits just before the cutoff, so the belief is the prior moved by one quiet day.
+
+Beliefs are stored as the joint (persona, rate level, dropout level, stage) in float32.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from nba.calibration.filtering import filter_states
+from nba.scenario import Scenario
+from nba.store.rows import CODE, NO_NUMBER, NO_TEXT, to_log
+from nba.types import FloatArray
+
+ANCHOR_ID = "\x00nba.store:record-start"
+
+
+def belief_shape(scenario: Scenario) -> tuple[int, int, int, int]:
+    """(personas, rate levels, dropout levels, stages): the axes of a stored belief."""
+    from nba.parameters import ScenarioArrays
+
+    arrays = ScenarioArrays.from_scenario(scenario)
+    return (arrays.n_personas, arrays.n_rate_levels, arrays.n_dropout_levels, arrays.n_stages)
+
+
+def beliefs(
+    scenario: Scenario,
+    history: pd.DataFrame,
+    ids: pd.Index,
+    cutoff: int,
+    record_start: int | None,
+) -> tuple[np.ndarray, FloatArray]:
+    """(N, P, Lr, Ld, K) float32 joint belief at ``cutoff`` (UTC ns) and (N,) log-likelihood.
+
+    :param history: every stored event of ``ids`` (stored form); events at or after the cutoff
+        are left out by the filter.
+    :param record_start: the store's first purchase (UTC ns), or ``None`` when it has none.
+    """
+    start = cutoff - 1 if record_start is None else min(record_start, cutoff - 1)
+    anchor = pd.DataFrame(
+        {
+            "customer_id": [ANCHOR_ID],
+            "ts": [start],
+            "event": [CODE["purchased"]],
+            "channel": [NO_TEXT],
+            "action": [NO_TEXT],
+            "value": [NO_NUMBER],
+            "propensity": [NO_NUMBER],
+        }
+    )
+    log = to_log(pd.concat([history, anchor], ignore_index=True))
+    when = pd.Timestamp(cutoff, unit="ns", tz="UTC")
+    belief = filter_states(scenario, log, when, customer_ids=ids)
+    joint = np.ascontiguousarray(belief.joint, dtype=np.float32)
+    return joint, np.asarray(belief.log_likelihood, dtype=np.float64)
+
+
+def to_bytes(joint: np.ndarray) -> list[bytes]:
+    """One little-endian float32 blob per customer."""
+    flat = np.ascontiguousarray(joint, dtype="<f4").reshape(joint.shape[0], -1)
+    return [row.tobytes() for row in flat]
+
+
+def from_bytes(blobs: list[bytes], shape: tuple[int, ...]) -> np.ndarray:
+    """(N, *shape) float32 beliefs from their blobs (``numpy.frombuffer``; never unpickled)."""
+    size = int(np.prod(shape)) * 4
+    bad = [i for i, blob in enumerate(blobs) if len(blob) != size]
+    if bad:
+        from nba.store.database import StoreError
+
+        raise StoreError(
+            f"belief: stored blob {bad[0]} has {len(blobs[bad[0]])} bytes, expected {size} "
+            f"(float32 of shape {list(shape)})"
+        )
+    data = np.frombuffer(b"".join(blobs), dtype="<f4")
+    return data.reshape(len(blobs), *shape).astype(np.float32)

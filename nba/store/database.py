@@ -1,0 +1,154 @@
+"""The store's embedded database: one SQLite file, its tables, and the scenario it is bound to.
+
+Why SQLite: it ships with Python (no new dependency), it is ACID (a batch is one transaction, so a
+crash or ``kill -9`` mid-batch leaves the last committed state), and one writer at a time is our
+model (ingest is a batch job; readers see the last commit through WAL without blocking it).
+``synchronous=FULL`` makes each acknowledged batch survive a power cut too: one fsync per batch.
+
+Tables (times are UTC nanoseconds since the epoch):
+
+- ``meta``: key/value text: schema version, the scenario's YAML and fingerprint, the layout of
+  the stored arrays (channels, belief shape), the store's first purchase.
+- ``events``: every event ever ingested, clustered by customer and time. The primary key is the
+  whole event (id, time, type, channel, action, value, propensity: the columns the event log
+  dedupes on), so the same event twice is one row; missing text is stored as ``''`` and a
+  missing number as ``-1`` (the log refuses empty text and negative numbers, so neither
+  collides with a real value).
+- ``customers``: one row per customer: a summary of the observed history (enough to give the
+  observed state at any time after the last event, :mod:`nba.store.observed`) and the belief
+  over the latent parts as float32 bytes (shape in ``meta``), read back with
+  ``numpy.frombuffer``. Nothing is pickled.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Mapping
+from pathlib import Path
+
+from nba.errors import NBAValidationError
+from nba.scenario import Scenario
+
+SCHEMA_VERSION = "1"
+APPLICATION = "nba.store"
+
+DDL = (
+    "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID",
+    """CREATE TABLE events (
+        customer_id TEXT NOT NULL,
+        ts INTEGER NOT NULL,
+        event INTEGER NOT NULL,
+        channel TEXT NOT NULL,
+        action TEXT NOT NULL,
+        value REAL NOT NULL,
+        propensity REAL NOT NULL,
+        PRIMARY KEY (customer_id, ts, event, channel, action, value, propensity)
+    ) WITHOUT ROWID""",
+    """CREATE TABLE customers (
+        customer_id TEXT PRIMARY KEY,
+        first_ts INTEGER NOT NULL,
+        last_ts INTEGER NOT NULL,
+        n_events INTEGER NOT NULL,
+        opted_out_ts INTEGER,
+        pressure INTEGER NOT NULL,
+        pressure_day INTEGER,
+        habit REAL NOT NULL,
+        habit_day INTEGER,
+        last_sent BLOB NOT NULL,
+        belief_ts INTEGER NOT NULL,
+        belief BLOB NOT NULL,
+        log_likelihood REAL NOT NULL
+    ) WITHOUT ROWID""",
+)
+
+
+class StoreError(NBAValidationError):
+    """A store that cannot be used as asked: names the file, the field and the problem."""
+
+
+class UnknownCustomerError(StoreError):
+    """Customer ids the store has never seen an event for."""
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    """A connection in manual-transaction mode with the store's pragmas (WAL, full sync)."""
+    try:
+        connection = sqlite3.connect(path, isolation_level=None, check_same_thread=True)
+        connection.execute("PRAGMA journal_mode=WAL").fetchone()
+    except sqlite3.DatabaseError as exc:
+        raise StoreError(f"store {str(path)!r}: not a customer store ({exc})") from None
+    connection.execute("PRAGMA synchronous=FULL")
+    connection.execute("PRAGMA foreign_keys=ON")
+    connection.execute("PRAGMA cache_size=-65536")  # 64 MiB: a batch's pages stay in memory
+    connection.execute("PRAGMA temp_store=MEMORY")
+    return connection
+
+
+def create_schema(
+    connection: sqlite3.Connection, scenario: Scenario, layout: Mapping[str, object]
+) -> None:
+    """Tables and metadata of a new store, in one transaction."""
+    meta = {
+        "application": APPLICATION,
+        "schema_version": SCHEMA_VERSION,
+        "scenario_name": scenario.name,
+        "scenario_yaml": scenario.to_yaml(),
+        "scenario_fingerprint": scenario.fingerprint(),
+        "layout": json.dumps(layout, sort_keys=True),
+    }
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        for statement in DDL:
+            connection.execute(statement)
+        connection.executemany("INSERT INTO meta VALUES (?, ?)", sorted(meta.items()))
+        connection.execute("COMMIT")
+    except BaseException:
+        connection.execute("ROLLBACK")
+        raise
+
+
+def read_meta(connection: sqlite3.Connection, path: Path) -> dict[str, str]:
+    """The store's metadata; a SQLite file that is not a store (or a newer one) is refused."""
+    try:
+        rows = connection.execute("SELECT key, value FROM meta").fetchall()
+    except sqlite3.DatabaseError as exc:
+        raise StoreError(f"store {str(path)!r}: not a customer store ({exc})") from None
+    meta = dict(rows)
+    if meta.get("application") != APPLICATION:
+        raise StoreError(f"store {str(path)!r}: not a customer store (no {APPLICATION} metadata)")
+    if meta.get("schema_version") != SCHEMA_VERSION:
+        raise StoreError(
+            f"store {str(path)!r}: schema version {meta.get('schema_version')!r}, this nba "
+            f"reads version {SCHEMA_VERSION!r}"
+        )
+    return meta
+
+
+def stored_scenario(meta: dict[str, str], path: Path, expected: Scenario | None) -> Scenario:
+    """The scenario the store was built with; a different ``expected`` one is refused by name."""
+    scenario = Scenario.from_yaml(meta["scenario_yaml"])
+    if scenario.fingerprint() != meta["scenario_fingerprint"]:
+        raise StoreError(
+            f"store {str(path)!r}: the stored scenario does not match its recorded fingerprint"
+        )
+    if expected is not None and expected.fingerprint() != meta["scenario_fingerprint"]:
+        raise StoreError(
+            f"scenario: store {str(path)!r} was built for scenario {meta['scenario_name']!r} "
+            f"(fingerprint {meta['scenario_fingerprint'][:12]}), not {expected.name!r} "
+            f"(fingerprint {expected.fingerprint()[:12]}); open it without a scenario or "
+            "build a new store"
+        )
+    return scenario
+
+
+def set_meta(connection: sqlite3.Connection, key: str, value: str) -> None:
+    """Write one metadata value (inside the caller's transaction)."""
+    connection.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+
+
+def with_ids(connection: sqlite3.Connection, ids: list[str]) -> None:
+    """Fill the temporary table ``wanted(customer_id)`` that queries join to select customers."""
+    connection.execute("CREATE TEMP TABLE IF NOT EXISTS wanted (customer_id TEXT PRIMARY KEY)")
+    connection.execute("DELETE FROM wanted")
+    connection.executemany("INSERT OR IGNORE INTO wanted VALUES (?)", ((i,) for i in ids))

@@ -1,0 +1,1 @@
+"""Tests of nba.store: the customer-state store."""
