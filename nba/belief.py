@@ -34,8 +34,8 @@ from nba.types import BoolArray, FloatArray, IntArray
 
 #: Bytes of quiet-kernel powers a tracker keeps (longer quiet stretches apply them in rounds).
 POWER_CACHE_BYTES = 64 * 2**20
-#: Customers per block of a day step: the block's scratch stays in cache.
-STEP_BLOCK = 4_096
+#: Bytes of beliefs per block of a day step: the block and its scratch stay in cache.
+STEP_BLOCK_BYTES = 2**18
 
 
 class ImpossibleHistoryError(BeliefError):
@@ -176,7 +176,8 @@ class BeliefTracker:
         power_bytes = self.n_types * self.n_stages**2 * 8
         self.max_cached_days = max(1, min(4_096, POWER_CACHE_BYTES // power_bytes - 1))
         self._powers = np.eye(self.n_stages)[None, None].repeat(self.n_types, axis=1)
-        self._scratch = np.empty((self.n_types, STEP_BLOCK, self.n_stages))
+        self.block = max(16, STEP_BLOCK_BYTES // (8 * self.n_types * self.n_stages))
+        self._scratch = np.empty((self.block, self.n_types, self.n_stages))
 
     def quiet_powers(self, days: int) -> FloatArray:
         """(days + 1, T, K, K) the no-action quiet kernel to the powers 0..days (cached, up to
@@ -310,13 +311,13 @@ class BeliefTracker:
         a cache-sized block at a time; returns the (m,) mass kept before normalising."""
         m, flat, weights = belief.shape[0], belief.reshape(belief.shape[0], -1), rowsum.ravel()
         total = np.empty(m)
-        for lo in range(0, m, STEP_BLOCK):
-            hi = min(m, lo + STEP_BLOCK)
-            block, scratch = belief[lo:hi], self._scratch[:, : hi - lo]
+        for lo in range(0, m, self.block):
+            hi = min(m, lo + self.block)
+            block, scratch = belief[lo:hi], self._scratch[: hi - lo]
             np.matmul(flat[lo:hi], weights, out=total[lo:hi])
-            np.matmul(block.transpose(1, 0, 2), kernel, out=scratch)
+            np.matmul(block.transpose(1, 0, 2), kernel, out=scratch.transpose(1, 0, 2))
             with np.errstate(divide="ignore", invalid="ignore"):
-                np.divide(scratch.transpose(1, 0, 2), total[lo:hi, None, None], out=block)
+                np.divide(scratch, total[lo:hi, None, None], out=block)
         return total
 
     # ---------------------------------------------------------------- a history

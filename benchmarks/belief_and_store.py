@@ -1,0 +1,114 @@
+"""Belief updates per second (customer-days), and the customer-state store (issue 16).
+
+One function per section, each returning a dict of results for the last line; a section prints
+its own table. Sections:
+
+- ``belief``: :class:`nba.belief.BeliefTracker` on N customers x D days of a purchase-only day
+  mix (the twin's own customers, left alone, so about 1% buy on a day): (a) ``step`` day by day,
+  (b) the event-driven ``run`` over the same histories, on ``retail`` and ``retail_levels``.
+  Only the tracker's calls are timed (the twin simulates the histories beforehand).
+
+Run: ``python benchmarks/belief_and_store.py [--sections belief] [--customers 100000]``. The
+last line is one JSON object; ``belief_customer_days_per_s`` is the best documented path (which
+one is in ``belief_best_path``). Measure on a quiet machine: the load average is reported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from nba.belief import BeliefTracker
+from nba.scenarios import load_scenario
+from nba.twin import CustomerTwin
+
+BELIEF_SCENARIOS = ("retail", "retail_levels")
+TARGET_CUSTOMER_DAYS_PER_S = 10_000_000
+
+
+def _purchase_only_days(scenario: str, n: int, days: int, seed: int) -> np.ndarray:
+    """(n, days) purchases of the twin's customers left alone (no sends): a purchase-only log."""
+    twin = CustomerTwin(scenario, seed=seed)
+    twin.reset(n)
+    nothing = np.zeros(n, dtype=np.int64)
+    bought = np.empty((n, days), dtype=bool)
+    for day in range(days):
+        bought[:, day] = twin.step(nothing).bought
+    return bought
+
+
+def belief_section(args: argparse.Namespace) -> dict[str, Any]:
+    """Customer-days per second of ``step`` (day by day) and ``run`` (event-driven)."""
+    n, days = args.customers, args.days
+    rows, per_path = [], {}
+    for name in BELIEF_SCENARIOS:
+        tracker = BeliefTracker(load_scenario(name))
+        purchase = _purchase_only_days(name, n, days, seed=args.seed)
+        action = np.zeros((n, days), dtype=np.int8)
+        quiet = np.zeros(n, dtype=np.int64)
+        belief = tracker.prior(n)
+        tracker.step(belief, purchase[:, 0], quiet)  # warm-up: scratch, BLAS
+        belief = tracker.prior(n)
+        started = time.perf_counter()
+        for day in range(days):
+            tracker.step(belief, purchase[:, day], quiet)
+        step_s = time.perf_counter() - started
+        started = time.perf_counter()
+        history, _ = tracker.run(purchase, action)
+        run_s = time.perf_counter() - started
+        gap = float(np.abs(history - belief).max())
+        for path, seconds in (("step", step_s), ("run", run_s)):
+            rate = n * days / seconds
+            per_path[f"{name}_{path}"] = round(rate)
+            rows.append((name, tracker.n_types * tracker.n_stages, path, seconds, rate))
+        per_path[f"{name}_step_vs_run_max_gap"] = gap
+        per_path[f"{name}_buy_share"] = round(float(purchase.mean()), 4)
+    print(f"belief: {n:,} customers x {days} days, purchase-only")
+    print(f"{'scenario':<15} {'T x K':>6} {'path':<5} {'seconds':>8} {'customer-days/s':>16}")
+    for name, cells, path, seconds, rate in rows:
+        print(f"{name:<15} {cells:>6} {path:<5} {seconds:>8.2f} {rate:>16,.0f}")
+    reference = {path: per_path[f"retail_{path}"] for path in ("step", "run")}
+    best = max(reference, key=lambda path: reference[path])
+    return {
+        "belief_customer_days_per_s": reference[best],
+        "belief_best_path": f"retail {best} ({'day by day' if best == 'step' else 'event-driven'})",
+        "belief_paths": per_path,
+        "belief_target_met": reference[best] >= TARGET_CUSTOMER_DAYS_PER_S,
+    }
+
+
+SECTIONS: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {"belief": belief_section}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sections", nargs="+", choices=list(SECTIONS), default=list(SECTIONS))
+    parser.add_argument("--customers", type=int, default=100_000)
+    parser.add_argument("--days", type=int, default=365)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+
+    load_before = os.getloadavg()[0]
+    result: dict[str, Any] = {"benchmark": "belief_and_store"}
+    for section in args.sections:
+        result.update(SECTIONS[section](args))
+    result.update(
+        {
+            "python": platform.python_version(),
+            "cpus": os.cpu_count(),
+            "load_average_before": round(load_before, 2),
+            "load_average_after": round(os.getloadavg()[0], 2),
+        }
+    )
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
