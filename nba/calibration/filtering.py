@@ -51,6 +51,7 @@ def filter_states(
     lookback_days: int = DEFAULT_LOOKBACK_DAYS,
     history_start: str | None = None,
     chunk: int = 4_096,
+    record_start: pd.Timestamp | None = None,
 ) -> StateBelief:
     """Posterior (persona, stage) of each customer at ``cutoff`` from their history before it.
 
@@ -73,18 +74,18 @@ def filter_states(
         nothing to the likelihood. ``None``: the scenario's own (:func:`history_start_of`).
     :param chunk: customers per block of the recursion (bounds memory: chunk x days booleans,
         and each event's kernels, chunk x types x stages^2 numbers).
+    :param record_start: when the purchase record starts (default: the log's first purchase);
+        give it when ``log`` is part of a larger record (a store's batch of customers), so a
+        customer's belief does not depend on whom they share the batch with.
     """
     end = utc_time(cutoff, "cutoff")
     history_start = history_start or history_start_of(scenario)
     _check_settings(lookback_days, history_start, chunk)
     history = log.events[log.events["timestamp"] < end]
-    if history.empty:
+    if history.empty and record_start is None:
         raise EventLogError(f"events: nothing before the cutoff {end}")
-    recorded = history.loc[history["event"] == "purchased", "timestamp"]
-    if recorded.empty:
-        raise EventLogError(f"events: no 'purchased' event before the cutoff {end}")
-    # the purchase record starts at its first purchase: no evidence before
-    days = min(int(np.ceil((end - recorded.min()) / DAY)), lookback_days)
+    begins = _record_start(history, end, record_start)  # no evidence before it
+    days = min(max(int(np.ceil((end - begins) / DAY)), 1), lookback_days)
     start = end - days * DAY
     before_cutoff, history = history, history[history["timestamp"] >= start]
     ids = (
@@ -124,6 +125,21 @@ def filter_states(
                 "the scenario"
             ) from error
     return tracker.state_belief(probs, ids, log_likelihood, start, days)
+
+
+def _record_start(
+    history: pd.DataFrame, end: pd.Timestamp, given: pd.Timestamp | None
+) -> pd.Timestamp:
+    """When the purchase record starts: ``given``, else the first purchase before ``end``."""
+    if given is not None:
+        begins = utc_time(given, "record_start")
+        if begins >= end:
+            raise EventLogError(f"record_start: {begins} is not before the cutoff {end}")
+        return begins
+    recorded = history.loc[history["event"] == "purchased", "timestamp"]
+    if recorded.empty:
+        raise EventLogError(f"events: no 'purchased' event before the cutoff {end}")
+    return pd.Timestamp(recorded.min())
 
 
 def history_start_of(scenario: Scenario) -> str:

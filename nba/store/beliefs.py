@@ -2,14 +2,12 @@
 
 The store calls :func:`nba.calibration.filtering.filter_states` (the twin's forward filter) on
 the affected customers' whole history, so a late event is simply part of the history the next
-time. Two details make a customer's belief independent of which other customers share a batch:
-
-- The filter reads history from the *log's* first purchase (where the purchase record starts,
-  capped at its look-back). A batch is not the whole log, so the store adds one anchor
-  purchase at the store's first purchase under an id no customer can have, and leaves it out of
-  the customers placed: every batch then reads from the same record start.
-- A store without any purchase before the cutoff (sends only, say) has no record start; the
-  anchor then sits just before the cutoff, so the belief is the prior moved by one quiet day.
+time. The filter reads history from where the purchase record starts (capped at its
+look-back); a batch is not the whole log, so the store gives it the store's own first purchase
+(``record_start``): every batch then reads from the same start, and a customer's belief does
+not depend on whom they share a batch with. A store without any purchase before the cutoff
+(sends only, say) starts its record just before the cutoff: the belief is the prior moved by
+one quiet day.
 
 Beliefs are stored as the joint (persona, rate level, dropout level, stage) in float32.
 """
@@ -21,10 +19,8 @@ import pandas as pd
 
 from nba.calibration.filtering import filter_states
 from nba.scenario import Scenario
-from nba.store.rows import CODE, NO_NUMBER, NO_TEXT, to_log
+from nba.store.rows import to_log
 from nba.types import FloatArray
-
-ANCHOR_ID = "\x00nba.store:record-start"
 
 
 def belief_shape(scenario: Scenario) -> tuple[int, int, int, int]:
@@ -49,20 +45,14 @@ def beliefs(
     :param record_start: the store's first purchase (UTC ns), or ``None`` when it has none.
     """
     start = cutoff - 1 if record_start is None else min(record_start, cutoff - 1)
-    anchor = pd.DataFrame(
-        {
-            "customer_id": [ANCHOR_ID],
-            "ts": [start],
-            "event": [CODE["purchased"]],
-            "channel": [NO_TEXT],
-            "action": [NO_TEXT],
-            "value": [NO_NUMBER],
-            "propensity": [NO_NUMBER],
-        }
-    )
-    log = to_log(pd.concat([history, anchor], ignore_index=True))
     when = pd.Timestamp(cutoff, unit="ns", tz="UTC")
-    belief = filter_states(scenario, log, when, customer_ids=ids)
+    belief = filter_states(
+        scenario,
+        to_log(history),
+        when,
+        customer_ids=ids,
+        record_start=pd.Timestamp(start, unit="ns", tz="UTC"),
+    )
     joint = np.ascontiguousarray(belief.joint, dtype=np.float32)
     return joint, np.asarray(belief.log_likelihood, dtype=np.float64)
 

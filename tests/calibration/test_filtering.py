@@ -379,3 +379,19 @@ def test_first_purchase_start_is_conditioned_on_not_evidence() -> None:
     assert start.rate_multiplier[twice] > start.rate_multiplier[once]
     # the scenario's own convention is the default, "log" without one
     assert np.array_equal(filter_states(scenario, log, cutoff).probs, panel.probs)
+
+
+def test_record_start_makes_a_customer_s_belief_independent_of_the_batch() -> None:
+    scenario = _scenario()
+    cutoff = START + pd.Timedelta(days=8)
+    whole = _log({"early": [0, 5], "late": [4]}, {"late": [6]})
+    alone = _log({"late": [4]}, {"late": [6]})  # its own log starts on day 4
+    everyone = filter_states(scenario, whole, cutoff, pd.Index(["late"]))
+    batch = filter_states(scenario, alone, cutoff, pd.Index(["late"]), record_start=START)
+    np.testing.assert_allclose(batch.probs, everyone.probs, rtol=1e-12)
+    assert batch.log_likelihood[0] == pytest.approx(everyone.log_likelihood[0], rel=1e-12)
+    assert not np.allclose(
+        filter_states(scenario, alone, cutoff, pd.Index(["late"])).probs, everyone.probs
+    )
+    with pytest.raises(EventLogError, match="record_start"):
+        filter_states(scenario, alone, cutoff, record_start=cutoff)
