@@ -10,8 +10,11 @@ runs its forward algorithm, so a belief is the exact posterior ``P(type, stage |
 :meth:`~BeliefTracker.quiet` (each customer's own number of quiet days at once) and
 :meth:`~BeliefTracker.run` (a whole history, event-driven: calibration's ``filter_states``).
 
-What it conditions on: purchases and the actions the scenario knows; contact pressure, discount
-habit and opt-outs are held at their rested values (:func:`nba.state.rested_state`). A
+What it conditions on: purchases and the actions the scenario knows, and, where
+:meth:`~BeliefTracker.step` is given each customer's observed *context* (contact pressure and
+discount habit, :mod:`nba.belief_model`), the outcome probabilities of that context; without
+one (and in :meth:`~BeliefTracker.quiet` and :meth:`~BeliefTracker.run`) they are held at their
+rested values (:func:`nba.state.rested_state`), exact for purchase-only histories. A
 *conditioned start* (a purchase log holds customers because they bought) moves the customer
 from the journey's entry stage as a purchase does and adds nothing to the evidence.
 """
@@ -20,14 +23,22 @@ from __future__ import annotations
 
 __all__ = ["BeliefError", "BeliefTracker", "ImpossibleHistoryError", "StateBelief"]
 
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from nba.belief_model import BeliefError, check_flags, check_whole, twin_hmm
+from nba.belief_model import (
+    BeliefError,
+    Context,
+    check_flags,
+    check_whole,
+    context_hmm,
+    context_index,
+    twin_hmm,
+)
+from nba.belief_state import StateBelief
 from nba.parameters import ScenarioArrays
 from nba.scenario import Scenario
 from nba.types import BoolArray, FloatArray, IntArray
@@ -48,107 +59,6 @@ class ImpossibleHistoryError(BeliefError):
             "purchase in a state that cannot buy); check the scenario"
         )
         self.row, self.day = row, day
-
-
-@dataclass(frozen=True)
-class StateBelief:
-    """Posterior over (persona, stage) per customer at the cutoff, and over their own levels.
-
-    ``probs`` is (N, P, K) and sums to one per customer; ``log_likelihood`` (N,) is the log
-    probability the twin gives each customer's history (higher: the twin explains them better).
-    ``levels`` is the joint (N, P, Lr, Ld, K) over persona, rate level, dropout level and stage
-    (``None``: one level each, ``probs`` is the whole belief); ``rate_multipliers`` (Lr,) are
-    the rate levels' multipliers, for :attr:`rate_multiplier`.
-    """
-
-    customer_ids: pd.Index
-    probs: FloatArray
-    log_likelihood: FloatArray
-    start: pd.Timestamp
-    days: int
-    churn_stage: int
-    levels: FloatArray | None = None
-    rate_multipliers: FloatArray | None = None
-
-    @property
-    def joint(self) -> FloatArray:
-        """(N, P, Lr, Ld, K) posterior over persona, rate level, dropout level and stage."""
-        if self.levels is None:
-            return self.probs[:, :, None, None, :]
-        levels: FloatArray = self.levels
-        return levels
-
-    @property
-    def rate_level(self) -> FloatArray:
-        """(N, Lr) posterior over each customer's own purchase-rate level."""
-        rate: FloatArray = self.joint.sum(axis=(1, 3, 4))
-        return rate
-
-    @property
-    def dropout_level(self) -> FloatArray:
-        """(N, Ld) posterior over each customer's own dropout level."""
-        dropout: FloatArray = self.joint.sum(axis=(1, 2, 4))
-        return dropout
-
-    @property
-    def rate_multiplier(self) -> FloatArray:
-        """(N,) posterior mean of each customer's own rate multiplier (1.0 without levels)."""
-        if self.rate_multipliers is None:
-            return np.ones(self.probs.shape[0])
-        mean: FloatArray = self.rate_level @ self.rate_multipliers
-        return mean
-
-    @property
-    def churned(self) -> FloatArray:
-        """(N,) posterior probability of having churned unseen."""
-        churned: FloatArray = self.probs[:, :, self.churn_stage].sum(axis=1)
-        return churned
-
-    @property
-    def persona(self) -> FloatArray:
-        """(N, P) posterior over personas."""
-        persona: FloatArray = self.probs.sum(axis=2)
-        return persona
-
-    @property
-    def stage(self) -> FloatArray:
-        """(N, K) posterior over stages."""
-        stage: FloatArray = self.probs.sum(axis=1)
-        return stage
-
-    def most_likely(self) -> tuple[IntArray, IntArray]:
-        """(N,) persona and stage of each customer's most probable joint state."""
-        n, _, k = self.probs.shape
-        best = self.probs.reshape(n, -1).argmax(axis=1)
-        return best // k, best % k
-
-    def sample(self, copies: int, rng: np.random.Generator) -> tuple[IntArray, IntArray]:
-        """(copies * N,) persona and stage draws, copy-major (row ``c * N + i`` is customer i);
-        :meth:`draw` gives the levels of the same draws."""
-        drawn = self.draw(copies, rng)
-        return drawn["persona"], drawn["stage"]
-
-    def draw(self, copies: int, rng: np.random.Generator) -> dict[str, IntArray]:
-        """(copies * N,) draws of persona, stage, rate_level and dropout_level, copy-major.
-
-        Systematic sampling per customer: the ``copies`` draws of one customer sit at evenly
-        spaced points of its CDF with one random offset, so each state gets its share of the
-        copies to within one and a forecast averaged over copies carries no placement noise
-        beyond that rounding.
-        """
-        if copies < 1:
-            raise BeliefError(f"copies: {copies} must be at least 1")
-        joint = self.joint
-        n, shape = joint.shape[0], joint.shape[1:]
-        cdf = np.cumsum(joint.reshape(n, -1), axis=1)
-        cdf[:, -1] = 1.0
-        offset: FloatArray = rng.random((int(n),))
-        points = (np.arange(copies)[:, None] + offset[None, :]) / copies  # (copies, N)
-        flat = np.empty((copies, n), dtype=np.int64)
-        for c in range(copies):  # one pass per copy, each vectorised over customers
-            flat[c] = (cdf < points[c][:, None]).sum(axis=1)
-        persona, rate, dropout, stage = np.unravel_index(flat.ravel(), shape)
-        return {"persona": persona, "stage": stage, "rate_level": rate, "dropout_level": dropout}
 
 
 class BeliefTracker:
@@ -178,6 +88,7 @@ class BeliefTracker:
         self._powers = np.eye(self.n_stages)[None, None].repeat(self.n_types, axis=1)
         self.block = max(16, STEP_BLOCK_BYTES // (8 * self.n_types * self.n_stages))
         self._scratch = np.empty((self.block, self.n_types, self.n_stages))
+        self._context_tables: tuple[FloatArray, FloatArray, BoolArray] | None = None
 
     def quiet_powers(self, days: int) -> FloatArray:
         """(days + 1, T, K, K) the no-action quiet kernel to the powers 0..days (cached, up to
@@ -232,6 +143,7 @@ class BeliefTracker:
         start: BoolArray | None = None,
         *,
         observed: BoolArray | None = None,
+        context: Context | None = None,
     ) -> FloatArray:
         """Move every customer's belief by one observed day, in place; (N,) log evidence.
 
@@ -240,16 +152,46 @@ class BeliefTracker:
         :param start: (N,) that day's purchase is the customer's conditioned start: the belief
             restarts from :attr:`entry` and moves as after a purchase; evidence 0.
         :param observed: (N,) customers not yet observed (False) keep their belief; evidence 0.
+        :param context: each customer's observed state that morning (a
+            :class:`~nba.state.CustomerState` or a mapping with (N,) ``pressure`` and ``habit``,
+            :data:`~nba.belief_model.Context`): each day moves by the kernel of the customer's
+            own context, exact under sends. ``None``: the rested context for everyone (exact
+            for purchase-only histories).
         :raises ImpossibleHistoryError: a day the twin gives probability zero (nothing moved).
 
-        The day's most common (bought, action) case moves everyone in place, block by block
-        through a small scratch (one batched BLAS product per block); the other customers are
-        set aside first and moved by their own case's kernel. Not thread-safe (one scratch).
+        Customers are grouped by (context, bought, action) case: the most common case moves
+        everyone in place, block by block through a small scratch (one batched BLAS product
+        per block); the others are set aside first and moved by their own case's kernel. Not
+        thread-safe (one scratch).
         """
         n = self._check_belief(belief)
         case = self._cases(n, bought, action, start, observed)
-        counts = np.bincount(case, minlength=3 * self.n_actions + 1)
-        bulk = int(counts[: 2 * self.n_actions].argmax())
+        if context is None:
+            return self._move(belief, case, self.kernels, self._rowsums, self._can_vanish)
+        if self._context_tables is None:  # built on first use: C x 3A kernels, a few MB
+            kernels = context_hmm(self.arrays)
+            rowsums = kernels.sum(axis=-1)
+            self._context_tables = (kernels, rowsums, (rowsums <= 0).any(axis=(1, 2)))
+        kernels, rowsums, vanish = self._context_tables
+        per_context = 3 * self.n_actions
+        which = context_index(self.arrays, context, n)
+        case = np.where(case == per_context, len(kernels), which * per_context + case)
+        return self._move(belief, case, kernels, rowsums, vanish)
+
+    def _move(
+        self,
+        belief: FloatArray,
+        case: IntArray,
+        kernels: FloatArray,
+        rowsums: FloatArray,
+        can_vanish: BoolArray,
+    ) -> FloatArray:
+        """:meth:`step` once each customer's case (a row of ``kernels``; ``len(kernels)``: not
+        observed) is known; a case ``c`` with ``c % 3A >= 2A`` is a conditioned start."""
+        n, a = belief.shape[0], self.n_actions
+        counts = np.bincount(case, minlength=len(kernels) + 1)[: len(kernels)]
+        counts[np.arange(len(kernels)) % (3 * a) >= 2 * a] = -1  # the bulk is not a start
+        bulk = int(counts.argmax())
         others = np.flatnonzero(case != bulk)
         order = others[np.argsort(case[others], kind="stable")]
         moved = np.empty((len(order), self.n_types, self.n_stages))
@@ -259,21 +201,20 @@ class BeliefTracker:
             if hi == lo:
                 continue
             rows, c = order[lo:hi], int(case[order[lo]])
-            if c == 3 * self.n_actions:  # not observed yet: as it was
+            if c == len(kernels):  # not observed yet: as it was
                 moved[lo:hi] = belief[rows]
                 continue
-            moved[lo:hi] = self.entry if c >= 2 * self.n_actions else belief[rows]
-            total = self._apply(moved[lo:hi], self.kernels[c], self._rowsums[c])
+            given = c % (3 * a) >= 2 * a
+            moved[lo:hi] = self.entry if given else belief[rows]
+            total = self._apply(moved[lo:hi], kernels[c], rowsums[c])
             _check_mass(total, rows, None)
-            if c < 2 * self.n_actions:
+            if not given:
                 gained[lo:hi] = np.log(total)
-        if self._can_vanish[bulk]:  # refuse before anything moves
-            mass = belief.reshape(n, -1) @ self._rowsums[bulk].ravel()
+        if can_vanish[bulk]:  # refuse before anything moves
+            mass = belief.reshape(n, -1) @ rowsums[bulk].ravel()
             _check_mass(np.where(case == bulk, mass, 1.0), np.arange(n), None)
         with np.errstate(divide="ignore", invalid="ignore"):
-            evidence: FloatArray = np.log(
-                self._apply(belief, self.kernels[bulk], self._rowsums[bulk])
-            )
+            evidence: FloatArray = np.log(self._apply(belief, kernels[bulk], rowsums[bulk]))
         belief[order] = moved
         evidence[order] = gained
         return evidence
