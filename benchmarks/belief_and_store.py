@@ -7,6 +7,10 @@ its own table. Sections:
   mix (the twin's own customers, left alone, so about 1% buy on a day): (a) ``step`` day by day,
   (b) the event-driven ``run`` over the same histories, on ``retail`` and ``retail_levels``.
   Only the tracker's calls are timed (the twin simulates the histories beforehand).
+  (c) ``step_context``: ``step`` with each customer's own observed context (pressure, habit) on
+  N customers x ``--context-days`` days of a contact-heavy random policy (a send requested on
+  60% of days, any action; the rules block some), each day's context the twin's own morning
+  state.
 
 Run: ``python benchmarks/belief_and_store.py [--sections belief] [--customers 100000]``. The
 last line is one JSON object; ``belief_customer_days_per_s`` is the best documented path (which
@@ -44,6 +48,40 @@ def _purchase_only_days(scenario: str, n: int, days: int, seed: int) -> np.ndarr
     return bought
 
 
+def _contacted_days(scenario: str, n: int, days: int, seed: int) -> dict[str, np.ndarray]:
+    """(days, n) purchases, executed actions and each morning's pressure and habit of the
+    twin's customers under a contact-heavy random policy (day-major: a day is contiguous)."""
+    twin = CustomerTwin(scenario, seed=seed)
+    twin.reset(n)
+    rng = np.random.default_rng(seed)
+    shape = (days, n)
+    log = {"bought": np.empty(shape, bool), "action": np.empty(shape, np.int8)}
+    log |= {"pressure": np.empty(shape, np.int8), "habit": np.empty(shape, bool)}
+    for day in range(days):
+        log["pressure"][day], log["habit"][day] = twin.state.pressure, twin.state.habit
+        wanted = np.where(rng.random(n) < 0.6, rng.integers(1, twin.n_actions, n), 0)
+        result = twin.step(wanted)
+        log["bought"][day], log["action"][day] = result.bought, result.executed
+    return log
+
+
+def _context_steps(tracker: BeliefTracker, log: dict[str, np.ndarray]) -> float:
+    """Seconds for ``step`` with contexts over the whole log (after one warm-up day)."""
+    days, n = log["bought"].shape
+    belief = tracker.prior(n)
+
+    def day_step(day: int) -> None:
+        context = {"pressure": log["pressure"][day], "habit": log["habit"][day]}
+        tracker.step(belief, log["bought"][day], log["action"][day], context=context)
+
+    day_step(0)  # warm-up: the context kernels, scratch, BLAS
+    belief = tracker.prior(n)
+    started = time.perf_counter()
+    for day in range(days):
+        day_step(day)
+    return time.perf_counter() - started
+
+
 def belief_section(args: argparse.Namespace) -> dict[str, Any]:
     """Customer-days per second of ``step`` (day by day) and ``run`` (event-driven)."""
     n, days = args.customers, args.days
@@ -70,10 +108,20 @@ def belief_section(args: argparse.Namespace) -> dict[str, Any]:
             rows.append((name, tracker.n_types * tracker.n_stages, path, seconds, rate))
         per_path[f"{name}_step_vs_run_max_gap"] = gap
         per_path[f"{name}_buy_share"] = round(float(purchase.mean()), 4)
-    print(f"belief: {n:,} customers x {days} days, purchase-only")
-    print(f"{'scenario':<15} {'T x K':>6} {'path':<5} {'seconds':>8} {'customer-days/s':>16}")
+        log = _contacted_days(name, n, args.context_days, seed=args.seed)
+        seconds = _context_steps(tracker, log)
+        per_path[f"{name}_step_context"] = round(n * args.context_days / seconds)
+        per_path[f"{name}_context_send_share"] = round(float((log["action"] != 0).mean()), 4)
+        per_path[f"{name}_context_buy_share"] = round(float(log["bought"].mean()), 4)
+        cells = tracker.n_types * tracker.n_stages
+        rows.append((name, cells, "step_context", seconds, n * args.context_days / seconds))
+    print(
+        f"belief: {n:,} customers x {days} days, purchase-only (step_context: "
+        f"{args.context_days} days, contact-heavy)"
+    )
+    print(f"{'scenario':<15} {'T x K':>6} {'path':<12} {'seconds':>8} {'customer-days/s':>16}")
     for name, cells, path, seconds, rate in rows:
-        print(f"{name:<15} {cells:>6} {path:<5} {seconds:>8.2f} {rate:>16,.0f}")
+        print(f"{name:<15} {cells:>6} {path:<12} {seconds:>8.2f} {rate:>16,.0f}")
     reference = {path: per_path[f"retail_{path}"] for path in ("step", "run")}
     best = max(reference, key=lambda path: reference[path])
     return {
@@ -92,6 +140,7 @@ def main() -> None:
     parser.add_argument("--sections", nargs="+", choices=list(SECTIONS), default=list(SECTIONS))
     parser.add_argument("--customers", type=int, default=100_000)
     parser.add_argument("--days", type=int, default=365)
+    parser.add_argument("--context-days", type=int, default=90)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 

@@ -194,18 +194,16 @@ class BeliefTracker:
         bulk = int(counts.argmax())
         others = np.flatnonzero(case != bulk)
         order = others[np.argsort(case[others], kind="stable")]
-        moved = np.empty((len(order), self.n_types, self.n_stages))
+        moved = np.take(belief, order, axis=0)  # one gather, in case order
         gained = np.zeros(len(order))
         cuts = np.flatnonzero(np.diff(case[order])) + 1
         for lo, hi in zip(np.r_[0, cuts], np.r_[cuts, len(order)], strict=True):
-            if hi == lo:
-                continue
-            rows, c = order[lo:hi], int(case[order[lo]])
+            rows, c = order[lo:hi], int(case[order[lo]]) if hi > lo else len(kernels)
             if c == len(kernels):  # not observed yet: as it was
-                moved[lo:hi] = belief[rows]
                 continue
             given = c % (3 * a) >= 2 * a
-            moved[lo:hi] = self.entry if given else belief[rows]
+            if given:
+                moved[lo:hi] = self.entry
             total = self._apply(moved[lo:hi], kernels[c], rowsums[c])
             _check_mass(total, rows, None)
             if not given:
