@@ -262,6 +262,13 @@ class PolicyScorer:
             else {"action": names[top], "reason": self._reasons[table.reason[row]]},
         )
 
+    def score_id(self, customer_id: str, store: Any, as_of: datetime | None = None) -> Decision:
+        """One customer's decision from a customer-state store, on the most likely persona and
+        stage (:func:`nba.serving.by_id.score_id`); no capacity applies, as for :meth:`score`."""
+        from nba.serving.by_id import score_id
+
+        return score_id(self, customer_id, store, as_of)
+
     def _score_general(self, request: ParsedRequest) -> Decision:
         """One customer parsed by the frame parser (timestamps only pandas reads)."""
         index = int(self.space.encode(request.state)[0])

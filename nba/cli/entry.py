@@ -12,7 +12,7 @@ from typing import NoReturn
 
 import typer
 
-from nba.cli import calibrate, forecast, ingest, ope, score, serve, train, twin
+from nba.cli import calibrate, decide, forecast, ingest, ope, score, serve, train, twin
 from nba.cli.output import error_console
 from nba.errors import NBAError
 
@@ -23,7 +23,8 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-for group in (twin, train, score, serve, calibrate, forecast, ingest, ope):  # ``nba --help`` order
+# ``nba --help`` order
+for group in (twin, train, score, decide, serve, calibrate, forecast, ingest, ope):
     group.register(app)
 
 
