@@ -17,7 +17,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from nba.calibration.filtering import filter_states
+from nba.belief import BeliefTracker
+from nba.calibration.filtering import DEFAULT_LOOKBACK_DAYS, filter_states, history_start_of
 from nba.scenario import Scenario
 from nba.store.rows import to_log
 from nba.types import FloatArray
@@ -55,6 +56,42 @@ def beliefs(
     )
     joint = np.ascontiguousarray(belief.joint, dtype=np.float32)
     return joint, np.asarray(belief.log_likelihood, dtype=np.float64)
+
+
+DAY_NS = 86_400 * 10**9
+
+
+def advance_quiet(
+    tracker: BeliefTracker,
+    joint: np.ndarray,
+    rows: np.ndarray,
+    since: tuple[np.ndarray, np.ndarray],
+    when: int,
+    record_start: int | None,
+) -> np.ndarray:
+    """Move ``joint[rows]`` (stored beliefs) to ``when`` by quiet days where that is exact, in
+    place; returns which of ``rows`` moved (the rest need a recompute from history).
+
+    ``since`` is each row's (belief time, last event time), UTC ns. Exact (up to the float32 of
+    storage) where nothing happened after the belief time, the gap is whole days (the filter's
+    days are 24-hour periods ending at the cutoff, so the day grid stays), the filter's
+    look-back does not cut the history, and the scenario reads customers as a panel or from
+    their first event (read from their first purchase, one who has not bought is not observed
+    yet, so quiet days are no evidence for them).
+    """
+    belief_ts, last_ts = since[0][rows], since[1][rows]
+    gap = when - belief_ts
+    ok = (gap > 0) & (gap % DAY_NS == 0) & (last_ts < belief_ts)
+    read_whole = record_start is not None and when - record_start <= DEFAULT_LOOKBACK_DAYS * DAY_NS
+    if not read_whole or history_start_of(tracker.arrays.scenario) == "first_purchase":
+        ok[:] = False
+    moved = rows[ok]
+    if moved.size:
+        shape = joint.shape
+        belief = joint[moved].astype(np.float64).reshape(moved.size, -1, shape[-1])
+        tracker.quiet(belief, (gap[ok] // DAY_NS).astype(np.int64))
+        joint[moved] = belief.reshape(moved.size, *shape[1:]).astype(np.float32)
+    return ok
 
 
 def to_bytes(joint: np.ndarray) -> list[bytes]:

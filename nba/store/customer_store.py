@@ -12,8 +12,9 @@ transaction back when the file is next opened.
 
 :meth:`CustomerStore.state` gives the state as of any time in the scoring request's own field
 names, plus the belief summary. After a customer's last event it is the stored summary aged by
-the twin's rules and, where the belief was computed at that very time, the stored belief; an
-earlier time, or another belief time, is recomputed from the stored history (exact, slower).
+the twin's rules and, where the belief was computed at that very time, the stored belief;
+whole quiet days after it move the stored belief on (:func:`nba.store.beliefs.advance_quiet`);
+an earlier time, or another belief time, is recomputed from the stored history (exact, slower).
 """
 
 from __future__ import annotations
@@ -27,10 +28,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from nba.belief import BeliefTracker
 from nba.calibration.events import EventLog, EventLogError, utc_time
 from nba.scenario import Scenario
 from nba.store import database
-from nba.store.beliefs import belief_shape, beliefs, from_bytes, to_bytes
+from nba.store.beliefs import advance_quiet, belief_shape, beliefs, from_bytes, to_bytes
 from nba.store.database import StoreError, UnknownCustomerError
 from nba.store.observed import NEVER, ObservedRules, Summary, summarise
 from nba.store.rows import CODE, COLUMNS, encode, from_records, records
@@ -70,6 +72,7 @@ class CustomerStore:
     def __init__(self, path: Path, connection: Any, scenario: Scenario, meta: dict[str, str]):
         self.path = path
         self.scenario = scenario
+        self._belief_tracker: BeliefTracker | None = None
         self._db = connection
         self._rules = ObservedRules.from_scenario(scenario)
         layout = json.loads(meta["layout"])
@@ -168,6 +171,12 @@ class CustomerStore:
                 history = history[history["ts"] < when]
                 _replace(summary, stale, summarise(history, ids[stale], self._rules))
             other = np.flatnonzero(belief_ts != when)
+            if other.size:  # quiet since the belief: move it on; else recompute
+                since = (belief_ts, summary.last_ts)
+                moved = advance_quiet(
+                    self._tracker(), joint, other, since, when, self._record_start
+                )
+                other = other[~moved]
             if other.size:
                 history = self._history(list(ids[other]))
                 joint[other], _ = beliefs(
@@ -176,6 +185,12 @@ class CustomerStore:
         finally:
             self._db.execute("COMMIT")
         return ids, when, summary, joint
+
+    def _tracker(self) -> BeliefTracker:
+        """The twin's belief tracker, built once per store (its kernels cost a little)."""
+        if self._belief_tracker is None:
+            self._belief_tracker = BeliefTracker(self.scenario)
+        return self._belief_tracker
 
     def _rows(self, ids: pd.Index) -> list[tuple[Any, ...]]:
         database.with_ids(self._db, list(ids))

@@ -15,7 +15,7 @@ from nba.scenario import Scenario
 from nba.scenarios import load_scenario
 from nba.serving.request_history import LAST_CONTACT
 from nba.serving.schema import RequestSchema
-from nba.store import CustomerStore, StoreError, UnknownCustomerError
+from nba.store import CustomerStore, StoreError, UnknownCustomerError, customer_store
 from nba.store.state_frame import LAST_CONTACT as STORE_LAST_CONTACT
 from nba.store.synthetic import synthetic_events
 from tests.store.conftest import NOW, halves, new_store
@@ -211,3 +211,32 @@ def test_levels_appear_as_request_fields(tmp_path: Path) -> None:
         frame = store.state(store.customer_ids(), NOW)
     assert {"rate_level", "dropout_level"} <= set(frame.columns)
     RequestSchema(ScenarioArrays.from_scenario(levels)).parse(frame.drop(columns=SUMMARY))
+
+
+@pytest.mark.parametrize("name", ["retail", "retail_levels"])
+def test_whole_quiet_days_move_the_stored_belief_as_a_recompute_would(
+    tmp_path: Path, name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Deciding 3 days after the last ingest: the stored beliefs are moved on by 3 quiet days
+    (no recompute from history) and equal the filter run on the whole log at that time; a gap
+    of part of a day recomputes instead."""
+    scenario = load_scenario(name)
+    log = synthetic_events(scenario, 3_000, 200, days=60, seed=5)
+    ids = pd.Index(sorted(log.events["customer_id"].unique()))
+    later = NOW + pd.Timedelta(days=3)
+    with new_store(tmp_path, scenario) as store:
+        store.ingest(log, now=NOW)
+        recomputed: list[int] = []
+        real = customer_store.beliefs
+
+        def counting(*args: object) -> object:
+            recomputed.append(len(args[2]))  # type: ignore[arg-type]
+            return real(*args)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(customer_store, "beliefs", counting)
+        _, joint = store.belief(ids, later)
+        assert recomputed == []
+        truth = filter_states(scenario, log, later, customer_ids=ids)
+        np.testing.assert_allclose(joint, truth.joint, atol=1e-5)
+        store.belief(ids, later + pd.Timedelta(hours=5))
+        assert recomputed == [len(ids)]
