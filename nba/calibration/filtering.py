@@ -88,13 +88,7 @@ def filter_states(
     days = min(max(int(np.ceil((end - begins) / DAY)), 1), lookback_days)
     start = end - days * DAY
     before_cutoff, history = history, history[history["timestamp"] >= start]
-    ids = (
-        pd.Index(history["customer_id"].astype(str).unique())
-        if customer_ids is None
-        else pd.Index(customer_ids).astype(str)
-    )
-    if not ids.is_unique:
-        raise EventLogError(f"customer_ids: {ids[ids.duplicated()][0]!r} is listed twice")
+    ids = _customers(history, customer_ids)
     tracker = BeliefTracker(scenario)
 
     bought = history[history["event"] == "purchased"]
@@ -125,6 +119,18 @@ def filter_states(
                 "the scenario"
             ) from error
     return tracker.state_belief(probs, ids, log_likelihood, start, days)
+
+
+def _customers(history: pd.DataFrame, customer_ids: pd.Index | None) -> pd.Index:
+    """Whom to place: as given (each once), else everyone with an event in the days read."""
+    ids = (
+        pd.Index(history["customer_id"].astype(str).unique())
+        if customer_ids is None
+        else pd.Index(customer_ids).astype(str)
+    )
+    if not ids.is_unique:
+        raise EventLogError(f"customer_ids: {ids[ids.duplicated()][0]!r} is listed twice")
+    return ids
 
 
 def _record_start(
