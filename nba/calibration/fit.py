@@ -61,7 +61,6 @@ from nba.calibration.rates import (
     MIN_GROUP,
     THIRDS,
     Customers,
-    RateFit,
     fit_baskets,
     fit_rates,
 )
@@ -133,21 +132,6 @@ class _Setup:
     notes: list[str]
 
 
-def _rates(
-    setup: _Setup, boot: Bootstrap, priors: Priors, out: ParameterTable, levels: str
-) -> RateFit:
-    """Purchase rates; with ``levels="auto"`` each customer's own levels carry the spread, so
-    no persona is split into tiers by purchase frequency."""
-    people = setup.people
-    rates = fit_rates(
-        setup.log, people, setup.rules, setup.reference, boot, priors, out, setup.record_end
-    )
-    if levels == "auto":
-        n = people.n_personas
-        rates = replace(rates, tiers=[np.ones(1)] * n, tier_cuts=[[] for _ in range(n)])
-    return rates
-
-
 def calibrate(
     log: EventLog,
     *,
@@ -192,7 +176,9 @@ def calibrate(
     boot = Bootstrap.draw(len(people.table), n_bootstrap, rng)
     out = ParameterTable()
     shares, initial = _shares(people, boot, out)
-    rates = _rates(setup, boot, priors, out, levels)
+    rates = fit_rates(  # with levels="auto" the levels replace rates and tiers (levels.py)
+        setup.log, people, setup.rules, setup.reference, boot, priors, out, setup.record_end
+    )
     baskets = fit_baskets(people, boot, out)
     contact = _contact_and_moves(setup, rates.panel, boot, priors, out, rng)
     fitted = FittedScenario(
