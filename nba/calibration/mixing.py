@@ -182,6 +182,7 @@ def rate_levels(fit: Mixing, count: int) -> tuple[FloatArray, FloatArray]:
     few heaviest, who make many of the purchases (with equal bins alone the top buckets were
     forecast 5 to 10% low).
     """
+    _check_count(count)
     if count < len(TOP_SPLIT):
         cuts = np.linspace(0.0, 1.0, count + 1)
     else:
@@ -199,10 +200,16 @@ def rate_levels(fit: Mixing, count: int) -> tuple[FloatArray, FloatArray]:
 def dropout_levels(fit: Mixing, count: int) -> tuple[FloatArray, FloatArray]:
     """(count,) dropout probabilities after a repeat purchase and their shares: equal-share
     bins of ``Beta(a, b)`` at their conditional means."""
+    _check_count(count)
     edges = stats.beta.ppf(np.linspace(0.0, 1.0, count + 1), fit.a, fit.b)
     within = np.diff(stats.beta.cdf(edges, fit.a + 1.0, fit.b))
     probabilities: FloatArray = fit.mean_dropout * within * count
     return probabilities, np.full(count, 1.0 / count)
+
+
+def _check_count(count: int) -> None:
+    if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or count < 1:
+        raise EventLogError(f"count: expected a whole number of levels >= 1, got {count!r}")
 
 
 def levels_expected(

@@ -113,3 +113,10 @@ def test_a_log_without_repeat_purchases_is_refused_by_name() -> None:
     days = PurchaseDays.from_log(log, CUTOFF, pd.Index(["a", "b"]), np.zeros(2, dtype=np.int64))
     with pytest.raises(EventLogError, match=r"^events: no customer has a repeat"):
         fit_mixing(days, 1, np.ones((1, 2)))
+
+
+@pytest.mark.parametrize("count", [0, -2, 2.5, True])
+def test_a_level_count_that_is_not_a_whole_number_is_refused_by_name(count: object) -> None:
+    for levels in (rate_levels, dropout_levels):
+        with pytest.raises(EventLogError, match=r"^count: "):
+            levels(SPREAD, count)  # type: ignore[arg-type]
