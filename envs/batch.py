@@ -5,6 +5,11 @@ observation, so this is a true terminal state, not a truncation) or churns (abso
 nothing more). Finished customers are replaced by fresh draws in the same step, and their
 last observation and episode statistics are handed back. Episode clocks can be staggered at
 reset so that customers do not all finish on the same step.
+
+``observation="belief"`` gives what a company sees (:class:`~nba.observation.BeliefObserver`):
+the observed state and a belief over persona, stage and levels, moved by each day's purchases.
+A churn is not seen, so belief episodes run to the horizon by default (``terminate_on_churn``
+off): a policy must learn that contacting a customer who may have left costs money.
 """
 
 from __future__ import annotations
@@ -14,7 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from nba.errors import NBAValidationError
-from nba.features import FeatureBuilder
+from nba.features import FeatureBuilder, Observation
+from nba.observation import BeliefObserver
 from nba.scenario import Scenario
 from nba.twin import CustomerTwin, StepResult
 from nba.types import BoolArray, FloatArray, IntArray, SeedLike
@@ -44,16 +50,22 @@ class TwinBatch:
         *,
         seed: SeedLike = None,
         stagger: bool = True,
-        terminate_on_churn: bool = True,
+        terminate_on_churn: bool | None = None,
         expected_rewards: bool = False,
+        observation: Observation = "state",
     ) -> None:
         if not isinstance(n, int | np.integer) or n < 1:
             raise NBAValidationError(f"n_envs: expected a positive integer, got {n!r}")
         self.twin = CustomerTwin(scenario, seed=seed)
-        self.features = FeatureBuilder(self.twin.arrays)
+        self.features = FeatureBuilder(self.twin.arrays, observation=observation)
+        self.observer = (
+            BeliefObserver(self.twin.arrays, self.features) if observation == "belief" else None
+        )
         self.n = int(n)
         self.horizon = self.twin.scenario.horizon_days
         self.stagger = stagger
+        if terminate_on_churn is None:
+            terminate_on_churn = observation == "state"
         self.terminate_on_churn = terminate_on_churn
         self.expected_rewards = expected_rewards
         self._episode_return = np.zeros(self.n)
@@ -70,13 +82,28 @@ class TwinBatch:
             self.twin.set_days(self.twin.rng.integers(0, self.horizon, size=self.n))
         self._episode_return[:] = 0.0
         self._episode_length[:] = 0
-        return self.features.build(self.twin.state, self.twin.day, out=self._obs).copy()
+        if self.observer is not None:
+            self.observer.reset(self.twin.state)
+        return self._observe(out=self._obs).copy()
+
+    def _observe(self, rows: IntArray | None = None, out: FloatArray | None = None) -> FloatArray:
+        """Observations of every customer (or of ``rows``), as the policy sees them."""
+        state, day = self.twin.state, self.twin.day
+        if rows is not None:
+            state, day = state.take(rows), day[rows]
+        if self.observer is None:
+            return self.features.build(state, day, out=out)
+        belief = self.observer.belief if rows is None else self.observer.belief[rows]
+        return self.features.build(state, day, out=out, belief=belief)
 
     def action_masks(self) -> BoolArray:
         return self.twin.action_masks()
 
     def step(self, actions: IntArray) -> BatchStep:
+        context = None if self.observer is None else self.observer.context(self.twin.state)
         result = self.twin.step(actions)
+        if self.observer is not None and context is not None:
+            self.observer.update(context, result.bought, result.executed)
         reward = result.expected_reward if self.expected_rewards else result.reward
         self._episode_return += reward
         self._episode_length += 1
@@ -84,14 +111,16 @@ class TwinBatch:
         if self.terminate_on_churn:
             terminated |= self.twin.state.stage == self.twin.arrays.churn_stage
         done_rows = np.flatnonzero(terminated)
-        final_obs = self.features.build(self.twin.state.take(done_rows), self.twin.day[done_rows])
+        final_obs = self._observe(done_rows)
         episode_return = self._episode_return[done_rows].copy()
         episode_length = self._episode_length[done_rows].copy()
         if done_rows.size:
             self.twin.restart(done_rows)
+            if self.observer is not None:
+                self.observer.restart(done_rows, self.twin.state)
             self._episode_return[done_rows] = 0.0
             self._episode_length[done_rows] = 0
-        obs = self.features.build(self.twin.state, self.twin.day, out=self._obs).copy()
+        obs = self._observe(out=self._obs).copy()
         return BatchStep(
             obs=obs,
             reward=reward.astype(np.float32),

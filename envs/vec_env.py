@@ -20,6 +20,7 @@ from stable_baselines3.common.vec_env import VecEnv
 from stable_baselines3.common.vec_env.base_vec_env import VecEnvIndices, VecEnvStepReturn
 
 from nba.envs.batch import TwinBatch
+from nba.features import Observation
 from nba.scenario import Scenario
 from nba.types import BoolArray, SeedLike
 
@@ -37,6 +38,9 @@ class TwinVecEnv(VecEnv):
         action instead of the sampled one. The objective (expected return) is unchanged, and
         the variance from who happened to buy today is gone (Rao-Blackwellisation); stage
         transitions stay sampled. Evaluation always uses sampled rewards.
+    :param observation: ``"state"`` (the full state, persona and stage included) or
+        ``"belief"`` (what a company sees: the observed state and a belief over the latent
+        parts, :mod:`nba.observation`; episodes then end only at the horizon by default).
     """
 
     render_mode: str | None = None
@@ -47,8 +51,9 @@ class TwinVecEnv(VecEnv):
         n_envs: int = 1024,
         seed: SeedLike = None,
         stagger: bool = True,
-        terminate_on_churn: bool = True,
+        terminate_on_churn: bool | None = None,
         expected_rewards: bool = False,
+        observation: Observation = "state",
     ) -> None:
         self.batch = TwinBatch(
             scenario,
@@ -57,6 +62,7 @@ class TwinVecEnv(VecEnv):
             stagger=stagger,
             terminate_on_churn=terminate_on_churn,
             expected_rewards=expected_rewards,
+            observation=observation,
         )
         observation_space = spaces.Box(0.0, 1.0, (self.batch.features.size,), dtype=np.float32)
         super().__init__(n_envs, observation_space, spaces.Discrete(self.batch.n_actions))

@@ -107,13 +107,45 @@ class BeliefTracker:
         return powers
 
     # ---------------------------------------------------------------- beliefs
-    def prior(self, n: int) -> FloatArray:
+    def prior(
+        self, n: int, *, consent: BoolArray | None = None, habit: BoolArray | None = None
+    ) -> FloatArray:
         """(n, T, K) beliefs of customers nothing is known of yet: the scenario's type shares
-        and starting stages."""
+        and starting stages, conditioned on what a company sees of a new customer.
+
+        :param consent: (n, C) the channels each customer granted consent on: a persona whose
+            consent differs cannot be theirs (the twin's personas carry their consent).
+        :param habit: (n,) whether each customer starts with a discount habit, which the twin
+            draws by persona.
+        :raises BeliefError: a customer whose consent no persona grants (naming the row).
+        """
         if not isinstance(n, (int, np.integer)) or n < 0:
             raise BeliefError(f"n: expected a whole number of customers >= 0, got {n!r}")
         prior = np.empty((int(n), *self.type_prior.shape))
         prior[:] = self.type_prior
+        if consent is None and habit is None:
+            return prior
+        arrays = self.arrays
+        weight = np.ones((int(n), arrays.n_personas))
+        if consent is not None:
+            granted = np.asarray(consent, dtype=bool)
+            if granted.shape != (n, arrays.persona_consent.shape[1]):
+                shape = (n, arrays.persona_consent.shape[1])
+                raise BeliefError(f"consent: expected {shape} booleans, got {granted.shape}")
+            weight *= (granted[:, None, :] == arrays.persona_consent[None]).all(axis=2)
+        if habit is not None:
+            held = check_flags(habit, int(n), "habit")[:, None]
+            start = arrays.persona_initial_habit[None, :]
+            weight *= np.where(held, start, 1.0 - start)
+        per_type = np.repeat(weight, self.n_types // arrays.n_personas, axis=1)
+        prior *= per_type[:, :, None]
+        mass = prior.sum(axis=(1, 2))
+        if not (mass > 0).all():
+            row = int(np.flatnonzero(~(mass > 0))[0])
+            raise BeliefError(
+                f"consent: row {row}'s consent and habit fit no persona of the scenario"
+            )
+        prior /= mass[:, None, None]
         return prior
 
     def state_belief(

@@ -32,6 +32,14 @@ there. Every value lies in [0, 1].
 Exports made before the block existed are read with ``final_days=0``
 (:meth:`FeatureBuilder.for_names`), so their networks see the features they were trained on.
 
+**Belief observations** (``observation="belief"``): what a company can act on. The latent parts
+(:data:`LATENT`: persona, stage, own levels) are not known, only believed: their one-hot blocks
+hold the belief's marginal probabilities instead, and a trailing ``belief`` block holds the whole
+joint belief over (type, stage) (:class:`~nba.belief.BeliefTracker`'s layout, ``T x K`` columns
+named ``belief=<persona>|<stage>``, with ``|r<l>|d<l>`` levels where the scenario has them).
+Built from a state without a belief, the belief is certain (one-hot at the state): explicit-state
+scoring of a belief-trained policy is scoring of a known customer.
+
 The state blocks are derived from the state's declaration (:mod:`nba.state_components`): each
 component's one-hot blocks in component order, then its flag columns, so a new component gets
 its features without an edit here.
@@ -41,6 +49,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Literal
 
 import numpy as np
 
@@ -51,6 +60,10 @@ from nba.types import WEEKDAYS, BoolArray, FloatArray, IntArray
 
 #: Days at the end of the horizon with a one-hot ``days_left`` feature.
 FINAL_DAYS = 7
+#: The state components a company cannot observe: a belief observation holds probabilities.
+LATENT = ("persona", "stage", "rate_level", "dropout_level")
+Observation = Literal["state", "belief"]
+OBSERVATIONS: tuple[Observation, ...] = ("state", "belief")
 
 
 @dataclass(frozen=True)
@@ -60,6 +73,13 @@ class FeatureBuilder:
     arrays: ScenarioArrays
     final_days: int = FINAL_DAYS
     components: tuple[StateComponent, ...] = COMPONENTS
+    observation: Observation = "state"
+
+    def __post_init__(self) -> None:
+        if self.observation not in OBSERVATIONS:
+            raise NBAValidationError(
+                f"observation: expected one of {list(OBSERVATIONS)}, got {self.observation!r}"
+            )
 
     @classmethod
     def for_names(
@@ -72,10 +92,11 @@ class FeatureBuilder:
 
         :raises NBAValidationError: when no layout of this scenario has those features.
         """
-        for final_days in (FINAL_DAYS, 0):
-            builder = cls(arrays, final_days, components)
-            if builder.names == list(names):
-                return builder
+        for observation in OBSERVATIONS:
+            for final_days in (FINAL_DAYS, 0):
+                builder = cls(arrays, final_days, components, observation)
+                if builder.names == list(names):
+                    return builder
         raise NBAValidationError("features: do not match any feature layout of the scenario")
 
     @cached_property
@@ -90,7 +111,26 @@ class FeatureBuilder:
         ]
         if self.final_days:
             blocks.append(("days_left", [f"days_left={k}" for k in range(1, self.final_days + 1)]))
+        if self.observation == "belief":
+            blocks.append(("belief", [f"belief={name}" for name in self._latent_names]))
         return blocks
+
+    @cached_property
+    def _latent_names(self) -> list[str]:
+        """(type, stage) names in the tracker's order: persona, rate, dropout, then stage."""
+        a = self.arrays
+        types = list(a.scenario.persona_names)
+        if a.n_rate_levels > 1:
+            types = [f"{t}|r{r}" for t in types for r in range(a.n_rate_levels)]
+        if a.n_dropout_levels > 1:
+            types = [f"{t}|d{d}" for t in types for d in range(a.n_dropout_levels)]
+        return [f"{t}|{stage}" for t in types for stage in a.scenario.stage_names]
+
+    @property
+    def latent_shape(self) -> tuple[int, int]:
+        """(T, K): types (persona x rate level x dropout level) and stages."""
+        a = self.arrays
+        return a.n_personas * a.n_rate_levels * a.n_dropout_levels, a.n_stages
 
     @cached_property
     def _state_plan(self) -> list[tuple[StateComponent, list[int], list[int]]]:
@@ -128,11 +168,14 @@ class FeatureBuilder:
         day: IntArray,
         out: FloatArray | None = None,
         weekday: IntArray | None = None,
+        belief: FloatArray | None = None,
     ) -> FloatArray:
         """(N, F) float32 observations of customers on the given day of their episode.
 
         ``weekday`` (0 = Monday) defaults to the scenario calendar (start weekday + day); live
-        scoring passes the real one.
+        scoring passes the real one. ``belief`` (belief observations only): (N, T, K) each
+        customer's belief over (type, stage); the state's own latent parts are then not read.
+        Without one the belief is the state itself.
         """
         n = len(state)
         obs = np.zeros((n, self.size), dtype=np.float32) if out is None else out
@@ -159,7 +202,52 @@ class FeatureBuilder:
             left = self.horizon - np.broadcast_to(np.asarray(day, dtype=np.int64), (n,))
             final = np.flatnonzero((left >= 1) & (left <= self.final_days))  # 0: episode end
             obs[final, o["days_left"] + left[final] - 1] = 1.0
+        if self.observation == "belief":
+            self._fill_belief(obs, state, belief)
+        elif belief is not None:
+            raise NBAValidationError("belief: only a belief observation layout reads a belief")
         return obs
+
+    def _fill_belief(
+        self, obs: FloatArray, state: CustomerState, belief: FloatArray | None
+    ) -> None:
+        """The belief block, and the latent blocks as the belief's marginals."""
+        n, (n_types, n_stages) = obs.shape[0], self.latent_shape
+        start = self.offsets["belief"]
+        if belief is None:  # certain: one-hot at the state, as its latent blocks already are
+            a = self.arrays
+            kind = (state.persona * a.n_rate_levels + state.rate_level) * a.n_dropout_levels
+            latent = (kind + state.dropout_level) * n_stages + state.stage
+            obs[np.arange(n), start + latent] = 1.0
+            return
+        if not isinstance(belief, np.ndarray) or belief.shape != (n, n_types, n_stages):
+            got = getattr(belief, "shape", type(belief).__name__)
+            raise NBAValidationError(f"belief: expected ({n}, {n_types}, {n_stages}), got {got}")
+        obs[:, start : start + n_types * n_stages] = belief.reshape(n, -1)
+        a = self.arrays
+        joint = belief.reshape(n, a.n_personas, a.n_rate_levels, a.n_dropout_levels, n_stages)
+        marginals = {
+            "persona": joint.sum(axis=(2, 3, 4)),
+            "stage": joint.sum(axis=(1, 2, 3)),
+            "rate_level": joint.sum(axis=(1, 3, 4)),
+            "dropout_level": joint.sum(axis=(1, 2, 4)),
+        }
+        for component, starts, widths in self._state_plan:
+            if component.name in marginals and starts:
+                obs[:, starts[0] : starts[0] + widths[0]] = marginals[component.name]
+
+    def decode_belief(self, obs: FloatArray) -> FloatArray:
+        """(N, T, K) float64 beliefs of belief observations (renormalised from float32)."""
+        if self.observation != "belief":
+            raise NBAValidationError("obs: a state observation layout carries no belief")
+        obs = np.asarray(obs)
+        if obs.ndim != 2 or obs.shape[1] != self.size:
+            raise NBAValidationError(f"obs: expected shape (N, {self.size}), got {obs.shape}")
+        start, (n_types, n_stages) = self.offsets["belief"], self.latent_shape
+        flat = obs[:, start : start + n_types * n_stages].astype(np.float64)
+        flat /= flat.sum(axis=1, keepdims=True)
+        belief: FloatArray = flat.reshape(-1, n_types, n_stages)
+        return belief
 
     def decode(self, obs: FloatArray) -> tuple[CustomerState, IntArray]:
         """The customer state and day an observation was built from (exact for valid input)."""
