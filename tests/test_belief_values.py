@@ -46,15 +46,10 @@ def certain(twin: CustomerTwin, state: CustomerState, day: int) -> np.ndarray:
 
 
 def q_row(kernel: TransitionKernel, solution: optimal.PolicySolution, s: int, day: int):
-    """Q_day(s, .) from the kernel's rows of state s, one action at a time."""
+    """Q_day(s, .) from the kernel's block of rows of state s (one row per action)."""
     a = kernel.n_actions
-    return np.array(
-        [
-            kernel.reward[s, j]
-            + kernel.discount * kernel.transition[s * a + j].toarray()[0] @ solution.values[day + 1]
-            for j in range(a)
-        ]
-    )
+    rows = kernel.transition[s * a : (s + 1) * a].toarray()
+    return kernel.reward[s] + kernel.discount * rows @ solution.values[day + 1]
 
 
 def with_cell(twin: CustomerTwin, state: CustomerState, n: int, t: int, k: int) -> int:
