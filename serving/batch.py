@@ -19,7 +19,8 @@ from nba import policy_head
 from nba.contact_rules import RuleMasks
 from nba.policy_head import HeadOutput
 from nba.serving.capacity import ScarceGains, scarce_limits
-from nba.serving.schema import ParsedRequest
+from nba.serving.decision_table import Evaluated
+from nba.serving.schema import ParsedRequest, ScoringInputError
 from nba.types import BoolArray, FloatArray, IntArray
 
 if TYPE_CHECKING:
@@ -52,6 +53,59 @@ def distinct_combinations(
         _, first, inverse = np.unique(rows_of, axis=0, return_index=True, return_inverse=True)
         inverse = inverse.reshape(-1)
     return first, inverse
+
+
+#: how far a belief's total may stray from 1 (float64 sums of a float32-stored joint do)
+BELIEF_TOLERANCE = 1e-6
+
+
+def checked_belief(scorer: PolicyScorer, belief: Any, n: int) -> FloatArray:
+    """A batch's beliefs as (n, T, K) float64, or a :class:`ScoringInputError` naming ``belief``.
+
+    Only a policy trained on belief observations reads one: a state-trained policy would drop it
+    without a word and decide on the request's latent fields, a silent wrong answer.
+    """
+    features = scorer.features
+    if features.observation != "belief":
+        raise ScoringInputError(
+            "belief: this model was trained on the full state (persona and stage as given), "
+            "not on beliefs; score it without a belief"
+        )
+    shape = (n, *features.latent_shape)
+    try:
+        array = np.asarray(belief, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ScoringInputError(
+            f"belief: expected an array of numbers of shape {shape}, got {type(belief).__name__}"
+        ) from None
+    if array.shape != shape:
+        raise ScoringInputError(
+            f"belief: expected shape {shape} (rows, types, stages), got {array.shape}"
+        )
+    flat = array.reshape(n, -1)
+    for bad, problem in (
+        (~np.isfinite(flat).all(axis=1), "a non-finite probability"),
+        ((flat < 0).any(axis=1), "a negative probability"),
+    ):
+        if bad.any():
+            raise ScoringInputError(f"belief: row {int(np.argmax(bad))} has {problem}")
+    total = flat.sum(axis=1)
+    off = np.abs(total - 1.0) > BELIEF_TOLERANCE
+    if off.any():
+        row = int(np.argmax(off))
+        raise ScoringInputError(
+            f"belief: row {row} sums to {total[row]!r}, expected 1 (within {BELIEF_TOLERANCE})"
+        )
+    return array
+
+
+def evaluate_beliefs(
+    scorer: PolicyScorer, request: ParsedRequest, allowed: BoolArray, belief: FloatArray
+) -> Evaluated:
+    """Every row evaluated on its own belief: beliefs are continuous, so no two rows are
+    assumed alike (the batch's ``first`` and ``inverse`` are then the identity)."""
+    obs = scorer.features.build(request.state, request.day, weekday=request.weekday, belief=belief)
+    return Evaluated.from_features(scorer, obs, allowed)
 
 
 def choose(

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from nba.errors import NBAValidationError
-from nba.features import FeatureBuilder
+from nba.features import FINAL_DAYS, OBSERVATIONS, FeatureBuilder
 from nba.io import write_bytes_atomic
 from nba.parameters import ScenarioArrays
 from nba.scenario import Scenario
@@ -113,7 +113,13 @@ def policy_parts(
 
     arrays = ScenarioArrays.from_scenario(scenario)
     inputs = weights[actor[0]["weight"]].shape[1] if actor else None
-    layouts = [FeatureBuilder(arrays), FeatureBuilder(arrays, final_days=0)]
+    # state layouts first (today's and pre-``days_left``), then belief layouts (issue 16):
+    # their sizes differ by the joint belief's T x K columns, so the input width picks one
+    layouts = [
+        FeatureBuilder(arrays, final_days=days, observation=kind)
+        for kind in OBSERVATIONS  # ("state", "belief")
+        for days in (FINAL_DAYS, 0)
+    ]
     features = next((f for f in layouts if f.size == inputs), layouts[0])
     if inputs is not None and inputs != features.size:
         raise NBAValidationError(

@@ -386,6 +386,7 @@ class PolicyScorer:
         top_k: int = 3,
         log: Any | None = None,
         batch_id: str | None = None,
+        belief: FloatArray | None = None,
     ) -> pd.DataFrame:
         """One decision per row, in input order.
 
@@ -401,9 +402,19 @@ class PolicyScorer:
         :param log: a :class:`~nba.serving.decision_log.DecisionLog` to append the decisions to.
         :param batch_id: the log's idempotency key for this batch (default: a new UUID); a
             retry with the same id and decisions is not logged twice.
+        :param belief: (N, T, K) each row's belief over (type, stage) in the tracker's order
+            (``features.latent_shape``), for a policy trained on belief observations: it
+            replaces the rows' latent fields in the features (the contact rules still read the
+            request). Without one a belief policy scores each row's state as certain.
         """
         return self._decide(
-            frame, as_of=as_of, capacity=capacity, top_k=top_k, log=log, batch_id=batch_id
+            frame,
+            as_of=as_of,
+            capacity=capacity,
+            top_k=top_k,
+            log=log,
+            batch_id=batch_id,
+            belief=belief,
         )
 
     # ------------------------------------------------------------------ internals
@@ -415,12 +426,18 @@ class PolicyScorer:
         top_k: int,
         log: Any | None = None,
         batch_id: str | None = None,
+        belief: FloatArray | None = None,
     ) -> pd.DataFrame:
         request = self.schema.parse(frame, as_of=as_of)
         masks = self.rule_masks(request)
         allowed = masks.allowed
-        first, inverse = batch.distinct_combinations(self, request, allowed)
-        unique = Evaluated.evaluate(self, request.state, request, allowed, first)
+        if belief is None:
+            first, inverse = batch.distinct_combinations(self, request, allowed)
+            unique = Evaluated.evaluate(self, request.state, request, allowed, first)
+        else:  # every row its own combination: ``inverse`` is the identity
+            checked = batch.checked_belief(self, belief, len(allowed))
+            unique = batch.evaluate_beliefs(self, request, allowed, checked)
+            inverse = np.arange(len(allowed))
         # the head decided each distinct combination once; rows take its results by ``inverse``
         # (spreading whole (n, A) arrays, or ranking every row, cost more than the network)
         head = unique.head
