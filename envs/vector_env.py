@@ -17,6 +17,7 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from nba.envs.batch import TwinBatch
+from nba.features import Observation
 from nba.scenario import Scenario
 from nba.types import BoolArray
 
@@ -31,11 +32,16 @@ class JourneyVectorEnv(VectorEnv):
         num_envs: int,
         scenario: Scenario | str = "retail",
         stagger: bool = False,
-        terminate_on_churn: bool = True,
+        terminate_on_churn: bool | None = None,
         render_mode: str | None = None,
+        observation: Observation = "state",
     ) -> None:
         self.batch = TwinBatch(
-            scenario, num_envs, stagger=stagger, terminate_on_churn=terminate_on_churn
+            scenario,
+            num_envs,
+            stagger=stagger,
+            terminate_on_churn=terminate_on_churn,
+            observation=observation,
         )
         self.num_envs = int(num_envs)
         self.render_mode = render_mode

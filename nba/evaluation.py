@@ -22,7 +22,8 @@ from nba.contact_rules import rule_masks
 from nba.errors import NBAValidationError
 from nba.features import FeatureBuilder
 from nba.kernel import TransitionKernel
-from nba.policies import Policy, make_baseline
+from nba.observation import BeliefObserver, observation_of
+from nba.policies import NoActionPolicy, OptimalPolicy, Policy, make_baseline
 from nba.scenario import Scenario
 from nba.scenarios import load_scenario
 from nba.twin import CustomerTwin
@@ -83,7 +84,13 @@ def rollout(
     seed: int,
     on_day: Callable[[int], None] | None = None,
 ) -> Rollout:
-    """Run ``policy`` on a fresh cohort of ``n_customers`` drawn with ``seed``."""
+    """Run ``policy`` on a fresh cohort of ``n_customers`` drawn with ``seed``.
+
+    A policy that acts on beliefs (``observation = "belief"``, :func:`~nba.observation.
+    observation_of`) sees what a company sees, kept by the training envs' own
+    :class:`~nba.observation.BeliefObserver`; others see the full state.
+    """
+    observer = BeliefObserver(twin.arrays) if observation_of(policy) == "belief" else None
     features = FeatureBuilder(twin.arrays)
     rules = twin.arrays.rules
     churn_stage = twin.arrays.churn_stage
@@ -93,18 +100,26 @@ def rollout(
     returns = np.zeros(n_customers)
     weight, violations, daily = 1.0, 0, []
     rows = np.arange(n_customers)
+    if observer is not None:
+        observer.reset(state)
     n_stages, n_actions = twin.arrays.n_stages, twin.n_actions
     flows = np.zeros(n_stages * n_stages, dtype=np.int64)
     action_mix = np.zeros(twin.arrays.n_personas * n_stages * n_actions, dtype=np.int64)
     for day in range(twin.scenario.horizon_days):
         state = twin.state
         stage_before = state.stage.copy()
-        obs = features.build(state, twin.day)
+        if observer is None:
+            obs = features.build(state, twin.day)
+        else:
+            obs = observer.build(state, twin.day)
+            context = observer.context(state)
         mask = twin.action_masks()
         actions, _ = policy.act(obs, mask)
         # independent check: the rule module itself, not the twin's tables, judges each contact
         allowed = rule_masks(rules, state, twin.weekday, state.consent(twin.arrays)).allowed
         result = twin.step(actions)
+        if observer is not None:
+            observer.update(context, result.bought, result.executed)
         violations += int((~allowed[rows, result.executed]).sum())
         flows += np.bincount(stage_before * n_stages + twin.state.stage, minlength=flows.size)
         cell = (state.persona * n_stages + stage_before) * n_actions + result.executed
@@ -197,11 +212,52 @@ class ExactScorer:
         ).value
 
     def score(self, policy: Policy) -> ExactScore:
+        """:raises NBAValidationError: for a policy of beliefs, which has no table: its actions
+        depend on each customer's history, so its value is measured by rollouts."""
+        if observation_of(policy) != "state":
+            raise NBAValidationError(
+                f"policy: {policy.name!r} acts on beliefs; exact scoring needs a policy of the "
+                "full state (measure it with evaluate_policies)"
+            )
         table = tabulate_policy(policy, self.twin, self.kernel)
         return ExactScore(
             value=optimal.evaluate(self.kernel, table).value,
             no_action_value=self.no_action_value,
             optimal_value=self.optimum.value,
+        )
+
+
+class CohortScorer:
+    """Scores policies by rollouts on one fixed cohort: the yardstick for policies of beliefs.
+
+    A belief policy's action depends on each customer's history, so it has no (day, state)
+    table to score exactly. The cohort's "no action" and full-information optimum are rolled out
+    once on the same customers and daily draws (common random numbers), so a share's noise is
+    the policy's own; :attr:`exact_scorer` still scores full-state policies exactly.
+    """
+
+    def __init__(
+        self, scenario: Scenario | str, n_customers: int = 10_000, seed: int = DEFAULT_SEED
+    ) -> None:
+        if n_customers < 2:
+            raise NBAValidationError(f"n_customers: need at least 2, got {n_customers}")
+        self.exact_scorer = ExactScorer(scenario)
+        self.twin = self.exact_scorer.twin
+        self.n_customers, self.seed = int(n_customers), int(seed)
+        optimum = OptimalPolicy(self.twin, self.exact_scorer.optimum)
+        self.no_action_value = self._value(NoActionPolicy())
+        self.optimal_value = self._value(optimum)
+
+    def _value(self, policy: Policy) -> float:
+        outcome = rollout(self.twin.spawn(self.seed), policy, self.n_customers, self.seed)
+        return float(outcome.discounted_return.mean())
+
+    def score(self, policy: Policy) -> ExactScore:
+        """The policy's value on the cohort, with the cohort's no-action and optimum values."""
+        return ExactScore(
+            value=self._value(policy),
+            no_action_value=self.no_action_value,
+            optimal_value=self.optimal_value,
         )
 
 

@@ -223,7 +223,7 @@ class FeatureBuilder:
         if not isinstance(belief, np.ndarray) or belief.shape != (n, n_types, n_stages):
             got = getattr(belief, "shape", type(belief).__name__)
             raise NBAValidationError(f"belief: expected ({n}, {n_types}, {n_stages}), got {got}")
-        obs[:, start : start + n_types * n_stages] = belief.reshape(n, -1)
+        obs[:, start : start + n_types * n_stages] = belief.reshape(n, n_types * n_stages)
         a = self.arrays
         joint = belief.reshape(n, a.n_personas, a.n_rate_levels, a.n_dropout_levels, n_stages)
         marginals = {

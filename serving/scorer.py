@@ -491,6 +491,12 @@ class ServedPolicy:
     scorer: PolicyScorer
     name: str = "model"
 
+    @property
+    def observation(self) -> str:
+        """What the policy acts on (``"state"`` or ``"belief"``): the layout it was trained on;
+        the twin's rollouts feed it the same (:func:`nba.observation.observation_of`)."""
+        return self.scorer.features.observation
+
     def act(self, obs: FloatArray, mask: BoolArray) -> tuple[IntArray, FloatArray]:
         # an export from before a trailing feature block reads the prefix it was trained on
         obs = obs[:, : self.scorer.features.size]

@@ -9,14 +9,15 @@ from typing import Any
 from mlflow.tracking import MlflowClient
 from stable_baselines3.common.callbacks import BaseCallback
 
-from nba.evaluation import ExactScorer
+from nba.evaluation import CohortScorer, ExactScorer
 from nba.progress import count, duration, progress_line, say
 from nba.serving.export import served_policy
 from nba.tracking import log_metrics
 
 
 class ExactEvaluationCallback(BaseCallback):
-    """Every ``every_steps`` env steps, score the current policy exactly, as it would serve.
+    """Every ``every_steps`` env steps, score the current policy as it would serve: exactly, or
+    for a policy of beliefs on a fixed cohort (:class:`~nba.evaluation.CohortScorer`).
 
     Logs ``eval/value`` and ``eval/share_of_optimum`` at the current step, keeps the history
     for the learning curve, and stops training once ``target_share`` is reached. Time spent
@@ -25,7 +26,7 @@ class ExactEvaluationCallback(BaseCallback):
 
     def __init__(
         self,
-        scorer: ExactScorer,
+        scorer: ExactScorer | CohortScorer,
         every_steps: int,
         client: MlflowClient,
         run_id: str,

@@ -212,6 +212,9 @@ def _capture_twin(twin_env: TwinVecEnv, tensors: dict[str, torch.Tensor]) -> dic
     for name, array in customers.items():
         tensors[f"env/state/{name}"] = _tensor(array)
     tensors["env/day"] = _tensor(twin.day)
+    observer = twin_env.batch.observer
+    if observer is not None:  # what the customers' beliefs are: a history, not the state
+        tensors["env/belief"] = _tensor(observer.belief)
     return {"twin_rng": twin.rng.bit_generator.state}
 
 
@@ -315,6 +318,11 @@ def _restore_env(
     state = CustomerState.of(columns, twin.space.components)
     twin.set_state(state, _array(tensors["env/day"], (n,)))
     twin.rng.bit_generator.state = saved["twin_rng"]
+    observer = twin_env.batch.observer
+    if observer is not None:
+        if "env/belief" not in tensors:
+            raise ValueError("env/belief: the checkpoint has no beliefs for a belief env")
+        observer.belief = _array(tensors["env/belief"], (n, *observer.features.latent_shape))
 
 
 def _restore_normalizer(

@@ -69,6 +69,12 @@ class TrainConfig(_Config):
         10_000_000, ge=1, description="Env steps to train for (with --resume: the new total)."
     )
     seed: int = Field(0, ge=0, description="Seed of the envs, the network and its exploration.")
+    observation: Literal["state", "belief"] = Field(
+        "state",
+        description="What the policy sees: 'state' (persona and stage as if observed; scored "
+        "exactly) or 'belief' (what a company observes, with a belief over persona and stage "
+        "kept from events: the policy that can serve real customers; scored by rollouts).",
+    )
     hyperparameters: HyperParameters | None = Field(
         None,
         description="Hyper-parameters, a YAML file on the command line (default: the packaged "

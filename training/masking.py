@@ -28,7 +28,7 @@ from stable_baselines3.dqn.policies import DQNPolicy, QNetwork
 
 from nba.contact_rules import rule_masks
 from nba.errors import NBAValidationError
-from nba.features import FeatureBuilder
+from nba.features import FeatureBuilder, Observation
 from nba.parameters import ScenarioArrays
 from nba.policy_head import sample, uniform
 from nba.scenario import Scenario
@@ -42,11 +42,21 @@ FORBIDDEN = -1e8
 _TABULATED = frozenset({"consent", "weekday", "pressure", "days_since", "stage"})
 
 
-def rule_mask_spec(scenario: Scenario) -> dict[str, Any]:
-    """Plain arrays describing the rule mask of a scenario (passed as a policy keyword)."""
+def rule_mask_spec(scenario: Scenario, observation: Observation = "state") -> dict[str, Any]:
+    """Plain arrays describing the rule mask of a scenario (passed as a policy keyword).
+
+    Belief observations hold the persona's probabilities, not a one-hot: its block is read by
+    argmax (flag 2). That is exact for consent, because the belief is conditioned on the
+    customer's consent, so every persona it leaves possible grants the same channels.
+    """
     arrays = ScenarioArrays.from_scenario(scenario)
-    features = FeatureBuilder(arrays)
+    features = FeatureBuilder(arrays, observation=observation)
     rules = arrays.rules
+    if observation == "belief" and rules.has_exclusions:
+        raise NBAValidationError(
+            "observation: 'belief' cannot train under contact rules that exclude by journey "
+            "stage, which a company does not observe"
+        )
     untabulated = [r.name for r in rules.rules if not set(r.reads) <= _TABULATED]
     if untabulated:  # a rule over another input would be judged on a made-up value
         raise NBAValidationError(
@@ -77,7 +87,12 @@ def rule_mask_spec(scenario: Scenario) -> dict[str, Any]:
     # (first column, width, stride, flag) per rule input: a one-hot block is read by argmax
     # (a one-persona scenario has a one-column one), a flag column by > 0.5
     blocks = [
-        (offsets["persona"], arrays.n_personas, int(strides[0]), 0),
+        (
+            offsets["persona"],
+            arrays.n_personas,
+            int(strides[0]),
+            2 if observation == "belief" else 0,
+        ),
         (offsets["opted_out"], 1, int(strides[1]), 1),
         (offsets["pressure"], rules.pressure_capacity + 1, int(strides[2]), 0),
         *[
@@ -100,11 +115,18 @@ def key_weights(spec: dict[str, Any]) -> FloatArray:
     """
     weights = np.zeros(int(spec["n_features"]), dtype=np.float32)
     for start, width, stride, flag in spec["blocks"]:
+        if flag == 2:  # read by argmax (:func:`argmax_blocks`)
+            continue
         digits = np.array([1.0]) if flag else np.arange(width, dtype=np.float64)
         weights[start : start + len(digits)] = digits * stride
     if len(spec["table"]) >= 2**24:  # float32 holds every integer key exactly below 2**24
         raise ValueError("rule mask: too many rule-input combinations for a float32 key")
     return weights
+
+
+def argmax_blocks(spec: dict[str, Any]) -> list[tuple[int, int, int]]:
+    """(first column, width, stride) of the blocks read by argmax: probabilities, not one-hots."""
+    return [(int(a), int(w), int(s)) for a, w, s, flag in spec["blocks"] if flag == 2]
 
 
 class RuleMask:
@@ -113,9 +135,14 @@ class RuleMask:
     def __init__(self, spec: dict[str, Any]) -> None:
         self.table = np.asarray(spec["table"], dtype=bool)
         self.weights = key_weights(spec)
+        self.argmax = argmax_blocks(spec)
 
     def key(self, obs: FloatArray) -> IntArray:
-        return np.rint(np.asarray(obs, dtype=np.float32) @ self.weights).astype(np.int64)
+        obs = np.asarray(obs, dtype=np.float32)
+        key = np.rint(obs @ self.weights).astype(np.int64)
+        for start, width, stride in self.argmax:
+            key += obs[:, start : start + width].argmax(axis=1) * stride
+        return key
 
     def __call__(self, obs: FloatArray) -> BoolArray:
         return self.table[self.key(obs)]
@@ -130,9 +157,13 @@ class TorchRuleMask(torch.nn.Module):
             "table", torch.as_tensor(np.asarray(spec["table"], dtype=bool)), persistent=False
         )
         self.register_buffer("weights", torch.as_tensor(key_weights(spec)), persistent=False)
+        self.argmax = argmax_blocks(spec)
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        return self.table[torch.round(obs @ self.weights).long()]
+        key = torch.round(obs @ self.weights).long()
+        for start, width, stride in self.argmax:
+            key = key + obs[:, start : start + width].argmax(dim=1) * stride
+        return self.table[key]
 
 
 class MaskedActorCriticPolicy(ActorCriticPolicy):

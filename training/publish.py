@@ -21,7 +21,9 @@ from mlflow.tracking import MlflowClient
 from stable_baselines3.common.vec_env import VecNormalize
 
 import nba
-from nba.evaluation import ExactScorer, evaluate_policies
+from nba.belief_policies import MostLikelyStatePolicy, QMDPPolicy
+from nba.belief_values import BeliefValues
+from nba.evaluation import CohortScorer, ExactScorer, evaluate_policies
 from nba.policies import make_baseline
 from nba.progress import count, phase
 from nba.scenario import Scenario
@@ -67,7 +69,7 @@ def publish(
     cfg: TrainConfig,
     scenario: Scenario,
     model: Any,
-    scorer: ExactScorer,
+    scorer: ExactScorer | CohortScorer,
     evaluation: ExactEvaluationCallback,
     output_dir: Path,
 ) -> TrainResult:
@@ -184,17 +186,29 @@ def _register_once(
 
 
 def _final_table(
-    cfg: TrainConfig, scenario: Scenario, model: Any, scorer: ExactScorer
+    cfg: TrainConfig, scenario: Scenario, model: Any, scorer: ExactScorer | CohortScorer
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Every policy on the evaluation cohort, with exact values where a policy has a table.
+
+    A belief-trained policy is compared with the belief baselines (QMDP, most likely state) on
+    the beliefs it is served; the full-state rows (the optimum above all) are the yardsticks
+    with full information.
+    """
     learned = served_policy(model, scenario, algo=cfg.algo)  # what the scorer will serve
+    exact_scorer = scorer.exact_scorer if isinstance(scorer, CohortScorer) else scorer
     policies: dict[str, Any] = {cfg.algo: learned}
     policies.update({name: name for name in BASELINE_NAMES})
+    if cfg.observation == "belief":  # on the exact scorer's kernel and optimum: built once
+        twin, optimum = exact_scorer.twin, exact_scorer.optimum
+        values = BeliefValues(twin, exact_scorer.kernel, optimum)
+        policies["qmdp"] = QMDPPolicy(twin, values)
+        policies["most_likely_state"] = MostLikelyStatePolicy(twin, optimum)
     report = evaluate_policies(
         scenario, policies, n_customers=cfg.eval_customers, seed=cfg.eval_seed
     )
-    exact = {cfg.algo: scorer.score(learned)}
+    exact = {} if cfg.observation == "belief" else {cfg.algo: scorer.score(learned)}
     for name in ("no_action", "journey_map", "myopic", "optimal"):
-        exact[name] = scorer.score(make_baseline(name, scorer.twin))
+        exact[name] = exact_scorer.score(make_baseline(name, exact_scorer.twin))
     table = report.table.copy()
     table["exact_value"] = [exact[p].value if p in exact else np.nan for p in table["policy"]]
     table["exact_share_of_optimum"] = [

@@ -30,7 +30,7 @@ from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 import nba
 from nba.envs import TwinVecEnv
 from nba.errors import NBAValidationError
-from nba.evaluation import ExactScorer
+from nba.evaluation import CohortScorer, ExactScorer
 from nba.progress import count
 from nba.scenario import Scenario
 from nba.scenarios import load_scenario
@@ -190,7 +190,7 @@ def _train_in_run(
         client.set_tag(run_id, "nba.resumed_at_step", str(model.num_timesteps))
     model.set_logger(Logger(folder=None, output_formats=[MLflowWriter(client, run_id)]))
 
-    scorer = ExactScorer(scenario)
+    scorer = ExactScorer(scenario) if cfg.observation == "state" else CohortScorer(scenario)
     evaluation = ExactEvaluationCallback(
         scorer,
         cfg.eval_every_steps,
@@ -252,6 +252,7 @@ def _make_env(scenario: Scenario, cfg: TrainConfig, hp: HyperParameters) -> VecE
         seed=cfg.seed,
         stagger=hp.env.stagger,
         expected_rewards=hp.env.expected_rewards,
+        observation=cfg.observation,
     )
     if hp.env.normalize_reward:
         gamma = float(hp.algorithm.get("gamma", scenario.discount_factor))
@@ -272,7 +273,7 @@ def _algo_kwargs(cfg: TrainConfig, hp: HyperParameters, scenario: Scenario) -> d
     activation = {"tanh": torch.nn.Tanh, "relu": torch.nn.ReLU}[hp.policy.activation]
     kwargs["policy_kwargs"] = {"net_arch": list(hp.policy.net_arch), "activation_fn": activation}
     if hp.policy.mask_actions and get_algorithm(cfg.algo).masks_from_observation:
-        kwargs["policy_kwargs"]["rule_mask"] = rule_mask_spec(scenario)
+        kwargs["policy_kwargs"]["rule_mask"] = rule_mask_spec(scenario, cfg.observation)
     return kwargs
 
 

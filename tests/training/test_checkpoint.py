@@ -61,9 +61,9 @@ class _SaveOnceThenDie(AtomicCheckpointCallback):
             raise _KilledAfterCheckpoint
 
 
-def _config(tmp_path: Path, algo: str) -> TrainConfig:
+def _config(tmp_path: Path, algo: str, observation: str = "state") -> TrainConfig:
     hyperparameters = load_hyperparameters(tiny_config_for(tmp_path, algo), algo)
-    return TrainConfig(algo=algo, seed=7, hyperparameters=hyperparameters)
+    return TrainConfig(algo=algo, seed=7, hyperparameters=hyperparameters, observation=observation)
 
 
 def _state(model: Any) -> dict[str, torch.Tensor]:
@@ -74,12 +74,17 @@ def _state(model: Any) -> dict[str, torch.Tensor]:
     return tensors
 
 
-@pytest.mark.parametrize("algo", ["ppo", "dqn", "maskable_ppo"])
+@pytest.mark.parametrize(
+    ("algo", "observation"),
+    [("ppo", "state"), ("dqn", "state"), ("maskable_ppo", "state"), ("ppo", "belief")],
+)
 def test_a_resumed_model_learns_exactly_what_the_uninterrupted_one_does(
-    tmp_path: Path, algo: str
+    tmp_path: Path, algo: str, observation: str
 ) -> None:
+    """With beliefs too: the customers' beliefs are history, restored from the checkpoint."""
     torch.set_num_threads(1)
-    cfg, scenario, total = _config(tmp_path, algo), load_scenario("retail"), STEPS[algo]
+    cfg, scenario = _config(tmp_path, algo, observation), load_scenario("retail")
+    total = STEPS[algo]
     straight = _build_model(cfg, scenario)
     straight.learn(total)
 
