@@ -52,6 +52,7 @@ from functools import cached_property
 from typing import Literal
 
 import numpy as np
+import numpy.typing as npt
 
 from nba.errors import NBAValidationError
 from nba.parameters import ScenarioArrays
@@ -209,7 +210,7 @@ class FeatureBuilder:
         return obs
 
     def _fill_belief(
-        self, obs: FloatArray, state: CustomerState, belief: FloatArray | None
+        self, obs: npt.NDArray[np.floating], state: CustomerState, belief: FloatArray | None
     ) -> None:
         """The belief block, and the latent blocks as the belief's marginals."""
         n, (n_types, n_stages) = obs.shape[0], self.latent_shape
