@@ -42,7 +42,7 @@ def test_rollout_gives_belief_policies_beliefs_and_others_the_state() -> None:
     state_layout = FeatureBuilder(twin.arrays)
     assert {obs.shape for obs in believer.seen} == {(300, belief_layout.size)}
     assert {obs.shape for obs in knower.seen} == {(300, state_layout.size)}
-    assert len(believer.seen) == len(knower.seen) == twin.scenario.horizon_days
+    assert len(believer.seen) == len(knower.seen) == state_layout.horizon
     # the same cohort and daily draws either way (the observer draws nothing)
     np.testing.assert_array_equal(with_belief.discounted_return, with_state.discounted_return)
     np.testing.assert_array_equal(with_belief.purchased, with_state.purchased)

@@ -82,7 +82,9 @@ def test_journey_env_with_beliefs_passes_the_checkers() -> None:
 
 def test_gymnasium_make_with_beliefs() -> None:
     env = gymnasium.make("nba/CustomerJourney-v0", observation="belief")
-    builder = FeatureBuilder(env.unwrapped.twin.arrays, observation="belief")
+    journey = env.unwrapped
+    assert isinstance(journey, JourneyEnv)
+    builder = FeatureBuilder(journey.twin.arrays, observation="belief")
     assert env.observation_space.shape == (builder.size,)
     obs, info = env.reset(seed=0)
     assert obs.shape == (builder.size,) and env.observation_space.contains(obs)
@@ -96,7 +98,7 @@ def test_gymnasium_make_with_beliefs() -> None:
         assert env.observation_space.contains(obs)
         assert _joint(builder, obs).sum() == pytest.approx(1.0, abs=1e-5)
         steps += 1
-    assert steps == env.unwrapped.twin.scenario.horizon_days  # churn or not, to the horizon
+    assert steps == journey.features.horizon  # churn or not, to the horizon
 
 
 def test_journey_vector_env_with_beliefs() -> None:
