@@ -13,10 +13,11 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev]"
 	touch $(STAMP)
 
-## The main job: train PPO on the reference scenario, compare with every baseline and the
-## exact optimum, record and register it in MLflow (./mlflow.db), print the table.
+## The main job: train PPO on the reference scenario from what a company observes (beliefs over
+## persona and stage kept from events), compare with every baseline, the belief baselines and
+## the full-information optimum, record and register it in MLflow (./mlflow.db), print the table.
 run: $(STAMP)
-	$(BIN)/nba train --scenario retail --algo ppo --timesteps 30000000 --eval-every 2000000 --register
+	$(BIN)/nba train --scenario retail --algo ppo --observation belief --timesteps 30000000 --eval-every 2000000 --register
 
 ## The MLflow UI on the local store, bound to 127.0.0.1.
 ui: $(STAMP)

@@ -224,6 +224,13 @@ class FeatureBuilder:
         if not isinstance(belief, np.ndarray) or belief.shape != (n, n_types, n_stages):
             got = getattr(belief, "shape", type(belief).__name__)
             raise NBAValidationError(f"belief: expected ({n}, {n_types}, {n_stages}), got {got}")
+        sums = belief.reshape(n, -1).sum(axis=1)
+        if not (
+            np.isfinite(sums).all() and (belief >= 0).all() and np.allclose(sums, 1, atol=1e-4)
+        ):
+            raise NBAValidationError(
+                "belief: expected probabilities (finite, >= 0, summing to 1 per customer)"
+            )
         obs[:, start : start + n_types * n_stages] = belief.reshape(n, n_types * n_stages)
         a = self.arrays
         joint = belief.reshape(n, a.n_personas, a.n_rate_levels, a.n_dropout_levels, n_stages)
@@ -246,7 +253,10 @@ class FeatureBuilder:
             raise NBAValidationError(f"obs: expected shape (N, {self.size}), got {obs.shape}")
         start, (n_types, n_stages) = self.offsets["belief"], self.latent_shape
         flat = obs[:, start : start + n_types * n_stages].astype(np.float64)
-        flat /= flat.sum(axis=1, keepdims=True)
+        total = flat.sum(axis=1, keepdims=True)
+        if not (np.isfinite(total).all() and (total > 0).all() and (flat >= 0).all()):
+            raise NBAValidationError("obs: a belief block that is not probabilities")
+        flat /= total
         belief: FloatArray = flat.reshape(-1, n_types, n_stages)
         return belief
 

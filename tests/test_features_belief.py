@@ -158,3 +158,19 @@ def test_for_names_recognises_the_belief_layout(scenario: str) -> None:
     names = FeatureBuilder(twin.arrays, observation="belief").names
     with pytest.raises(NBAValidationError, match="features:"):
         FeatureBuilder.for_names(twin.arrays, names[:-1])  # the joint one cell short
+
+
+def test_beliefs_that_are_not_probabilities_are_refused() -> None:
+    twin, day = _population("retail")
+    builder = FeatureBuilder(twin.arrays, observation="belief")
+    good = _random_beliefs(builder, N, seed=3)
+    negative, missing, short = good.copy(), good.copy(), good * 0.9
+    negative[0, 0, :2] = [-0.5, 0.5 + negative[0, 0, 1]]
+    missing[1, 0, 0] = np.nan
+    for belief in (negative, missing, short):
+        with pytest.raises(NBAValidationError, match=r"^belief: expected probabilities"):
+            builder.build(twin.state, day, belief=belief)
+    obs = builder.build(twin.state, day, belief=good)
+    obs[2, builder.offsets["belief"] :] = 0.0  # an all-zero belief block
+    with pytest.raises(NBAValidationError, match=r"^obs: a belief block"):
+        builder.decode_belief(obs)

@@ -78,6 +78,7 @@ class ExactEvaluationCallback(BaseCallback):
             "wall_seconds": round(self.elapsed + self._evaluating, 3),
             "value": score.value,
             "share_of_optimum": score.share_of_optimum,
+            "exact": float(isinstance(self.scorer, ExactScorer)),
         }
         self.history.append(point)
         log_metrics(
@@ -149,7 +150,9 @@ class ProgressLinesCallback(BaseCallback):
     def _share(self) -> str:
         if not self.history:
             return ""
-        return f", exact share {self.history[-1]['share_of_optimum']:.3f}"
+        last = self.history[-1]
+        kind = "exact share" if last.get("exact", 1.0) else "cohort share"
+        return f", {kind} {last['share_of_optimum']:.3f}"
 
 
 class AtomicCheckpointCallback(BaseCallback):
