@@ -1,24 +1,34 @@
 """Decide from the customer-state store: score by customer id, and decide for the whole base.
 
-The store (:mod:`nba.store`) answers each customer's state in the scoring request's own field
-names plus a belief summary. Policies trained today take the full state, persona and journey
-stage included, which a company never observes; until belief-trained policies exist, deciding
-from the store uses each customer's MOST LIKELY persona and stage (and most likely purchase-rate
-and dropout level where the scenario has levels) under the belief: the issue's
-"act on the most likely state" belief baseline. Every decision carries the belief summary
-(most likely persona and stage with their probabilities) so a marketer sees how sure the twin
-is. The scoring itself is :meth:`PolicyScorer.score_batch` unchanged: rules, capacity,
-exploration and the decision log exactly as for an explicit batch.
+The store (:mod:`nba.store`) answers each customer's observed state in the scoring request's
+own field names, a belief summary, and the joint belief over the latent parts (persona, stage,
+own levels), which a company never observes.
+
+- A policy trained on BELIEF observations (``scorer.features.observation == "belief"``) decides
+  on the store's joint belief itself (:meth:`PolicyScorer.score_batch` with ``belief=``).
+- A policy trained on the full state decides on each customer's MOST LIKELY persona and stage
+  (and levels where the scenario has them) under the belief: the issue's "act on the most
+  likely state" belief baseline.
+
+Either way the scoring is :meth:`PolicyScorer.score_batch`: rules, capacity, exploration and the
+decision log exactly as for an explicit batch. Every decision carries the belief summary (most
+likely persona and stage with their probabilities) and, where the twin is finite, the expected
+value under the twin of the chosen action and of the best allowed ones (:func:`explanations`).
 """
 
 from __future__ import annotations
 
+import json
+import threading
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
 
 from nba.errors import NBAValidationError
+from nba.types import FloatArray
 
 if TYPE_CHECKING:
     from nba.serving.decision import Decision
@@ -33,10 +43,25 @@ BELIEF_COLUMNS = (
     "stage_probability",
     "discount_habit_probability",
 )
+#: the explanation columns: the chosen action's expected value, and the best allowed actions'
+EXPLANATION_COLUMNS = ("expected_value", "expected_values")
+#: allowed actions listed in ``expected_values``, best first
+EXPLAINED_ACTIONS = 3
+
+_VALUES_LOCK = threading.Lock()
 
 
 class TwinMismatchError(NBAValidationError):
     """The model was trained on another twin than the one the store's beliefs come from."""
+
+
+@dataclass(frozen=True)
+class StoreRead:
+    """What the store answered for a batch at one moment: the state frame and, when used,
+    the (N, T, K) float64 joint belief in the tracker's order."""
+
+    state: pd.DataFrame
+    belief: FloatArray | None
 
 
 def check_same_twin(scorer: PolicyScorer, store: StateStore) -> None:
@@ -59,12 +84,51 @@ def check_same_twin(scorer: PolicyScorer, store: StateStore) -> None:
         )
 
 
+def is_belief_model(scorer: PolicyScorer) -> bool:
+    """Whether the model was trained on belief observations (it then reads the joint belief)."""
+    return scorer.features.observation == "belief"
+
+
 def split_state(scorer: PolicyScorer, state: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(request rows the model's schema accepts, belief summary columns) of a store's state."""
     fields = scorer.schema.fields
     request = state[[c for c in state.columns if c in fields]]
     belief = state[[c for c in BELIEF_COLUMNS if c in state.columns]]
     return request, belief
+
+
+def read_store(
+    scorer: PolicyScorer,
+    store: StateStore,
+    customer_ids: Any,
+    as_of: pd.Timestamp | str | None = None,
+    explain: bool = True,
+) -> StoreRead:
+    """The state of ``customer_ids`` and, for a belief model or explanations, their belief.
+
+    Both are read at the same moment (``as_of``, else now, fixed once here).
+    """
+    when = as_of if as_of is not None else pd.Timestamp.now(tz="UTC")
+    state = store.state(customer_ids, as_of=when)
+    wanted = is_belief_model(scorer) or (explain and explainable(scorer))
+    return StoreRead(state, store_belief(scorer, store, customer_ids, when) if wanted else None)
+
+
+def store_belief(
+    scorer: PolicyScorer, store: StateStore, customer_ids: Any, as_of: Any
+) -> FloatArray:
+    """The store's (N, P, Lr, Ld, K) joint as (N, T, K) float64 in the tracker's order.
+
+    Types are persona-major, then rate level, then dropout level: the joint's own axis order, so
+    a reshape is the whole conversion. The store keeps float32; each row is renormalised so its
+    rounding is not mistaken for a belief that does not sum to 1.
+    """
+    _, joint = store.belief(customer_ids, as_of=as_of)
+    n = joint.shape[0]
+    flat = np.asarray(joint, dtype=np.float64).reshape(n, -1)
+    flat /= flat.sum(axis=1, keepdims=True)
+    belief: FloatArray = flat.reshape(n, *scorer.features.latent_shape)
+    return belief
 
 
 def decide_from_store(
@@ -79,11 +143,12 @@ def decide_from_store(
 ) -> pd.DataFrame:
     """One decision per customer (default: every customer in the store), in ``customer_ids``
     order, each with its belief summary in the store's names (``persona``,
-    ``persona_probability``, ``stage``, ``stage_probability``, ``discount_habit_probability``).
+    ``persona_probability``, ``stage``, ``stage_probability``, ``discount_habit_probability``)
+    and its explanation (:func:`explanations`).
 
-    Decides on the most likely persona and stage (see the module docstring). ``capacity``,
-    ``top_k``, ``log`` and ``batch_id`` are :meth:`PolicyScorer.score_batch`'s. Unknown ids are
-    refused by the store, naming them.
+    A belief model decides on the joint belief, a state model on the most likely state (see the
+    module docstring). ``capacity``, ``top_k``, ``log`` and ``batch_id`` are
+    :meth:`PolicyScorer.score_batch`'s. Unknown ids are refused by the store, naming them.
     """
     decisions, _ = decide_timed(scorer, store, customer_ids, as_of, capacity, top_k, log, batch_id)
     return decisions
@@ -103,10 +168,10 @@ def decide_timed(
     check_same_twin(scorer, store)
     began = time.perf_counter()
     ids = store.customer_ids() if customer_ids is None else customer_ids
-    state = store.state(ids, as_of=as_of)
-    read = time.perf_counter()
-    decisions = decide_state(scorer, state, capacity, top_k, log, batch_id)
-    return decisions, {"state_s": read - began, "score_s": time.perf_counter() - read}
+    read = read_store(scorer, store, ids, as_of)
+    done = time.perf_counter()
+    decisions = decide_state(scorer, read.state, capacity, top_k, log, batch_id, read.belief)
+    return decisions, {"state_s": done - began, "score_s": time.perf_counter() - done}
 
 
 def decide_state(
@@ -116,24 +181,147 @@ def decide_state(
     top_k: int = 3,
     log: Any | None = None,
     batch_id: str | None = None,
+    belief: FloatArray | None = None,
 ) -> pd.DataFrame:
-    """Decisions for a state frame the store answered, with its belief summary appended."""
-    request, belief = split_state(scorer, state)
+    """Decisions for a state frame the store answered, with its belief summary appended.
+
+    ``belief`` (N, T, K), the store's joint for the same rows: a belief model decides on it (a
+    state model on the frame's most likely state); with it the explanation columns are added
+    where the twin is finite (:func:`explanations`).
+    """
+    request, summary = split_state(scorer, state)
     decisions = scorer.score_batch(
-        request, capacity=capacity, top_k=top_k, log=log, batch_id=batch_id
+        request,
+        capacity=capacity,
+        top_k=top_k,
+        log=log,
+        batch_id=batch_id,
+        belief=belief if is_belief_model(scorer) else None,
     )
-    for column in belief.columns:
-        decisions[column] = belief[column].to_numpy()
+    for column in summary.columns:
+        decisions[column] = summary[column].to_numpy()
+    if belief is not None:
+        explained = explanations(scorer, request, belief, decisions["action"].to_numpy())
+        if explained is not None:
+            for column in EXPLANATION_COLUMNS:
+                decisions[column] = explained[column].to_numpy()
     return decisions
 
 
 def score_id(
     scorer: PolicyScorer, customer_id: str, store: StateStore, as_of: Any = None
 ) -> Decision:
-    """One customer's decision from the store (``PolicyScorer.score`` on the stored state)."""
+    """One customer's decision from the store; no capacity applies, as for ``score``.
+
+    A state model: ``PolicyScorer.score`` on the stored most likely state. A belief model: the
+    one-row batch of :meth:`PolicyScorer.score_batch` on the stored belief with every channel's
+    limit lifted, as a :class:`Decision` (:func:`decision_of_row`).
+    """
     check_same_twin(scorer, store)
-    request, _ = split_state(scorer, store.state([str(customer_id)], as_of=as_of))
-    return scorer.score(request_row(request))
+    read = read_store(scorer, store, [str(customer_id)], as_of, explain=False)
+    request, _ = split_state(scorer, read.state)
+    if read.belief is None:
+        return scorer.score(request_row(request))
+    lifted: dict[str, int | None] = {str(c): None for c in scorer.channel_names}
+    row = scorer.score_batch(
+        request, capacity=lifted, top_k=len(scorer.action_names), belief=read.belief
+    )
+    return decision_of_row(row.iloc[0])
+
+
+def decision_of_row(row: pd.Series) -> Decision:
+    """A batch row (scored with ``top_k`` = every action) as the single path's
+    :class:`Decision`: alternatives are the allowed actions with a positive probability, best
+    first; ``suppressed`` the favourite a rule (or capacity) kept from being chosen, and why."""
+    from nba.serving.decision import Decision
+
+    alternatives = []
+    k = 1
+    while f"rank_{k}_action" in row.index:
+        action, probability = row[f"rank_{k}_action"], float(row[f"rank_{k}_probability"])
+        if not pd.isna(action) and probability > 0:
+            alternatives.append({"action": str(action), "probability": probability})
+        k += 1
+    suppressed = None
+    if not pd.isna(row["suppressed_action"]):
+        suppressed = {
+            "action": str(row["suppressed_action"]),
+            "reason": str(row["suppressed_reason"]),
+        }
+    return Decision(
+        customer_id=str(row["customer_id"]),
+        action=int(row["action"]),
+        action_name=str(row["action_name"]),
+        channel=None if pd.isna(row["channel"]) else str(row["channel"]),
+        offer=None if pd.isna(row["offer"]) else str(row["offer"]),
+        propensity=float(row["propensity"]),
+        value_estimate=float(row["value_estimate"]),
+        model_version=str(row["model_version"]),
+        explored=bool(row["explored"]),
+        alternatives=alternatives,
+        suppressed=suppressed,
+    )
+
+
+# ------------------------------------------------------------------ explanations
+def explainable(scorer: PolicyScorer) -> bool:
+    """Whether expected values can be given: the twin's kernel (S x A) must be tabulated.
+
+    A scenario whose ``S x A`` exceeds :data:`nba.twin.TABULATE_LIMIT` (e.g. ``retail_levels``)
+    has no exact solution to average, so its decisions carry no explanation columns.
+    """
+    from nba.twin import TABULATE_LIMIT
+
+    return scorer.space.size * len(scorer.action_names) <= TABULATE_LIMIT
+
+
+def belief_values(scorer: PolicyScorer) -> Any:
+    """The scenario's :class:`~nba.belief_values.BeliefValues`, built on first use (its kernel
+    and exact solution cost seconds) and kept on the scorer."""
+    values = scorer.__dict__.get("_belief_values")
+    if values is None:
+        with _VALUES_LOCK:
+            values = scorer.__dict__.get("_belief_values")
+            if values is None:
+                from nba.belief_values import BeliefValues
+
+                values = BeliefValues(scorer.policy.scenario)
+                scorer.__dict__["_belief_values"] = values
+    return values
+
+
+def explanations(
+    scorer: PolicyScorer, request: pd.DataFrame, belief: FloatArray, chosen: np.ndarray
+) -> pd.DataFrame | None:
+    """Why the twin backs each decision: expected values under the twin, averaged over the belief.
+
+    ``expected_value``: the chosen action's QMDP value (its expected reward today and the
+    full-information optimum afterwards, averaged over the belief); ``expected_values``: JSON
+    text of the :data:`EXPLAINED_ACTIONS` best actions the contact rules allow, as
+    ``[{"action": ..., "expected_value": ...}]``, best first. ``None`` (no columns) where the
+    twin is too large to tabulate (:func:`explainable`). The request rows are parsed again: a
+    second parse is cheaper than threading the batch's parse out of ``score_batch``.
+    """
+    if not explainable(scorer):
+        return None
+    parsed = scorer.schema.parse(request)
+    q = np.asarray(belief_values(scorer).q(belief, parsed.state, parsed.day), dtype=np.float64)
+    allowed = scorer.rule_masks(parsed).allowed
+    rows = np.arange(len(chosen))
+    ranked = np.where(allowed, q, -np.inf)
+    order = np.argsort(-ranked, axis=1, kind="stable")[:, :EXPLAINED_ACTIONS]
+    names = scorer.action_names.to_numpy()
+    listed = [
+        json.dumps(
+            [
+                {"action": str(names[a]), "expected_value": round(float(q[n, a]), 6)}
+                for a in order[n]
+                if allowed[n, a]
+            ]
+        )
+        for n in rows
+    ]
+    return pd.DataFrame({"expected_value": q[rows, chosen], "expected_values": listed})
 
 
 def request_row(request: pd.DataFrame) -> dict[str, Any]:

@@ -263,8 +263,9 @@ class PolicyScorer:
         )
 
     def score_id(self, customer_id: str, store: Any, as_of: datetime | None = None) -> Decision:
-        """One customer's decision from a customer-state store, on the most likely persona and
-        stage (:func:`nba.serving.by_id.score_id`); no capacity applies, as for :meth:`score`."""
+        """One customer's decision from a customer-state store: on the stored belief for a
+        belief-trained policy, else on the most likely persona and stage
+        (:func:`nba.serving.by_id.score_id`); no capacity applies, as for :meth:`score`."""
         from nba.serving.by_id import score_id
 
         return score_id(self, customer_id, store, as_of)

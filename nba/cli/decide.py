@@ -45,11 +45,15 @@ def decide(
 ) -> None:
     """Decide for every customer in a store: rules, capacity, exploration and log as `nba score`.
 
-    Policies trained today take persona and journey stage as inputs, which a company does not
-    observe: each customer is decided on their MOST LIKELY persona and stage (and levels, where
-    the scenario has them) under the store's belief, the "act on the most likely state"
-    baseline. Each decision row carries the belief summary (persona, persona_probability,
-    stage, stage_probability) so a marketer sees how sure the twin is. A model trained on
+    A model trained on belief observations decides on each customer's belief over persona and
+    stage (and levels) as the store holds it. A model trained on the full state takes persona
+    and journey stage as inputs, which a company does not observe: each customer is decided on
+    their MOST LIKELY persona and stage under the store's belief, the "act on the most likely
+    state" baseline. Each decision row carries the belief summary (persona,
+    persona_probability, stage, stage_probability) so a marketer sees how sure the twin is,
+    and, where the twin is finite, expected_value (the chosen action's expected value under
+    the twin, averaged over the belief) and expected_values (the best three allowed actions'
+    as JSON text). A model trained on
     another scenario than the store's is refused. With --log and --as-of, a rerun of the same
     store state, model and settings is not logged twice; without --as-of the time is now and
     every run is a new batch.
@@ -90,12 +94,20 @@ def decide(
             "as_of": when.isoformat(),
             "model_version": str(scorer.model_version),
             "actions": {str(k): int(v) for k, v in counts.items()},
+            "observation": scorer.features.observation,
             **{k: round(v, 4) for k, v in timing.items()},
         }
+        if "expected_value" in decisions:
+            summary["expected_value_mean"] = round(float(decisions["expected_value"].mean()), 6)
         print(json.dumps(summary))
         return
     shown = ", ".join(f"{name} {count:,}" for name, count in counts.head(5).items())
     console.print(f"decided for {len(decisions):,} customers -> {out} ({shown})")
+    if "expected_value" in decisions:
+        console.print(
+            f"expected value under the twin: {decisions['expected_value'].mean():,.4f} per "
+            "customer (columns expected_value, expected_values)"
+        )
 
 
 def _decide(
@@ -111,17 +123,19 @@ def _decide(
 ) -> tuple[pd.DataFrame, dict[str, float]]:
     """Decide, logging under a batch id derived from what decides (state, model, settings)."""
     from nba.cli.inputs import derived_seed, model_fingerprint, remove_new_log, with_exploration
-    from nba.serving.by_id import decide_state, decide_timed, split_state
+    from nba.serving.by_id import decide_state, decide_timed, read_store, split_state
     from nba.serving.decision_log import DecisionLog
     from nba.serving.scorer import Exploration
 
     if log is None:
         return decide_timed(scorer, store, wanted, when, limits or None)
     began = time.perf_counter()
-    state = store.state(store.customer_ids() if wanted is None else wanted, as_of=when)
+    answered = read_store(scorer, store, store.customer_ids() if wanted is None else wanted, when)
     read = time.perf_counter()
-    request, _ = split_state(scorer, state)
+    request, _ = split_state(scorer, answered.state)
     rows = pd.util.hash_pandas_object(request, index=False).to_numpy().tobytes()
+    if answered.belief is not None:  # a belief model decides on it: another belief, another batch
+        rows += answered.belief.tobytes()
     key = json.dumps(
         [model_fingerprint(model, scorer), epsilon, seed, sorted(limits.items())], default=str
     )
@@ -133,7 +147,14 @@ def _decide(
     new_log = not log.exists()
     decision_log = DecisionLog(log)
     try:
-        decisions = decide_state(scorer, state, limits or None, log=decision_log, batch_id=batch_id)
+        decisions = decide_state(
+            scorer,
+            answered.state,
+            limits or None,
+            log=decision_log,
+            batch_id=batch_id,
+            belief=answered.belief,
+        )
     except NBAError:
         decision_log.close()
         if new_log:
