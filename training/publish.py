@@ -86,8 +86,9 @@ def publish(
     if tags.get(FINAL_EVALUATED_TAG) == str(step):
         table = _logged_table(client, run_id, run_dir)
     else:
+        compared = 1 + len(BASELINE_NAMES) + (2 if cfg.observation == "belief" else 0)
         with phase(
-            f"final evaluation: {1 + len(BASELINE_NAMES)} policies on "
+            f"final evaluation: {compared} policies on "
             f"{cfg.eval_customers:,} customers, and exact scores"
         ):
             table, rollouts = _final_table(cfg, scenario, model, scorer)
