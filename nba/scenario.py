@@ -131,6 +131,11 @@ class Channel(_Config):
     daily_capacity: int | None = Field(
         None, ge=0, description="Contacts the channel can make per day across all customers."
     )
+    reports_opens: bool = Field(
+        True,
+        description="Whether the channel's system records that a contact was noticed (an "
+        "email open, an app notification tap); a letter or a call centre's script does not.",
+    )
 
 
 class Offer(_Config):
@@ -429,6 +434,9 @@ class Scenario(_Config):
         ``lower``/``upper``/``confidence`` vocabulary still match their scenario.
         """
         data = self.to_dict()
+        for channel in data.get("channels", []):  # added later: hashed only when not default
+            if channel.get("reports_opens") is True:
+                del channel["reports_opens"]
         calibration = data.get("calibration")
         if calibration:
             calibration["parameters"] = [
