@@ -213,3 +213,15 @@ def test_belief_within_tolerance_is_accepted(scorer: PolicyScorer) -> None:
 def test_belief_for_a_state_model_is_refused(state_scorer: PolicyScorer) -> None:
     with pytest.raises(ScoringInputError, match="belief: this model was trained on the full"):
         state_scorer.score_batch(population(3, seed=0), belief=_beliefs(3, 0))
+
+
+def test_blocks_join_to_the_whole_batch(
+    scorer: PolicyScorer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from nba.serving import batch
+
+    frame, belief = population(50, seed=7, consent=True), _beliefs(50, 7)
+    whole = scorer.score_batch(frame, belief=belief, top_k=13)
+    monkeypatch.setattr(batch, "BELIEF_BLOCK", 7)
+    blocks = scorer.score_batch(frame, belief=belief, top_k=13)
+    pd.testing.assert_frame_equal(blocks, whole, rtol=1e-5, atol=1e-6)
