@@ -8,14 +8,18 @@ column          meaning                                                         
 ``customer_id`` identifier (string or integer, read as string)                         yes
 ``timestamp``   when it happened (ISO 8601; naive times are read as UTC)                yes
 ``event``       one of :data:`EVENT_TYPES`                                              yes
-``channel``     the contact channel (``sent``, ``held_out``, ``opened``, ...)          no
+``channel``     the contact channel (``sent``, ``held_out``, ``opened``, ...); for      no
+                ``consented``, the channel the customer granted marketing consent on
 ``action``      the campaign, offer or experiment arm                                  no
 ``value``       money for ``purchased`` / ``redeemed``; >= 0                           no
 ``propensity``  for ``sent`` / ``held_out``: the logging probability of that choice    no
 ==============  =====================================================================  ========
 
 ``held_out`` records a deliberate non-contact (a control group); with ``propensity`` it makes
-randomized uplift identifiable. An optional customer table has ``customer_id`` plus any
+randomized uplift identifiable. ``consented`` records a grant of marketing consent on one
+channel (one event per channel; ``unsubscribed`` stays the marketing opt-out that withdraws every
+channel needing consent); calibration does not read it, the customer-state store does (a
+``consented`` event needs its channel). An optional customer table has ``customer_id`` plus any
 attribute columns (numbers, booleans or categories) used to find personas.
 
 Problems raise :class:`EventLogError` naming the row and the field. Duplicate rows are an error
@@ -42,6 +46,7 @@ EVENT_TYPES = (
     "purchased",
     "redeemed",
     "unsubscribed",
+    "consented",  # last: the store keeps events by their index in this tuple
 )
 CONTACT_EVENTS = ("sent", "held_out")
 REQUIRED = ("customer_id", "timestamp", "event")
@@ -155,11 +160,12 @@ def validate_events(
         raise EventLogError(
             f"events row {row!r}, propensity: {out.at[row, 'propensity']} is outside (0, 1]"
         )
-    contact = out["event"].isin(CONTACT_EVENTS)
-    no_channel = contact & out["channel"].isna() & (out["event"] == "sent")
+    needs_channel = (out["event"] == "sent") | (out["event"] == "consented")
+    no_channel = needs_channel & out["channel"].isna()
     if no_channel.any():
         row = out.index[int(np.flatnonzero(no_channel.to_numpy())[0])]
-        raise EventLogError(f"events row {row!r}, channel: a 'sent' event needs its channel")
+        kind = out.at[row, "event"]
+        raise EventLogError(f"events row {row!r}, channel: a {kind!r} event needs its channel")
     repeated = out.duplicated(keep="first")
     dropped = int(repeated.sum())
     if dropped and duplicates == "error":

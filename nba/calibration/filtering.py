@@ -52,6 +52,7 @@ def filter_states(
     history_start: str | None = None,
     chunk: int = 4_096,
     record_start: pd.Timestamp | None = None,
+    consent: pd.DataFrame | None = None,
 ) -> StateBelief:
     """Posterior (persona, stage) of each customer at ``cutoff`` from their history before it.
 
@@ -77,6 +78,13 @@ def filter_states(
     :param record_start: when the purchase record starts (default: the log's first purchase);
         give it when ``log`` is part of a larger record (a store's batch of customers), so a
         customer's belief does not depend on whom they share the batch with.
+    :param consent: what each listed customer granted marketing consent on: booleans indexed
+        by customer id, one column per scenario channel (an absent channel is not granted; one
+        that needs no consent counts as granted, as the twin's personas have it). A listed
+        customer's prior is conditioned on it, as :meth:`BeliefTracker.prior` does for the
+        envs' customers at sign-up (persona is a fixed trait, so this is exact at any cutoff);
+        customers not listed keep the unconditioned prior. A pattern no persona grants is
+        refused by customer id (callers that prefer the unconditioned prior leave them out).
     """
     end = utc_time(cutoff, "cutoff")
     history_start = history_start or history_start_of(scenario)
@@ -118,7 +126,60 @@ def filter_states(
                 f"{error.day} probability zero (a purchase in a state that cannot buy); check "
                 "the scenario"
             ) from error
+    if consent is not None:
+        _condition_on_consent(scenario, tracker, probs, log_likelihood, ids, consent)
     return tracker.state_belief(probs, ids, log_likelihood, start, days)
+
+
+def _condition_on_consent(
+    scenario: Scenario,
+    tracker: BeliefTracker,
+    probs: np.ndarray,
+    log_likelihood: np.ndarray,
+    ids: pd.Index,
+    consent: pd.DataFrame,
+) -> None:
+    """``filter_states``'s ``consent``, in place. Persona never changes, so conditioning the
+    prior on it is the unconditioned posterior times the consent's 0/1 weight per type,
+    renormalised; the log likelihood gains log P(consent | history) - log P(consent)."""
+    if not isinstance(consent, pd.DataFrame):
+        raise EventLogError(f"consent: expected a DataFrame, got {type(consent).__name__}")
+    channels = list(scenario.channel_names)
+    unknown = [c for c in consent.columns if c not in channels]
+    if unknown:
+        raise EventLogError(f"consent: unknown channel(s) {unknown}; expected {channels}")
+    if not all(pd.api.types.is_bool_dtype(consent[c]) for c in consent.columns):
+        raise EventLogError("consent: expected boolean columns")
+    listed = consent.index.astype(str)
+    if listed.has_duplicates:
+        raise EventLogError(f"consent: customer {listed[listed.duplicated()][0]!r} listed twice")
+    rows = ids.get_indexer(listed)
+    keep = rows >= 0
+    rows = rows[keep]
+    if rows.size == 0:
+        return
+    arrays = tracker.arrays
+    needs = np.array([c.requires_consent for c in scenario.channels], dtype=bool)
+    granted = consent.reindex(columns=channels, fill_value=False).to_numpy(dtype=bool)[keep]
+    granted |= ~needs
+    fits = (granted[:, None, :] == arrays.persona_consent[None]).all(axis=2)  # (m, P)
+    if not fits.any(axis=1).all():
+        who = ids[rows[int(np.flatnonzero(~fits.any(axis=1))[0])]]
+        raise EventLogError(
+            f"consent: customer {who!r}'s consent fits no persona of scenario {scenario.name!r}"
+        )
+    weight = np.repeat(fits.astype(float), tracker.n_types // arrays.n_personas, axis=1)
+    belief = probs[rows] * weight[:, :, None]
+    mass = belief.sum(axis=(1, 2))
+    if not (mass > 0).all():
+        who = ids[rows[int(np.flatnonzero(~(mass > 0))[0])]]
+        raise EventLogError(
+            f"events: the twin gives customer {who!r}'s history probability zero under their "
+            "consent (no persona with that consent could have had it); check the scenario"
+        )
+    probs[rows] = belief / mass[:, None, None]
+    prior_mass = (weight * tracker.type_prior.sum(axis=1)[None, :]).sum(axis=1)
+    log_likelihood[rows] += np.log(mass) - np.log(prior_mass)
 
 
 def _customers(history: pd.DataFrame, customer_ids: pd.Index | None) -> pd.Index:

@@ -9,6 +9,11 @@ not depend on whom they share a batch with. A store without any purchase before 
 (sends only, say) starts its record just before the cutoff: the belief is the prior moved by
 one quiet day.
 
+The prior is conditioned on each customer's consent as of the cutoff where they have a record
+that some persona fits (:func:`nba.store.consent.belief_consent`), as the training envs'
+observer conditions a new customer's: persona is a fixed trait, so the belief is the same
+whenever the consent arrived.
+
 Beliefs are stored as the joint (persona, rate level, dropout level, stage) in float32.
 """
 
@@ -20,6 +25,7 @@ import pandas as pd
 from nba.belief import BeliefTracker
 from nba.calibration.filtering import DEFAULT_LOOKBACK_DAYS, filter_states, history_start_of
 from nba.scenario import Scenario
+from nba.store.consent import belief_consent
 from nba.store.rows import to_log
 from nba.types import FloatArray
 
@@ -53,6 +59,7 @@ def beliefs(
         when,
         customer_ids=ids,
         record_start=pd.Timestamp(start, unit="ns", tz="UTC"),
+        consent=belief_consent(scenario, history, ids, cutoff),
     )
     joint = np.ascontiguousarray(belief.joint, dtype=np.float32)
     return joint, np.asarray(belief.log_likelihood, dtype=np.float64)

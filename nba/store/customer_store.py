@@ -15,6 +15,11 @@ names, plus the belief summary. After a customer's last event it is the stored s
 the twin's rules and, where the belief was computed at that very time, the stored belief;
 whole quiet days after it move the stored belief on (:func:`nba.store.beliefs.advance_quiet`);
 an earlier time, or another belief time, is recomputed from the stored history (exact, slower).
+
+Consent comes from ``consented`` events (:mod:`nba.store.consent`): the state carries every
+channel's ``consent_<channel>`` so the scorer applies the customer's own consent, and the belief's
+prior is conditioned on it. ``consent_required`` (set when the store is created, default True)
+says what a customer without any consent record gets: no consent on channels that need it.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from nba.calibration.events import EventLog, EventLogError, utc_time
 from nba.scenario import Scenario
 from nba.store import database
 from nba.store.beliefs import advance_quiet, belief_shape, beliefs, from_bytes, to_bytes
+from nba.store.consent import refuse_unknown_channels
 from nba.store.database import StoreError, UnknownCustomerError
 from nba.store.observed import NEVER, ObservedRules, Summary, summarise
 from nba.store.rows import CODE, COLUMNS, encode, from_records, records
@@ -40,7 +46,7 @@ from nba.store.state_frame import state_frame
 
 SUMMARY_COLUMNS = (
     "customer_id, first_ts, last_ts, n_events, opted_out_ts, pressure, pressure_day, habit, "
-    "habit_day, last_sent, belief_ts, belief, log_likelihood"
+    "habit_day, last_sent, belief_ts, belief, log_likelihood, consented"
 )
 
 
@@ -81,11 +87,24 @@ class CustomerStore:
             raise StoreError(f"store {str(path)!r}: stored channels {layout['channels']} differ")
         first = meta.get("first_purchase_ts")
         self._record_start: int | None = int(first) if first is not None else None
+        #: a customer without a consent record has no consent on channels that need it (True),
+        #: or their most likely persona's default consent (False; :mod:`nba.store.consent`)
+        self.consent_required = meta.get("consent_required", "true") == "true"
 
     # ------------------------------------------------------------------ opening
     @classmethod
-    def create(cls, path: str | Path, scenario: Scenario) -> CustomerStore:
-        """A new, empty store at ``path`` bound to ``scenario`` (an existing file is refused)."""
+    def create(
+        cls, path: str | Path, scenario: Scenario, *, consent_required: bool = True
+    ) -> CustomerStore:
+        """A new, empty store at ``path`` bound to ``scenario`` (an existing file is refused).
+
+        :param consent_required: a customer without any ``consented`` event has no consent on
+            channels that need it (default; the compliant reading of a missing record). False
+            gives them their MOST LIKELY PERSONA'S DEFAULT CONSENT, as the scorer does for a
+            request without consent fields: only where consent is not kept in these events.
+        """
+        if not isinstance(consent_required, bool):
+            raise StoreError(f"consent_required: expected True or False, got {consent_required!r}")
         path = Path(path)
         if path.exists():
             raise StoreError(f"store: {str(path)!r} already exists; open it instead")
@@ -93,7 +112,8 @@ class CustomerStore:
             raise StoreError(f"store: no folder {str(path.parent)!r} for {path.name!r}")
         connection = database.connect(path)
         layout = {"channels": list(scenario.channel_names), "belief_shape": belief_shape(scenario)}
-        database.create_schema(connection, scenario, layout)
+        settings = {"consent_required": "true" if consent_required else "false"}
+        database.create_schema(connection, scenario, layout, settings)
         return cls(path, connection, scenario, database.read_meta(connection, path))
 
     @classmethod
@@ -105,6 +125,7 @@ class CustomerStore:
         connection = database.connect(path)
         try:
             meta = database.read_meta(connection, path)
+            database.migrate(connection, meta)
             bound = database.stored_scenario(meta, path, scenario)
             return cls(path, connection, bound, meta)
         except BaseException:
@@ -143,11 +164,16 @@ class CustomerStore:
         Columns are the scoring request's fields (``customer_id``, ``as_of``, ``persona`` and
         ``stage`` at their most likely values, ``pressure``, ``discount_habit``, ``opted_out``,
         the levels where the scenario has them, ``days_since_<cap>``, ``last_contact_<channel>``)
-        then ``persona_probability``, ``stage_probability`` and ``discount_habit_probability``.
-        Unknown ids raise :class:`UnknownCustomerError` naming them.
+        and ``consent_<channel>`` for every channel (a customer without a consent record as of
+        ``as_of``: see :attr:`consent_required`), then ``belief_consent`` (``"conditioned"``,
+        ``"no_record"`` or ``"fits_no_persona"``: whether the belief's prior is conditioned on
+        the consent), ``persona_probability``, ``stage_probability`` and
+        ``discount_habit_probability``. Unknown ids raise :class:`UnknownCustomerError` naming them.
         """
         ids, when, summary, joint = self._read(customer_ids, as_of)
-        return state_frame(self.scenario, self._rules, ids, when, summary, joint)
+        return state_frame(
+            self.scenario, self._rules, ids, when, summary, joint, self.consent_required
+        )
 
     def belief(
         self, customer_ids: Any, as_of: pd.Timestamp | str | None = None
@@ -207,13 +233,17 @@ class CustomerStore:
         return [found[i] for i in ids]
 
     def _unpack(self, rows: list[tuple[Any, ...]]) -> tuple[Summary, np.ndarray, np.ndarray]:
-        columns = list(zip(*rows, strict=True)) if rows else [()] * 13
+        columns = list(zip(*rows, strict=True)) if rows else [()] * 14
 
         def ints(k: int) -> np.ndarray:
             return np.array([NEVER if v is None else v for v in columns[k]], dtype=np.int64)
 
         n_channels = len(self._rules.channels)
         last_sent = np.frombuffer(b"".join(columns[9]), dtype="<i8").reshape(-1, n_channels)
+        none = np.full(n_channels, NEVER, dtype="<i8").tobytes()  # a version-1 row: no consent
+        consented = np.frombuffer(
+            b"".join(none if v is None else v for v in columns[13]), dtype="<i8"
+        ).reshape(-1, n_channels)
         summary = Summary(
             first_ts=ints(1),
             last_ts=ints(2),
@@ -224,6 +254,7 @@ class CustomerStore:
             habit=np.array(columns[7], dtype=float),
             habit_day=ints(8),
             last_sent=last_sent.astype(np.int64),
+            consented=consented.astype(np.int64),
         )
         return summary, ints(10), from_bytes(list(columns[11]), self._shape)
 
@@ -246,6 +277,7 @@ class CustomerStore:
         cutoff = _nanoseconds(moment, "now")
         batch = encode(log.events)
         _refuse_future(batch, cutoff, moment)
+        refuse_unknown_channels(batch, self._rules, self.scenario)
         self._db.execute("BEGIN IMMEDIATE")
         try:
             report = self._ingest(batch, cutoff)
@@ -308,6 +340,7 @@ class CustomerStore:
             return [None if v == NEVER else v for v in values.tolist()]
 
         sent = np.ascontiguousarray(summary.last_sent, dtype="<i8")
+        consented = np.ascontiguousarray(summary.consented, dtype="<i8")
         rows = zip(
             list(ids),
             summary.first_ts.tolist(),
@@ -322,10 +355,12 @@ class CustomerStore:
             [cutoff] * len(ids),
             to_bytes(joint),
             log_likelihood.tolist(),
+            [row.tobytes() for row in consented],
             strict=True,
         )
         self._db.executemany(
-            f"INSERT OR REPLACE INTO customers VALUES ({', '.join('?' * 13)})", rows
+            f"INSERT OR REPLACE INTO customers ({SUMMARY_COLUMNS}) VALUES ({', '.join('?' * 14)})",
+            rows,
         )
 
 

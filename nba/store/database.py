@@ -8,7 +8,8 @@ model (ingest is a batch job; readers see the last commit through WAL without bl
 Tables (times are UTC nanoseconds since the epoch):
 
 - ``meta``: key/value text: schema version, the scenario's YAML and fingerprint, the layout of
-  the stored arrays (channels, belief shape), the store's first purchase.
+  the stored arrays (channels, belief shape), the store's first purchase, and whether a
+  customer without a consent record has no consent (``consent_required``).
 - ``events``: every event ever ingested, clustered by customer and time. The primary key is the
   whole event (id, time, type, channel, action, value, propensity: the columns the event log
   dedupes on), so the same event twice is one row; missing text is stored as ``''`` and a
@@ -17,7 +18,10 @@ Tables (times are UTC nanoseconds since the epoch):
 - ``customers``: one row per customer: a summary of the observed history (enough to give the
   observed state at any time after the last event, :mod:`nba.store.observed`) and the belief
   over the latent parts as float32 bytes (shape in ``meta``), read back with
-  ``numpy.frombuffer``. Nothing is pickled.
+  ``numpy.frombuffer``, and the first consent time per channel (``consented``, int64 bytes;
+  NULL in rows written by a version-1 store, which had no consent events). Nothing is pickled.
+
+Version 1 stores (before consent) are migrated when opened: the ``consented`` column is added.
 """
 
 from __future__ import annotations
@@ -30,7 +34,8 @@ from pathlib import Path
 from nba.errors import NBAValidationError
 from nba.scenario import Scenario
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"
+READABLE_VERSIONS = ("1", SCHEMA_VERSION)  # "1": no consent column yet (migrated on open)
 APPLICATION = "nba.store"
 
 DDL = (
@@ -58,7 +63,8 @@ DDL = (
         last_sent BLOB NOT NULL,
         belief_ts INTEGER NOT NULL,
         belief BLOB NOT NULL,
-        log_likelihood REAL NOT NULL
+        log_likelihood REAL NOT NULL,
+        consented BLOB
     ) WITHOUT ROWID""",
 )
 
@@ -86,10 +92,14 @@ def connect(path: Path) -> sqlite3.Connection:
 
 
 def create_schema(
-    connection: sqlite3.Connection, scenario: Scenario, layout: Mapping[str, object]
+    connection: sqlite3.Connection,
+    scenario: Scenario,
+    layout: Mapping[str, object],
+    settings: Mapping[str, str] | None = None,
 ) -> None:
-    """Tables and metadata of a new store, in one transaction."""
+    """Tables and metadata (plus ``settings``) of a new store, in one transaction."""
     meta = {
+        **(settings or {}),
         "application": APPLICATION,
         "schema_version": SCHEMA_VERSION,
         "scenario_name": scenario.name,
@@ -117,7 +127,7 @@ def read_meta(connection: sqlite3.Connection, path: Path) -> dict[str, str]:
     meta = dict(rows)
     if meta.get("application") != APPLICATION:
         raise StoreError(f"store {str(path)!r}: not a customer store (no {APPLICATION} metadata)")
-    if meta.get("schema_version") != SCHEMA_VERSION:
+    if meta.get("schema_version") not in READABLE_VERSIONS:
         raise StoreError(
             f"store {str(path)!r}: schema version {meta.get('schema_version')!r}, this nba "
             f"reads version {SCHEMA_VERSION!r}"
@@ -140,6 +150,21 @@ def stored_scenario(meta: dict[str, str], path: Path, expected: Scenario | None)
             "build a new store"
         )
     return scenario
+
+
+def migrate(connection: sqlite3.Connection, meta: dict[str, str]) -> None:
+    """Bring a version-1 store to the current schema (one transaction; ``meta`` updated)."""
+    if meta.get("schema_version") != "1":
+        return
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        connection.execute("ALTER TABLE customers ADD COLUMN consented BLOB")
+        set_meta(connection, "schema_version", SCHEMA_VERSION)
+        connection.execute("COMMIT")
+    except BaseException:
+        connection.execute("ROLLBACK")
+        raise
+    meta["schema_version"] = SCHEMA_VERSION
 
 
 def set_meta(connection: sqlite3.Connection, key: str, value: str) -> None:

@@ -14,6 +14,8 @@ read a history of timestamped events. Days are UTC calendar days; the state *as 
   any of the rule's channels to ``t``, floored, clipped to ``1 .. window`` (never contacted: the
   window), exactly as a scoring request's ``last_contact_*`` timestamps are read.
 - **Opt-out**: an ``unsubscribed`` event, and it is permanent.
+- **Consent**: a ``consented`` event grants its channel from its time on (the first such event
+  per channel counts; a grant is withdrawn only by the opt-out, as in the twin).
 - **Discount habit**: the event schema has no "discounted" flag on a purchase; a ``redeemed``
   event (a discount redemption) marks the day's purchase as discounted. The twin forms a habit
   with probability ``gain`` on such a day and loses it with probability ``decay`` on every other
@@ -90,6 +92,7 @@ class Summary:
     habit: FloatArray  # P(discount habit) after the last redemption day
     habit_day: IntArray  # that day (NEVER: no redemption)
     last_sent: IntArray  # (N, C) time of the last send per channel (NEVER: none)
+    consented: IntArray  # (N, C) time of the first consent per channel (NEVER: none)
 
 
 def summarise(history: pd.DataFrame, ids: pd.Index, rules: ObservedRules) -> Summary:
@@ -118,6 +121,11 @@ def summarise(history: pd.DataFrame, ids: pd.Index, rules: ObservedRules) -> Sum
     last_sent = np.full((n, len(rules.channels)), NEVER, dtype=np.int64)
     np.maximum.at(last_sent, (row[sent], channel[sent]), ts[sent])
 
+    granted = (event == CODE["consented"]) & (channel >= 0)
+    consented = np.full((n, len(rules.channels)), np.iinfo(np.int64).max, dtype=np.int64)
+    np.minimum.at(consented, (row[granted], channel[granted]), ts[granted])
+    consented[consented == np.iinfo(np.int64).max] = NEVER
+
     day = ts // DAY_NS
     pressure, pressure_day = _leaky_bucket(
         row[sent], day[sent], rules.channel_pressure[channel[sent]], n, rules
@@ -125,7 +133,16 @@ def summarise(history: pd.DataFrame, ids: pd.Index, rules: ObservedRules) -> Sum
     redeemed = event == CODE["redeemed"]
     habit, habit_day = _habit(row[redeemed], day[redeemed], n, rules)
     return Summary(
-        first_ts, last_ts, counts, opted_out_ts, pressure, pressure_day, habit, habit_day, last_sent
+        first_ts,
+        last_ts,
+        counts,
+        opted_out_ts,
+        pressure,
+        pressure_day,
+        habit,
+        habit_day,
+        last_sent,
+        consented,
     )
 
 
@@ -133,7 +150,8 @@ def state_at(summary: Summary, as_of: int, rules: ObservedRules) -> dict[str, np
     """The observed state as of ``as_of`` (UTC ns), for customers whose last event is before it.
 
     Returns ``pressure``, ``habit_probability``, ``discount_habit``, ``opted_out``,
-    ``days_since`` (N, G) and ``last_contact`` (N, C) (NEVER: none).
+    ``days_since`` (N, G), ``last_contact`` (N, C) (NEVER: none) and ``consented`` (N, C): the
+    channels granted before ``as_of`` (a later grant does not count yet).
     """
     today = as_of // DAY_NS
     quiet = np.where(summary.pressure_day == NEVER, 0, today - 1 - summary.pressure_day)
@@ -155,6 +173,7 @@ def state_at(summary: Summary, as_of: int, rules: ObservedRules) -> dict[str, np
         "opted_out": (summary.opted_out_ts != NEVER) & (summary.opted_out_ts < as_of),
         "days_since": days_since,
         "last_contact": summary.last_sent,
+        "consented": (summary.consented != NEVER) & (summary.consented < as_of),
     }
 
 

@@ -6,7 +6,10 @@ customer's own levels) at their most likely value under the belief, the observed
 events. A component the store cannot derive is an error here, not a silently missing field.
 The belief summary follows: the most likely persona's and stage's probabilities (each the
 marginal of the joint belief, so they are the most likely persona and the most likely stage,
-not the most likely pair), and the discount habit's probability.
+not the most likely pair), and the discount habit's probability. Consent is in the request's
+``consent_<channel>`` fields, every channel, always (:mod:`nba.store.consent` says what a
+customer without a consent record gets), and ``belief_consent`` says whether the belief's prior
+is conditioned on it.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import pandas as pd
 from nba.parameters import ScenarioArrays
 from nba.scenario import Scenario
 from nba.state import COMPONENTS
+from nba.store.consent import consent_columns
 from nba.store.database import StoreError
 from nba.store.observed import NEVER, ObservedRules, Summary, state_at
 
@@ -41,6 +45,7 @@ def state_frame(
     as_of: int,
     summary: Summary,
     joint: np.ndarray,
+    consent_required: bool = True,
 ) -> pd.DataFrame:
     """The request-shaped frame of ``ids`` as of ``as_of`` (UTC ns); see the module docstring."""
     arrays = ScenarioArrays.from_scenario(scenario)
@@ -78,6 +83,11 @@ def state_frame(
             np.where(sent == NEVER, np.datetime64("NaT", "ns"), sent.astype("datetime64[ns]")),
             utc=True,
         )
+    columns.update(
+        consent_columns(
+            arrays, scenario, observed["consented"], likely["persona"], consent_required
+        )
+    )
     rows = np.arange(len(ids))
     columns["persona_probability"] = margin["persona"][rows, likely["persona"]]
     columns["stage_probability"] = margin["stage"][rows, likely["stage"]]

@@ -35,3 +35,11 @@ def halves(log: EventLog) -> tuple[EventLog, EventLog]:
 
 def new_store(folder: Path, scenario: Scenario, name: str = "customers.db") -> CustomerStore:
     return CustomerStore.create(folder / name, scenario)
+
+
+def consent_of(log: EventLog, scenario: Scenario) -> pd.DataFrame:
+    """The log's ``consented`` channels per customer, as ``filter_states(consent=)`` takes them
+    (read by pandas here, independently of the store's reading)."""
+    granted = log.events[log.events["event"] == "consented"]
+    table = pd.crosstab(granted["customer_id"], granted["channel"].astype(str)) > 0
+    return table.reindex(columns=list(scenario.channel_names), fill_value=False).astype(bool)

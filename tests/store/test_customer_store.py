@@ -18,9 +18,14 @@ from nba.serving.schema import RequestSchema
 from nba.store import CustomerStore, StoreError, UnknownCustomerError, customer_store
 from nba.store.state_frame import LAST_CONTACT as STORE_LAST_CONTACT
 from nba.store.synthetic import synthetic_events
-from tests.store.conftest import NOW, halves, new_store
+from tests.store.conftest import NOW, consent_of, halves, new_store
 
-SUMMARY = ["persona_probability", "stage_probability", "discount_habit_probability"]
+SUMMARY = [
+    "belief_consent",
+    "persona_probability",
+    "stage_probability",
+    "discount_habit_probability",
+]
 
 
 def _snapshot(store: CustomerStore, as_of: pd.Timestamp = NOW) -> tuple[pd.DataFrame, np.ndarray]:
@@ -169,7 +174,7 @@ def test_belief_is_the_filter_on_the_whole_log(tmp_path: Path, name: str) -> Non
         store.ingest(second, now=NOW)
         store.ingest(first, now=NOW)
         got_ids, joint = store.belief(ids, NOW)
-    truth = filter_states(retail, log, NOW, customer_ids=ids)
+    truth = filter_states(retail, log, NOW, customer_ids=ids, consent=consent_of(log, retail))
     assert list(got_ids) == list(ids)
     np.testing.assert_allclose(joint, truth.joint, atol=1e-6)
     assert joint.dtype == np.float32
@@ -200,7 +205,12 @@ def test_state_is_a_valid_scoring_request(tmp_path: Path, retail: Scenario, log:
     days = frame[[f"days_since_{cap.name}" for cap in retail.contact_rules.caps]].to_numpy()
     np.testing.assert_array_equal(parsed.state.days_since, days)
     assert frame["opted_out"].any() and (frame["pressure"] > 0).any()
-    assert frame["persona_probability"].between(1 / len(retail.personas), 1).all()
+    assert frame["persona_probability"].between(1 / len(retail.personas), 1 + 1e-6).all()
+    consented = frame["belief_consent"] == "conditioned"  # retail: consent names the persona
+    assert consented.all()
+    np.testing.assert_allclose(frame["persona_probability"], 1.0, atol=1e-6)
+    email = frame["consent_email"] & ~frame["opted_out"]
+    np.testing.assert_array_equal(parsed.consent[:, 0], email)
 
 
 def test_levels_appear_as_request_fields(tmp_path: Path) -> None:
@@ -236,7 +246,8 @@ def test_whole_quiet_days_move_the_stored_belief_as_a_recompute_would(
         monkeypatch.setattr(customer_store, "beliefs", counting)
         _, joint = store.belief(ids, later)
         assert recomputed == []
-        truth = filter_states(scenario, log, later, customer_ids=ids)
+        consent = consent_of(log, scenario)
+        truth = filter_states(scenario, log, later, customer_ids=ids, consent=consent)
         np.testing.assert_allclose(joint, truth.joint, atol=1e-5)
         store.belief(ids, later + pd.Timedelta(hours=5))
         assert recomputed == [len(ids)]
