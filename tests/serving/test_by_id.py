@@ -96,7 +96,7 @@ def test_unsubscribed_customer_is_not_contacted(
     scorer: PolicyScorer, retail: Scenario, tmp_path: Path
 ) -> None:
     rows = [(0, 2, 0, 1), (0, 5, 4, 0), (1, 2, 0, 1)]
-    with CustomerStore.create(tmp_path / "c.db", retail) as store:
+    with CustomerStore.create(tmp_path / "c.db", retail, consent_required=False) as store:
         store.ingest(_log(retail, rows), now=NOW)
         decisions = decide_from_store(scorer, store, as_of=AS_OF).set_index("customer_id")
         assert decisions.loc["c0", "channel"] is None or pd.isna(decisions.loc["c0", "channel"])
