@@ -44,6 +44,15 @@ def ingest(
             "computed as of it. Default: the wall clock.",
         ),
     ] = None,
+    consent_required: Annotated[
+        bool,
+        typer.Option(
+            "--consent-required/--persona-consent",
+            help="For a new store: a customer without `consented` events may be contacted "
+            "only on channels that need no consent (default), or gets the default consent of "
+            "their most likely persona (--persona-consent: only where the log has no consent).",
+        ),
+    ] = True,
     as_json: JsonOption = False,
 ) -> None:
     """Ingest events into a customer-state store: idempotent, one transaction per batch.
@@ -76,7 +85,7 @@ def ingest(
     created = not store.exists()
     if created:
         assert twin is not None
-        target = CustomerStore.create(store, twin)
+        target = CustomerStore.create(store, twin, consent_required=consent_required)
     else:
         target = CustomerStore.open(store, twin)
     try:

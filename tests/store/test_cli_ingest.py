@@ -114,3 +114,16 @@ def test_bad_input_is_one_line_and_exit_2(
     assert len(err.strip().splitlines()) == 1 and err.startswith("error:")
     assert pd.Series([err]).str.contains(message).all(), err
     assert db.exists() == existed  # a refused first batch leaves no store behind
+
+
+def test_persona_consent_is_chosen_when_the_store_is_created(
+    tmp_path: Path, log: EventLog, capsys: pytest.CaptureFixture[str]
+) -> None:
+    save_events(log, tmp_path / "all.parquet")
+    for flag, required in (("--consent-required", True), ("--persona-consent", False)):
+        db = tmp_path / f"{flag.strip('-')}.db"
+        args = ["-e", str(tmp_path / "all.parquet"), "--store", str(db), "--scenario", "retail"]
+        code, _, _ = _run(capsys, "ingest", *args, "--now", NOW.isoformat(), flag)
+        assert code == 0
+        with CustomerStore.open(db) as store:
+            assert store.consent_required is required
