@@ -12,9 +12,17 @@ its own table. Sections:
   60% of days, any action; the rules block some), each day's context the twin's own morning
   state.
 
-Run: ``python benchmarks/belief_and_store.py [--sections belief] [--customers 100000]``. The
-last line is one JSON object; ``belief_customer_days_per_s`` is the best documented path (which
-one is in ``belief_best_path``). Measure on a quiet machine: the load average is reported.
+- ``ingest``: 1,000,000 synthetic events (plus their customers' consent events) into a fresh
+  store, ``benchmarks/store_ingest.py``'s measurement: ``ingest_1m_events_s``.
+- ``value``: the belief-trained policy against QMDP, most likely state and the full-information
+  optimum, read from the last line of ``benchmarks/belief_policy_value.py`` (``--value-json``;
+  training its seeds takes about half an hour, so it runs on its own): ``rl_value``,
+  ``qmdp_value``, ``qmdp_ci_halfwidth``, ``full_information_share``.
+
+Run: ``python benchmarks/belief_and_store.py [--sections belief ingest value] [--customers
+100000] [--value-json value.json]``. The last line is one JSON object;
+``belief_customer_days_per_s`` is the best documented path (which one is in
+``belief_best_path``). Measure on a quiet machine: the load average is reported.
 """
 
 from __future__ import annotations
@@ -23,8 +31,10 @@ import argparse
 import json
 import os
 import platform
+import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -132,16 +142,47 @@ def belief_section(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-SECTIONS: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {"belief": belief_section}
+def ingest_section(args: argparse.Namespace) -> dict[str, Any]:
+    """``benchmarks/store_ingest.py``'s measurement at 1,000,000 events (its docstring)."""
+    from store_ingest import measure
+
+    with tempfile.TemporaryDirectory() as folder:
+        row = measure(1_000_000, Path(folder))
+    print("ingest: " + " ".join(f"{k}={v}" for k, v in row.items()))
+    return {"ingest_1m_events_s": row["bootstrap_s"], "ingest": row}
+
+
+def value_section(args: argparse.Namespace) -> dict[str, Any]:
+    """The belief policy's value (``benchmarks/belief_policy_value.py``): read from the JSON
+    line a run of it printed (``--value-json``), since training its seeds takes half an hour."""
+    if args.value_json is None:
+        raise SystemExit("--sections value needs --value-json (belief_policy_value.py's output)")
+    lines = Path(args.value_json).read_text("utf-8").strip().splitlines()
+    value = json.loads(lines[-1])
+    keys = ("rl_value", "rl_values", "rl_worst", "qmdp_value", "qmdp_ci_halfwidth")
+    keys += ("most_likely_value", "full_information_value", "full_information_share")
+    keys += ("full_information_share_worst", "rl_minus_qmdp_paired", "rl_at_least_qmdp")
+    print("value: " + " ".join(f"{k}={value[k]}" for k in keys[:5]))
+    return {key: value[key] for key in keys}
+
+
+SECTIONS: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
+    "belief": belief_section,
+    "ingest": ingest_section,
+    "value": value_section,
+}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sections", nargs="+", choices=list(SECTIONS), default=list(SECTIONS))
+    parser.add_argument(
+        "--sections", nargs="+", choices=list(SECTIONS), default=["belief", "ingest"]
+    )
     parser.add_argument("--customers", type=int, default=100_000)
     parser.add_argument("--days", type=int, default=365)
     parser.add_argument("--context-days", type=int, default=90)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--value-json", help="output of benchmarks/belief_policy_value.py")
     args = parser.parse_args()
 
     load_before = os.getloadavg()[0]
