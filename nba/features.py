@@ -224,7 +224,7 @@ class FeatureBuilder:
         if not isinstance(belief, np.ndarray) or belief.shape != (n, n_types, n_stages):
             got = getattr(belief, "shape", type(belief).__name__)
             raise NBAValidationError(f"belief: expected ({n}, {n_types}, {n_stages}), got {got}")
-        sums = belief.reshape(n, -1).sum(axis=1)
+        sums = belief.reshape(n, n_types * n_stages).sum(axis=1)
         if not (
             np.isfinite(sums).all() and (belief >= 0).all() and np.allclose(sums, 1, atol=1e-4)
         ):
