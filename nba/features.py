@@ -224,25 +224,53 @@ class FeatureBuilder:
         if not isinstance(belief, np.ndarray) or belief.shape != (n, n_types, n_stages):
             got = getattr(belief, "shape", type(belief).__name__)
             raise NBAValidationError(f"belief: expected ({n}, {n_types}, {n_stages}), got {got}")
-        sums = belief.reshape(n, n_types * n_stages).sum(axis=1)
+        flat = belief.reshape(n, n_types * n_stages)
+        # every marginal in one product with 0/1 columns (one pass over the belief, not one
+        # strided reduction per part); a non-finite cell makes its row's sums non-finite
+        marginals = flat @ self._marginal_matrix
+        sums = marginals[:, : self.arrays.n_personas].sum(axis=1)
         if not (
-            np.isfinite(sums).all() and (belief >= 0).all() and np.allclose(sums, 1, atol=1e-4)
+            np.isfinite(sums).all()
+            and (n == 0 or flat.min() >= 0)
+            and np.allclose(sums, 1, atol=1e-4)
         ):
             raise NBAValidationError(
                 "belief: expected probabilities (finite, >= 0, summing to 1 per customer)"
             )
-        obs[:, start : start + n_types * n_stages] = belief.reshape(n, n_types * n_stages)
+        obs[:, start : start + n_types * n_stages] = flat
+        column = 0
+        for name, width in self._marginal_widths:
+            for component, starts, widths in self._state_plan:
+                if component.name == name and starts:
+                    part = marginals[:, column : column + width]
+                    obs[:, starts[0] : starts[0] + widths[0]] = part
+            column += width
+
+    @cached_property
+    def _marginal_widths(self) -> list[tuple[str, int]]:
+        """(latent part, levels) in the columns of :attr:`_marginal_matrix`."""
         a = self.arrays
-        joint = belief.reshape(n, a.n_personas, a.n_rate_levels, a.n_dropout_levels, n_stages)
-        marginals = {
-            "persona": joint.sum(axis=(2, 3, 4)),
-            "stage": joint.sum(axis=(1, 2, 3)),
-            "rate_level": joint.sum(axis=(1, 3, 4)),
-            "dropout_level": joint.sum(axis=(1, 2, 4)),
-        }
-        for component, starts, widths in self._state_plan:
-            if component.name in marginals and starts:
-                obs[:, starts[0] : starts[0] + widths[0]] = marginals[component.name]
+        return [
+            ("persona", a.n_personas),
+            ("stage", a.n_stages),
+            ("rate_level", a.n_rate_levels),
+            ("dropout_level", a.n_dropout_levels),
+        ]
+
+    @cached_property
+    def _marginal_matrix(self) -> FloatArray:
+        """(T*K, P + K + Lr + Ld) 0/1: which marginal cell each joint cell adds to."""
+        a = self.arrays
+        shape = (a.n_personas, a.n_rate_levels, a.n_dropout_levels, a.n_stages)
+        persona, rate, dropout, stage = np.unravel_index(np.arange(int(np.prod(shape))), shape)
+        matrix = np.zeros((len(persona), sum(w for _, w in self._marginal_widths)))
+        column = 0
+        for level, (_, width) in zip(
+            (persona, stage, rate, dropout), self._marginal_widths, strict=True
+        ):
+            matrix[np.arange(len(persona)), column + level] = 1.0
+            column += width
+        return matrix
 
     def decode_belief(self, obs: FloatArray) -> FloatArray:
         """(N, T, K) float64 beliefs of belief observations (renormalised from float32)."""

@@ -428,9 +428,15 @@ class PolicyScorer:
         log: Any | None = None,
         batch_id: str | None = None,
         belief: FloatArray | None = None,
+        parsed: tuple[ParsedRequest, RuleMasks] | None = None,
     ) -> pd.DataFrame:
-        request = self.schema.parse(frame, as_of=as_of)
-        masks = self.rule_masks(request)
+        # ``parsed``: the frame's own parse and masks, when a caller needs them too (by_id's
+        # explanations): parsing 1M rows costs ~0.6 s, the masks ~0.3 s
+        if parsed is None:
+            request = self.schema.parse(frame, as_of=as_of)
+            masks = self.rule_masks(request)
+        else:
+            request, masks = parsed
         allowed = masks.allowed
         if belief is None:
             first, inverse = batch.distinct_combinations(self, request, allowed)
