@@ -40,6 +40,7 @@ class LoggedBatch:
     probabilities: Any  # (n, A)
     feature_names: Sequence[str] | None = None
     batch_id: str | None = None
+    holdout: Any = None  # (n,) bool: in the control group (nba.holdout); None: nobody
 
 
 @dataclass(frozen=True)
@@ -81,11 +82,17 @@ class _Prepared:
         self.name_values = np.asarray([str(name) for name in names], dtype=object)
         self.propensities = np.asarray(batch.propensities, dtype=np.float64)
         self.explored = np.asarray(batch.explored).astype(bool, copy=False)
+        self.holdout = (
+            np.zeros(n, dtype=bool)
+            if batch.holdout is None
+            else np.asarray(batch.holdout).astype(bool, copy=False)
+        )
         for name, column in (
             ("actions", self.actions),
             ("action_names", self.name_codes),
             ("propensities", self.propensities),
             ("explored", self.explored),
+            ("holdout", self.holdout),
         ):
             _check_length(name, column.shape[0] if column.ndim == 1 else -1, n)
         outside = ~((self.propensities > 0) & (self.propensities <= 1))
@@ -126,6 +133,9 @@ class _Prepared:
         part(self.features)
         part(self.probabilities.dtype.str.encode())
         part(self.probabilities)
+        if self.holdout.any():  # a batch without holdouts keeps the hash it had before them
+            part(b"holdout")
+            part(self.holdout)
         return digest.hexdigest()
 
     def insert(self, batch: int) -> tuple[str, Iterator[tuple[Any, ...]]]:
@@ -146,6 +156,8 @@ class _Prepared:
         }
         if len(self.stamp_values) == 1:
             shared["decided_at"] = self.stamp_values[0]
+        if not self.holdout.any():
+            shared["holdout"] = 0
         literals = {column: _literal(value) for column, value in shared.items()}
         fixed = {column: text for column, text in literals.items() if text is not None}
         varying = [column for column in _COLUMNS if column not in fixed]
@@ -186,6 +198,7 @@ class _Prepared:
             "action_name": lambda: self.name_values[self.name_codes[sliced]].tolist(),
             "propensity": lambda: self.propensities[sliced].tolist(),
             "explored": lambda: self.explored[sliced].astype(np.int64).tolist(),
+            "holdout": lambda: self.holdout[sliced].astype(np.int64).tolist(),
             "features": lambda: self.features[sliced].tolist(),
             "probabilities": lambda: self.probabilities[sliced].tolist(),
             "position": lambda: range(start, stop),

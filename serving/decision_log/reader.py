@@ -57,6 +57,9 @@ class DecisionRecords:
     probabilities: np.ndarray  # (n, A) float32: the serving policy's, before exploration
     feature_names: list[str] | None
     reward: FloatArray | None = None
+    #: (n,) bool: in the persistent control group (decided by the control policy, propensity 1;
+    #: off-policy evaluation treats those rows as logged by it). None: not read.
+    holdout: BoolArray | None = None
 
     def __len__(self) -> int:
         return int(self.action.shape[0])
@@ -219,6 +222,11 @@ def _records(frame: pd.DataFrame, meta: dict[str, str]) -> DecisionRecords:
         features=features,
         probabilities=probabilities,
         feature_names=feature_names,
+        holdout=(
+            frame["holdout"].fillna(0).to_numpy().astype(bool)
+            if "holdout" in frame.columns  # a log from before holdouts: nobody
+            else np.zeros(n, dtype=bool)
+        ),
     )
 
 
@@ -268,6 +276,7 @@ def _replace(records: DecisionRecords, keep: BoolArray, reward: FloatArray) -> D
         probabilities=records.probabilities[keep],
         feature_names=records.feature_names,
         reward=reward[keep],
+        holdout=None if records.holdout is None else records.holdout[keep],
     )
 
 

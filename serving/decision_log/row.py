@@ -52,6 +52,7 @@ class _PreparedRow:
             or type(customer) is not str
             or "\x00" in customer  # numpy's text arrays drop trailing NULs: theirs to say
             or isinstance(batch.decided_at, _ARRAYS)
+            or (batch.holdout is not None and _one(batch.holdout) is not False)  # control
         ):
             return None
         action, name = _one(batch.actions), _one(batch.action_names)
@@ -111,6 +112,7 @@ class _PreparedRow:
             features,
             probabilities,
             *provenance,
+            0,  # holdout: not in the control group
             0,  # the batch: set by bound_rows
             0,  # position
         )

@@ -12,7 +12,7 @@ from nba.serving.decision_log.errors import DecisionLogError
 
 __all__ = ["OUTCOMES_TABLE", "SCHEMA_VERSION", "check_decision_log", "upgrade"]
 
-SCHEMA_VERSION = 3  # 1: decisions and meta; 2: + provenance columns; 3: + batches, pending runs
+SCHEMA_VERSION = 4  # 1: decisions, meta; 2: + provenance; 3: + batches, pending runs; 4: + holdout
 OUTCOMES_TABLE = "outcomes"
 
 _DECISIONS = """
@@ -31,7 +31,8 @@ CREATE TABLE IF NOT EXISTS decisions (
     model_number TEXT,
     run_id TEXT,
     batch INTEGER REFERENCES batches(id),
-    position INTEGER
+    position INTEGER,
+    holdout INTEGER NOT NULL DEFAULT 0
 )"""
 _META = "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
 _BATCHES = """
@@ -65,6 +66,7 @@ _ADDED_COLUMNS = {  # columns of ``decisions`` that older versions lack, in the 
     "run_id": "TEXT",
     "batch": "INTEGER REFERENCES batches(id)",
     "position": "INTEGER",
+    "holdout": "INTEGER NOT NULL DEFAULT 0",  # in the control group (older rows: no)
 }
 _TABLES = {"decisions", "meta", "batches", "pending_runs", OUTCOMES_TABLE, "sqlite_sequence"}
 _COLUMNS = (  # of ``decisions`` written per row, in the INSERT's order
@@ -80,6 +82,7 @@ _COLUMNS = (  # of ``decisions`` written per row, in the INSERT's order
     "model_name",
     "model_number",
     "run_id",
+    "holdout",
     "batch",
     "position",
 )

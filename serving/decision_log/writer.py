@@ -110,12 +110,15 @@ class DecisionLog:
         probabilities: Any,
         feature_names: Sequence[str] | None = None,
         batch_id: str | None = None,
+        holdout: Any = None,
     ) -> int:
         """Append one batch in one transaction; the rows written (0: ``batch_id`` was logged).
 
         A ``model_version`` that carries provenance (what ``PolicyScorer.load`` makes, a
         :class:`~nba.serving.provenance.ModelVersion`) also fills ``model_name``,
         ``model_number`` and ``run_id``: the registry version and run actually used.
+        ``holdout``: (n,) bool, the rows in the persistent control group (:mod:`nba.holdout`;
+        their action is the control policy's, propensity 1); default: none.
         """
         batch = LoggedBatch(
             customer_id,
@@ -129,6 +132,7 @@ class DecisionLog:
             probabilities,
             feature_names,
             batch_id,
+            holdout,
         )
         return self.append_batches([batch])[0]
 
