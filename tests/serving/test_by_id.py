@@ -367,3 +367,36 @@ def test_cli_decides_for_a_belief_model(
     assert {"expected_value", "expected_values"} <= set(decisions)
     pd.testing.assert_frame_equal(decisions, expected, check_dtype=False)
     assert summary["expected_value_mean"] == pytest.approx(expected["expected_value"].mean())
+
+
+def _dumped(names: list[str], order: np.ndarray, values: np.ndarray, count: np.ndarray) -> list:
+    return [
+        json.dumps(
+            [
+                {"action": names[a], "expected_value": round(float(v), 6)}
+                for a, v in zip(order[r, : count[r]], values[r, : count[r]], strict=True)
+            ]
+        )
+        for r in range(len(order))
+    ]
+
+
+def test_expected_values_text_is_json_dumps_character_for_character() -> None:
+    from nba.serving.by_id import expected_values_text
+
+    rng = np.random.default_rng(3)
+    edges = [0.0, -0.0, 1e-7, -1e-7, 5e-5, -5e-5, 1e-4, 1.5e-4, 0.5e-6, 1.5e-6, 2.5e-6, -2.5e-6]
+    edges += [99e-6, 100e-6, 9.9995e-5, 0.1234565, -3.0256195, 123.0000005, 999999999.9999]
+    edges += [1e9, -2e12, 1e16, np.inf, -np.inf, np.nan, 7.0, -7.25, 12345678.123456]
+    n = 4000
+    values = rng.normal(5, 30, (n, 3))
+    values[::5] = np.round(values[::5], 7)  # many exact ties at the 7th decimal
+    values[1::5] = np.round(values[1::5], 6) + 5e-7
+    values.ravel()[: len(edges)] = edges
+    order = rng.integers(0, 4, (n, 3))
+    count = rng.integers(0, 4, n)
+    names = ["no_action", 'say "hi"', "café", "x"]
+    assert expected_values_text(names, order, values, count) == _dumped(
+        names, order, values, count
+    )
+    assert expected_values_text(names, order[:0], values[:0], count[:0]) == []
