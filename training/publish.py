@@ -279,8 +279,12 @@ def _log_figures(
     rollouts: dict[str, Any],
     folder: Path,
 ) -> None:
-    shares = table.set_index("policy")["exact_share_of_optimum"]
+    rows = table.set_index("policy")
+    shares = rows["exact_share_of_optimum"]
     references = {name: float(shares[name]) for name in ("myopic", "journey_map") if name in shares}
+    for name in ("qmdp", "most_likely_state"):  # belief baselines: cohort shares (no table)
+        if name in rows.index:
+            references[name] = float(rows.loc[name, "share_of_optimum"])
     compared = {name: rollouts[name] for name in (algo, "journey_map", "optimal")}
     mixes = {name: rollouts[name] for name in (algo, "optimal")}
     paths = [
