@@ -113,6 +113,7 @@ def main() -> None:
     parser.add_argument("--scenario", default="retail")
     parser.add_argument("--store", type=Path, default=None, help="reused when it exists")
     parser.add_argument("--skip-cli", action="store_true", help="no nba decide subprocess")
+    parser.add_argument("--out", type=Path, default=None, help="write the decisions (parquet)")
     args = parser.parse_args()
     store_path = args.store or Path(tempfile.gettempdir()) / (
         f"nba_decide_scale_{args.scenario}_{args.customers}.db"
@@ -128,8 +129,11 @@ def main() -> None:
         customers = len(store)
         by_id.belief_values(scorer)  # the twin's kernel and optimum: built once per scorer
         began = time.perf_counter()
-        _, timed = by_id.decide_timed(scorer, store, as_of=NOW)
+        decisions, timed = by_id.decide_timed(scorer, store, as_of=NOW)
         decide_s = time.perf_counter() - began
+        if args.out is not None:
+            decisions.to_parquet(args.out)
+        del decisions
         pieces = split(scorer, store)
     cli_s, summary = (
         (None, {})
