@@ -428,9 +428,13 @@ def _number(
     exact = whole.astype(np.float64)
     integer = np.floor(exact / 1e6)
     fraction = exact - integer * 1e6
-    integer_digits = _digits(integer, 9) + 48  # integer parts < 1e9
-    length = 1 + (integer[:, None] >= 10.0 ** np.arange(1, 9)[None, :]).sum(axis=1)
-    integer_kept = np.arange(9)[None, :] >= 9 - length[:, None]
+    # as many digit columns as the batch's largest integer part below 1e9 needs (a larger one
+    # is a row json.dumps writes: its cells here are never read)
+    top = int(integer[integer < 1e9].max(initial=0))
+    width = len(str(top))
+    integer_digits = _digits(np.minimum(integer, 10.0**width - 1), width) + 48
+    length = 1 + (integer[:, None] >= 10.0 ** np.arange(1, width)[None, :]).sum(axis=1)
+    integer_kept = np.arange(width)[None, :] >= width - length[:, None]
     fraction_digits = _digits(fraction, 6)
     significant = np.maximum(1, 6 - _trailing_zeros(fraction.astype(np.int64)))
     fraction_kept = np.arange(6)[None, :] < significant[:, None]
