@@ -385,9 +385,9 @@ def expected_values_text(
     for j in range(width):
         shown = listed[:, j]
         parts.append(_fixed(n, b", \x80" if j else b"\x80", shown))
-        a = order[:, j]
-        cells = np.arange(longest)[None, :] < name_length[a][:, None]
-        parts.append((name_codes[a], cells & shown[:, None]))
+        action = order[:, j]
+        cells = np.arange(longest)[None, :] < name_length[action][:, None]
+        parts.append((name_codes[action], cells & shown[:, None]))
         parts.append(_fixed(n, b"\x81", shown))
         parts.extend(_number(whole[:, j], np.signbit(values[:, j]), shown))
         parts.append(_fixed(n, b"}", shown))
