@@ -348,8 +348,10 @@ def lift(
             row.update(stats.__dict__)
             rows.append(row)
     table = pd.DataFrame(rows)
+    finish = _utc(end, "end")
     table.attrs.update(
-        start=lo.isoformat(), end=None if end is None else _utc(end, "end").isoformat()
+        start=None if lo is None else lo.isoformat(),
+        end=None if finish is None else finish.isoformat(),
     )
     table.attrs.update(level=level, interval=interval)
     return table

@@ -47,7 +47,7 @@ def read_decisions(path: Path, scenario: Any = None) -> pd.DataFrame:
             builder = None  # features of another scenario: no segments from them
         if builder is not None:
             obs = np.frombuffer(b"".join(frame["features"].tolist()), dtype=np.float32)
-            state, _ = builder.decode(obs.reshape(len(frame), -1))
+            state, _ = builder.decode(obs.reshape(len(frame), -1).astype(np.float64))
             frame["persona"] = np.asarray(scenario.persona_names)[state.persona]
             frame["stage"] = np.asarray(scenario.stage_names)[state.stage]
     return frame.drop(columns=["features"], errors="ignore")
@@ -165,7 +165,7 @@ def lift(
             cumulative_lift(decisions, events, kpi, lo, hi, scenario=loaded) if has_events else None
         )
         run_id = _log_run(result, cumulative, experiment, tracking_uri, log, outcomes)
-    rows = result.to_dict(orient="records")
+    rows = [{str(k): v for k, v in row.items()} for row in result.to_dict(orient="records")]
     if as_json:
         typer.echo(json.dumps({"run_id": run_id, "rows": _plain(rows)}, indent=2, default=str))
         return
