@@ -108,11 +108,18 @@ def read_store(
 ) -> StoreRead:
     """The state of ``customer_ids`` and, for a belief model or explanations, their belief.
 
-    Both are read at the same moment (``as_of``, else now, fixed once here).
+    Both are read at the same moment (``as_of``, else now, fixed once here): from one read
+    (``store.read``: one snapshot) where the store has it, else its ``state`` and ``belief``.
+    ``customer_ids`` None: every customer, in the store's order.
     """
     when = as_of if as_of is not None else pd.Timestamp.now(tz="UTC")
-    state = store.state(customer_ids, as_of=when)
     wanted = is_belief_model(scorer) or (explain and explainable(scorer))
+    if wanted and hasattr(store, "read"):
+        state, joint = store.read(customer_ids, as_of=when)
+        return StoreRead(state, tracker_belief(scorer, joint))
+    if customer_ids is None:
+        customer_ids = store.customer_ids()
+    state = store.state(customer_ids, as_of=when)
     return StoreRead(state, store_belief(scorer, store, customer_ids, when) if wanted else None)
 
 
@@ -126,6 +133,11 @@ def store_belief(
     rounding is not mistaken for a belief that does not sum to 1.
     """
     _, joint = store.belief(customer_ids, as_of=as_of)
+    return tracker_belief(scorer, joint)
+
+
+def tracker_belief(scorer: PolicyScorer, joint: np.ndarray) -> FloatArray:
+    """A stored (N, P, Lr, Ld, K) joint as (N, T, K) float64 (see :func:`store_belief`)."""
     n = joint.shape[0]
     flat = np.asarray(joint, dtype=np.float64).reshape(n, -1)
     flat /= flat.sum(axis=1, keepdims=True)
@@ -169,8 +181,7 @@ def decide_timed(
     """:func:`decide_from_store` and its seconds split (``state_s``, ``score_s``)."""
     check_same_twin(scorer, store)
     began = time.perf_counter()
-    ids = store.customer_ids() if customer_ids is None else customer_ids
-    read = read_store(scorer, store, ids, as_of)
+    read = read_store(scorer, store, customer_ids, as_of)  # None: the whole base, one scan
     done = time.perf_counter()
     decisions = decide_state(scorer, read.state, capacity, top_k, log, batch_id, read.belief)
     return decisions, {"state_s": done - began, "score_s": time.perf_counter() - done}

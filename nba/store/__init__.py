@@ -18,7 +18,11 @@ from nba.store.database import StoreError, UnknownCustomerError
 
 
 class StateStore(Protocol):
-    """What the rest of ``nba`` needs from a customer-state store."""
+    """What the rest of ``nba`` needs from a customer-state store.
+
+    A store may also answer ``read(customer_ids, as_of) -> (state, joint)``: both from one read
+    (``customer_ids`` None: every customer), which deciding for a batch uses where it exists.
+    """
 
     def ingest(self, log: EventLog, now: pd.Timestamp | str | None = None) -> IngestReport:
         """Add a batch of events (idempotent, one transaction) and update those customers."""

@@ -14,7 +14,8 @@ that some persona fits (:func:`nba.store.consent.belief_consent`), as the traini
 observer conditions a new customer's: persona is a fixed trait, so the belief is the same
 whenever the consent arrived.
 
-Beliefs are stored as the joint (persona, rate level, dropout level, stage) in float32.
+Beliefs are stored as the joint (persona, rate level, dropout level, stage) in float32, in each
+customer's record (:mod:`nba.store.records`).
 """
 
 from __future__ import annotations
@@ -99,24 +100,3 @@ def advance_quiet(
         tracker.quiet(belief, (gap[ok] // DAY_NS).astype(np.int64))
         joint[moved] = belief.reshape(moved.size, *shape[1:]).astype(np.float32)
     return ok
-
-
-def to_bytes(joint: np.ndarray) -> list[bytes]:
-    """One little-endian float32 blob per customer."""
-    flat = np.ascontiguousarray(joint, dtype="<f4").reshape(joint.shape[0], -1)
-    return [row.tobytes() for row in flat]
-
-
-def from_bytes(blobs: list[bytes], shape: tuple[int, ...]) -> np.ndarray:
-    """(N, *shape) float32 beliefs from their blobs (``numpy.frombuffer``; never unpickled)."""
-    size = int(np.prod(shape)) * 4
-    bad = [i for i, blob in enumerate(blobs) if len(blob) != size]
-    if bad:
-        from nba.store.database import StoreError
-
-        raise StoreError(
-            f"belief: stored blob {bad[0]} has {len(blobs[bad[0]])} bytes, expected {size} "
-            f"(float32 of shape {list(shape)})"
-        )
-    data = np.frombuffer(b"".join(blobs), dtype="<f4")
-    return data.reshape(len(blobs), *shape).astype(np.float32)

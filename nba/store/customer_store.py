@@ -37,17 +37,17 @@ from nba.belief import BeliefTracker
 from nba.calibration.events import EventLog, EventLogError, utc_time
 from nba.scenario import Scenario
 from nba.store import database
-from nba.store.beliefs import advance_quiet, belief_shape, beliefs, from_bytes, to_bytes
+from nba.store.beliefs import advance_quiet, belief_shape, beliefs
 from nba.store.consent import refuse_unknown_channels
 from nba.store.database import StoreError, UnknownCustomerError
 from nba.store.observed import NEVER, ObservedRules, Summary, summarise
+from nba.store.records import Records, pack, record_dtype, unpack
 from nba.store.rows import CODE, COLUMNS, encode, from_records, records
 from nba.store.state_frame import state_frame
 
-SUMMARY_COLUMNS = (
-    "customer_id, first_ts, last_ts, n_events, opted_out_ts, pressure, pressure_day, habit, "
-    "habit_day, last_sent, belief_ts, belief, log_likelihood, consented"
-)
+#: a request for at least this share of the store (and this many ids) reads every row in
+#: stored order and picks the wanted ones in memory (no temporary table of ids)
+WHOLE_SCAN_SHARE, WHOLE_SCAN_MIN = 0.5, 10_000
 
 
 @dataclass(frozen=True)
@@ -83,6 +83,7 @@ class CustomerStore:
         self._rules = ObservedRules.from_scenario(scenario)
         layout = json.loads(meta["layout"])
         self._shape = tuple(int(x) for x in layout["belief_shape"])
+        self._record = record_dtype(len(self._rules.channels), self._shape)
         if list(layout["channels"]) != list(self._rules.channels):
             raise StoreError(f"store {str(path)!r}: stored channels {layout['channels']} differ")
         first = meta.get("first_purchase_ts")
@@ -158,8 +159,11 @@ class CustomerStore:
         """SQLite's ``integrity_check`` verdict (``'ok'`` when the file is sound)."""
         return str(self._db.execute("PRAGMA integrity_check").fetchone()[0])
 
-    def state(self, customer_ids: Any, as_of: pd.Timestamp | str | None = None) -> pd.DataFrame:
-        """Each customer's observed state and belief summary as of ``as_of`` (default now).
+    def state(
+        self, customer_ids: Any = None, as_of: pd.Timestamp | str | None = None
+    ) -> pd.DataFrame:
+        """Each customer's observed state and belief summary as of ``as_of`` (default now);
+        ``customer_ids`` None: every customer, in :meth:`customer_ids` order.
 
         Columns are the scoring request's fields (``customer_id``, ``as_of``, ``persona`` and
         ``stage`` at their most likely values, ``pressure``, ``discount_habit``, ``opted_out``,
@@ -170,27 +174,35 @@ class CustomerStore:
         the consent), ``persona_probability``, ``stage_probability`` and
         ``discount_habit_probability``. Unknown ids raise :class:`UnknownCustomerError` naming them.
         """
-        ids, when, summary, joint = self._read(customer_ids, as_of)
-        return state_frame(
-            self.scenario, self._rules, ids, when, summary, joint, self.consent_required
-        )
+        return self.read(customer_ids, as_of)[0]
 
     def belief(
-        self, customer_ids: Any, as_of: pd.Timestamp | str | None = None
+        self, customer_ids: Any = None, as_of: pd.Timestamp | str | None = None
     ) -> tuple[pd.Index, np.ndarray]:
         """(ids, (N, personas, rate levels, dropout levels, stages) float32 joint belief)."""
         ids, _, _, joint = self._read(customer_ids, as_of)
         return ids, joint
 
+    def read(
+        self, customer_ids: Any = None, as_of: pd.Timestamp | str | None = None
+    ) -> tuple[pd.DataFrame, np.ndarray]:
+        """(:meth:`state`, :meth:`belief`'s joint) from ONE read: one snapshot, read once
+        (what deciding for a batch needs; the two calls would each read every row)."""
+        ids, when, summary, joint = self._read(customer_ids, as_of)
+        state = state_frame(
+            self.scenario, self._rules, ids, when, summary, joint, self.consent_required
+        )
+        return state, joint
+
     def _read(
         self, customer_ids: Any, as_of: pd.Timestamp | str | None
     ) -> tuple[pd.Index, int, Summary, np.ndarray]:
-        ids = _as_ids(customer_ids)
+        wanted = None if customer_ids is None else _as_ids(customer_ids)
         when = int(_nanoseconds(as_of if as_of is not None else pd.Timestamp.now("UTC"), "as_of"))
         self._db.execute("BEGIN")
         try:
-            rows = self._rows(ids)
-            summary, belief_ts, joint = self._unpack(rows)
+            ids, stored = self._records(wanted)
+            summary, belief_ts, joint = stored.summary, stored.belief_ts, stored.joint
             stale = np.flatnonzero(summary.last_ts >= when)  # an event at or after as_of
             if stale.size:
                 history = self._history(list(ids[stale]))
@@ -218,45 +230,32 @@ class CustomerStore:
             self._belief_tracker = BeliefTracker(self.scenario)
         return self._belief_tracker
 
-    def _rows(self, ids: pd.Index) -> list[tuple[Any, ...]]:
-        database.with_ids(self._db, list(ids))
-        rows = self._db.execute(
-            f"SELECT {SUMMARY_COLUMNS} FROM customers JOIN wanted USING (customer_id)"
-        ).fetchall()
-        found = {r[0]: r for r in rows}
-        missing = [i for i in ids if i not in found]
-        if missing:
+    def _records(self, ids: pd.Index | None) -> tuple[pd.Index, Records]:
+        """(ids, their records) in the order asked (None: every customer in stored order),
+        inside the caller's transaction. A large share of the store is read by one scan in
+        stored order (no temporary table); a few ids through the ``wanted`` table."""
+        many = ids is not None and len(ids) >= WHOLE_SCAN_MIN
+        if ids is None or (many and len(ids) >= WHOLE_SCAN_SHARE * len(self)):
+            rows = self._db.execute("SELECT customer_id, record FROM customers").fetchall()
+        else:
+            database.with_ids(self._db, list(ids))
+            rows = self._db.execute(
+                "SELECT customer_id, record FROM customers JOIN wanted USING (customer_id)"
+            ).fetchall()
+        found = pd.Index([r[0] for r in rows], dtype=object, name="customer_id")
+        table = unpack(self._record, [r[1] for r in rows])
+        if ids is None:
+            return found, table
+        if len(found) == len(ids) and found.equals(ids):
+            return ids, table
+        position = found.get_indexer(ids)
+        if (position < 0).any():
+            missing = list(ids[position < 0])
             raise UnknownCustomerError(
                 f"customer_ids: {len(missing)} unknown to store {str(self.path)!r}, e.g. "
                 f"{missing[:5]}"
             )
-        return [found[i] for i in ids]
-
-    def _unpack(self, rows: list[tuple[Any, ...]]) -> tuple[Summary, np.ndarray, np.ndarray]:
-        columns = list(zip(*rows, strict=True)) if rows else [()] * 14
-
-        def ints(k: int) -> np.ndarray:
-            return np.array([NEVER if v is None else v for v in columns[k]], dtype=np.int64)
-
-        n_channels = len(self._rules.channels)
-        last_sent = np.frombuffer(b"".join(columns[9]), dtype="<i8").reshape(-1, n_channels)
-        none = np.full(n_channels, NEVER, dtype="<i8").tobytes()  # a version-1 row: no consent
-        consented = np.frombuffer(
-            b"".join(none if v is None else v for v in columns[13]), dtype="<i8"
-        ).reshape(-1, n_channels)
-        summary = Summary(
-            first_ts=ints(1),
-            last_ts=ints(2),
-            n_events=ints(3),
-            opted_out_ts=ints(4),
-            pressure=ints(5),
-            pressure_day=ints(6),
-            habit=np.array(columns[7], dtype=float),
-            habit_day=ints(8),
-            last_sent=last_sent.astype(np.int64),
-            consented=consented.astype(np.int64),
-        )
-        return summary, ints(10), from_bytes(list(columns[11]), self._shape)
+        return ids, _take(table, position)
 
     def _history(self, ids: list[str]) -> pd.DataFrame:
         """Every stored event of ``ids`` (stored form), inside the caller's transaction."""
@@ -303,11 +302,11 @@ class CustomerStore:
         """(events added, late events, customers updated, new customers), in the transaction."""
         touched = pd.Index(pd.unique(batch["customer_id"]), dtype=object)
         database.with_ids(self._db, list(touched))
-        known = dict(
-            self._db.execute(
-                "SELECT customer_id, last_ts FROM customers JOIN wanted USING (customer_id)"
-            ).fetchall()
-        )
+        stored = self._db.execute(
+            "SELECT customer_id, record FROM customers JOIN wanted USING (customer_id)"
+        ).fetchall()
+        last_ts = unpack(self._record, [r[1] for r in stored]).summary.last_ts.tolist()
+        known = dict(zip([r[0] for r in stored], last_ts, strict=True))
         old = self._history(list(known)) if known else from_records([])
         new = _anti_join(batch, old)
         if new.empty:
@@ -336,31 +335,12 @@ class CustomerStore:
         joint: np.ndarray,
         log_likelihood: np.ndarray,
     ) -> None:
-        def nullable(values: np.ndarray) -> list[int | None]:
-            return [None if v == NEVER else v for v in values.tolist()]
-
-        sent = np.ascontiguousarray(summary.last_sent, dtype="<i8")
-        consented = np.ascontiguousarray(summary.consented, dtype="<i8")
-        rows = zip(
-            list(ids),
-            summary.first_ts.tolist(),
-            summary.last_ts.tolist(),
-            summary.n_events.tolist(),
-            nullable(summary.opted_out_ts),
-            summary.pressure.tolist(),
-            nullable(summary.pressure_day),
-            summary.habit.tolist(),
-            nullable(summary.habit_day),
-            [row.tobytes() for row in sent],
-            [cutoff] * len(ids),
-            to_bytes(joint),
-            log_likelihood.tolist(),
-            [row.tobytes() for row in consented],
-            strict=True,
+        blobs = pack(
+            self._record, summary, np.full(len(ids), cutoff, dtype=np.int64), log_likelihood, joint
         )
         self._db.executemany(
-            f"INSERT OR REPLACE INTO customers ({SUMMARY_COLUMNS}) VALUES ({', '.join('?' * 14)})",
-            rows,
+            "INSERT OR REPLACE INTO customers (customer_id, record) VALUES (?, ?)",
+            zip(list(ids), blobs, strict=True),
         )
 
 
@@ -397,6 +377,14 @@ def _as_ids(customer_ids: Any) -> pd.Index:
     if ids.has_duplicates:
         raise StoreError(f"customer_ids: {ids[ids.duplicated()][0]!r} is listed twice")
     return ids
+
+
+def _take(table: Records, rows: np.ndarray) -> Records:
+    """The records at ``rows`` (in that order)."""
+    summary = Summary(
+        **{name: getattr(table.summary, name)[rows] for name in Summary.__dataclass_fields__}
+    )
+    return Records(summary, table.belief_ts[rows], table.log_likelihood[rows], table.joint[rows])
 
 
 def _replace(summary: Summary, rows: np.ndarray, part: Summary) -> None:

@@ -15,13 +15,15 @@ Tables (times are UTC nanoseconds since the epoch):
   dedupes on), so the same event twice is one row; missing text is stored as ``''`` and a
   missing number as ``-1`` (the log refuses empty text and negative numbers, so neither
   collides with a real value).
-- ``customers``: one row per customer: a summary of the observed history (enough to give the
-  observed state at any time after the last event, :mod:`nba.store.observed`) and the belief
-  over the latent parts as float32 bytes (shape in ``meta``), read back with
-  ``numpy.frombuffer``, and the first consent time per channel (``consented``, int64 bytes;
-  NULL in rows written by a version-1 store, which had no consent events). Nothing is pickled.
+- ``customers``: one row per customer: its id and one fixed-width ``record`` blob
+  (:mod:`nba.store.records`): a summary of the observed history (enough to give the observed
+  state at any time after the last event, :mod:`nba.store.observed`), the first consent time
+  per channel, the belief's time and log-likelihood, and the belief over the latent parts in
+  float32 (shape in ``meta``), read back with ``numpy.frombuffer``. Nothing is pickled.
 
-Version 1 stores (before consent) are migrated when opened: the ``consented`` column is added.
+Older stores are migrated when opened, in one transaction: version 1 (before consent) and
+version 2 (one SQL column per summary field, NULL for a missing time, ``consented`` NULL in rows
+a version-1 store wrote) are rewritten as version-3 records.
 """
 
 from __future__ import annotations
@@ -33,11 +35,17 @@ from pathlib import Path
 
 from nba.errors import NBAValidationError
 from nba.scenario import Scenario
+from nba.store.records import LEGACY_COLUMNS, from_columns, record_dtype
 
-SCHEMA_VERSION = "2"
-READABLE_VERSIONS = ("1", SCHEMA_VERSION)  # "1": no consent column yet (migrated on open)
+SCHEMA_VERSION = "3"
+#: "1": no consent column yet; "2": a column per summary field (both migrated on open)
+READABLE_VERSIONS = ("1", "2", SCHEMA_VERSION)
 APPLICATION = "nba.store"
+MIGRATION_CHUNK = 100_000  # customers rewritten per step of a migration
 
+CUSTOMERS_DDL = (
+    "CREATE TABLE customers (customer_id TEXT PRIMARY KEY, record BLOB NOT NULL) WITHOUT ROWID"
+)
 DDL = (
     "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID",
     """CREATE TABLE events (
@@ -50,22 +58,7 @@ DDL = (
         propensity REAL NOT NULL,
         PRIMARY KEY (customer_id, ts, event, channel, action, value, propensity)
     ) WITHOUT ROWID""",
-    """CREATE TABLE customers (
-        customer_id TEXT PRIMARY KEY,
-        first_ts INTEGER NOT NULL,
-        last_ts INTEGER NOT NULL,
-        n_events INTEGER NOT NULL,
-        opted_out_ts INTEGER,
-        pressure INTEGER NOT NULL,
-        pressure_day INTEGER,
-        habit REAL NOT NULL,
-        habit_day INTEGER,
-        last_sent BLOB NOT NULL,
-        belief_ts INTEGER NOT NULL,
-        belief BLOB NOT NULL,
-        log_likelihood REAL NOT NULL,
-        consented BLOB
-    ) WITHOUT ROWID""",
+    CUSTOMERS_DDL,
 )
 
 
@@ -153,12 +146,32 @@ def stored_scenario(meta: dict[str, str], path: Path, expected: Scenario | None)
 
 
 def migrate(connection: sqlite3.Connection, meta: dict[str, str]) -> None:
-    """Bring a version-1 store to the current schema (one transaction; ``meta`` updated)."""
-    if meta.get("schema_version") != "1":
+    """Bring a version-1 or -2 store to the current schema (one transaction; ``meta`` updated).
+
+    The customers are rewritten as records (:func:`nba.store.records.from_columns`) in chunks,
+    so a large store is migrated in bounded memory; values are unchanged bit for bit.
+    """
+    version = meta.get("schema_version")
+    if version == SCHEMA_VERSION:
         return
+    layout = json.loads(meta["layout"])
+    dtype = record_dtype(len(layout["channels"]), layout["belief_shape"])
     connection.execute("BEGIN IMMEDIATE")
     try:
-        connection.execute("ALTER TABLE customers ADD COLUMN consented BLOB")
+        if version == "1":
+            connection.execute("ALTER TABLE customers ADD COLUMN consented BLOB")
+        connection.execute("ALTER TABLE customers RENAME TO customers_v2")
+        connection.execute(CUSTOMERS_DDL)
+        old = connection.execute(
+            f"SELECT customer_id, {', '.join(LEGACY_COLUMNS)} FROM customers_v2"
+        )
+        while rows := old.fetchmany(MIGRATION_CHUNK):
+            blobs = from_columns(rows, dtype)
+            connection.executemany(
+                "INSERT INTO customers VALUES (?, ?)",
+                zip([r[0] for r in rows], blobs, strict=True),
+            )
+        connection.execute("DROP TABLE customers_v2")
         set_meta(connection, "schema_version", SCHEMA_VERSION)
         connection.execute("COMMIT")
     except BaseException:

@@ -21,8 +21,9 @@ from nba.serving.schema import CONSENT
 from nba.serving.scorer import PolicyScorer
 from nba.store import CustomerStore
 from nba.store.consent import CONSENT as STORE_CONSENT
+from nba.store.database import SCHEMA_VERSION
 from nba.store.synthetic import START, synthetic_events
-from tests.store.conftest import NOW, consent_of, new_store
+from tests.store.conftest import NOW, consent_of, new_store, to_legacy
 
 CHANNELS = ["email", "sms", "push", "in_app", "direct_mail", "paid_social", "call_centre"]
 
@@ -203,16 +204,13 @@ def test_a_version_1_store_is_migrated_and_has_no_consent(
     with CustomerStore.create(path, retail) as store:
         store.ingest(plain, now=NOW)
         expected = store.state(store.customer_ids(), NOW)
-    with sqlite3.connect(path) as db:  # what a store written before consent looked like
-        db.execute("ALTER TABLE customers DROP COLUMN consented")
-        db.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
-        db.execute("DELETE FROM meta WHERE key = 'consent_required'")
+    to_legacy(path, 1)  # what a store written before consent looked like
     with CustomerStore.open(path, retail) as store:
         pd.testing.assert_frame_equal(store.state(store.customer_ids(), NOW), expected)
         assert store.consent_required
     with sqlite3.connect(path) as db:
         version = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-    assert version == ("2",)
+    assert version == (SCHEMA_VERSION,)
 
 
 def test_the_store_names_consent_as_the_request_does() -> None:

@@ -251,3 +251,36 @@ def test_whole_quiet_days_move_the_stored_belief_as_a_recompute_would(
         np.testing.assert_allclose(joint, truth.joint, atol=1e-5)
         store.belief(ids, later + pd.Timedelta(hours=5))
         assert recomputed == [len(ids)]
+
+
+@pytest.mark.parametrize("days", [0, 3, -10])
+def test_whole_base_read_equals_the_per_id_read(
+    tmp_path: Path, retail: Scenario, log: EventLog, monkeypatch: pytest.MonkeyPatch, days: int
+) -> None:
+    """Late events, consent, and reads at the ingest time, 3 quiet days later (beliefs moved on)
+    and 10 days earlier (recomputed): the whole-base scan (``None``, or enough ids that the
+    store scans) answers bit for bit what the per-id read answers, in the order asked."""
+    early, late = halves(log)
+    as_of = NOW + pd.Timedelta(days=days)
+    with new_store(tmp_path, retail) as store:
+        store.ingest(late, now=NOW)
+        assert store.ingest(early, now=NOW).late_events > 0
+        ids = store.customer_ids()
+        state, joint = store.read(None, as_of)
+        assert list(state["customer_id"]) == list(ids)
+        assert (state["belief_consent"] == "conditioned").any()
+        shuffled = ids[np.random.default_rng(days + 20).permutation(len(ids))][: len(ids) - 7]
+        monkeypatch.setattr(customer_store, "WHOLE_SCAN_MIN", 0)  # scan, then pick in memory
+        scanned = store.read(shuffled, as_of)
+        assert store.read(list(ids), as_of)[0].equals(state)
+        monkeypatch.setattr(customer_store, "WHOLE_SCAN_MIN", 10**9)  # the ``wanted`` table
+        for asked, (frame, belief) in [(ids, (state, joint)), (shuffled, scanned)]:
+            one_by_one = [store.read([i], as_of) for i in asked[:25]]
+            per_id = store.read(asked, as_of)
+            pd.testing.assert_frame_equal(frame, per_id[0], check_exact=True)
+            np.testing.assert_array_equal(belief, per_id[1])
+            expected = pd.concat([f for f, _ in one_by_one], ignore_index=True)
+            pd.testing.assert_frame_equal(frame.iloc[:25], expected, check_exact=True)
+            np.testing.assert_array_equal(belief[:25], np.concatenate([b for _, b in one_by_one]))
+        np.testing.assert_array_equal(store.belief(None, as_of)[1], joint)
+        pd.testing.assert_frame_equal(store.state(None, as_of), state, check_exact=True)
