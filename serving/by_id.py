@@ -284,6 +284,7 @@ def decision_of_row(row: pd.Series) -> Decision:
         explored=bool(row["explored"]),
         alternatives=alternatives,
         suppressed=suppressed,
+        holdout=bool(row.get("holdout", False)),
     )
 
 

@@ -35,6 +35,7 @@ class Decision:
     explored: bool
     alternatives: list[dict[str, Any]] = field(default_factory=list)
     suppressed: dict[str, str] | None = None
+    holdout: bool = False  # in the persistent control group: the control decided
 
 
 class TracedDecision(NamedTuple):

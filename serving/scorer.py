@@ -26,12 +26,14 @@ from nba import policy_head
 from nba.contact_rules import RuleMasks, consent_mask, rule_masks
 from nba.errors import NBAValidationError
 from nba.features import FeatureBuilder
+from nba.holdout import Holdout
 from nba.parameters import ScenarioArrays
 from nba.policy_head import Exploration, HeadOutput
 from nba.serving import batch
 from nba.serving.capacity import default_capacity
 from nba.serving.decision import Decision, TracedDecision, decision_times, nanoseconds
 from nba.serving.decision_table import BuildOnceLRU, DayTable, Evaluated
+from nba.serving.holdout_batch import choose_with_holdout
 from nba.serving.reasons import ReasonTable
 from nba.serving.schema import ParsedRequest, RequestSchema, ScoringInputError
 from nba.serving.spec import ExportedPolicy, load_exported
@@ -65,6 +67,9 @@ class PolicyScorer:
     :param day_cache_size: planning days whose decision tables the single-customer path keeps
         (least recently used goes first); default: the whole horizon, up to
         :data:`DAY_CACHE_BYTES` of tables.
+    :param holdout: a persistent control group (:class:`~nba.holdout.Holdout`): its customers
+        get the control's decision on every path, marked ``holdout`` and logged as such
+        (:mod:`nba.serving.holdout_batch`).
 
     Safe to share between threads: the caches are locked, a table is built once however many
     threads ask for its day, and decisions draw from no shared generator.
@@ -74,6 +79,7 @@ class PolicyScorer:
     model_version: str = "local"
     exploration: Exploration = field(default_factory=Exploration)
     day_cache_size: int | None = None
+    holdout: Holdout | None = None
 
     def __post_init__(self) -> None:
         self.arrays = ScenarioArrays.from_scenario(self.policy.scenario)
@@ -126,6 +132,7 @@ class PolicyScorer:
         exploration: Exploration | None = None,
         day_cache_size: int | None = None,
         *,
+        holdout: Holdout | None = None,
         trusted_scenario: Any = None,
         signing_key: bytes | str | None = None,
     ) -> PolicyScorer:
@@ -163,7 +170,7 @@ class PolicyScorer:
                 f"run:{run_id}" if run_id else "local", run_id=str(run_id) if run_id else None
             )
         version = resolved.relabel(model_version) if model_version else resolved
-        scorer = cls(policy, version, exploration or Exploration(), day_cache_size)
+        scorer = cls(policy, version, exploration or Exploration(), day_cache_size, holdout)
         scorer.run_id = version.run_id
         return scorer
 
@@ -226,6 +233,8 @@ class PolicyScorer:
         :meth:`score_batch`. One customer has no batch to share a scarce channel with: channel
         capacity (the scenario's ``daily_capacity``) applies only in :meth:`score_batch`.
         """
+        if self.holdout is not None:  # membership and the control's decision: the batch's
+            return self._score_one_batch(customer, as_of)
         one = self.schema.parse_one(customer, as_of=as_of)
         if one is None:
             return self._score_general(self.schema.parse_mapping(customer, as_of=as_of))
@@ -269,6 +278,18 @@ class PolicyScorer:
         from nba.serving.by_id import score_id
 
         return score_id(self, customer_id, store, as_of)
+
+    def _score_one_batch(self, customer: Mapping[str, Any], as_of: datetime | None) -> Decision:
+        """One customer through :meth:`score_batch` with every limit lifted (a holdout's
+        control decisions are the batch's), as the single path's :class:`Decision`."""
+        from nba.serving.by_id import decision_of_row
+
+        if not isinstance(customer, Mapping):
+            raise ScoringInputError(f"input: expected a mapping, got {type(customer).__name__}")
+        lifted: dict[str, int | None] = {str(c): None for c in self.channel_names}
+        frame = pd.DataFrame([dict(customer)])
+        row = self.score_batch(frame, capacity=lifted, as_of=as_of, top_k=len(self._names))
+        return decision_of_row(row.iloc[0])
 
     def _score_general(self, request: ParsedRequest) -> Decision:
         """One customer parsed by the frame parser (timestamps only pandas reads)."""
@@ -448,11 +469,13 @@ class PolicyScorer:
         # the head decided each distinct combination once; rows take its results by ``inverse``
         # (spreading whole (n, A) arrays, or ranking every row, cost more than the network)
         head = unique.head
-        choice = batch.choose(self, head, inverse, allowed, request, capacity)
+        choice, held = choose_with_holdout(self, head, inverse, allowed, request, capacity)
         value = unique.value[inverse]
         result = batch.decision_frame(
             self, frame.index, request, choice, head, inverse, value, masks, top_k
         )
+        if held is not None:
+            result["holdout"] = held
         if log is not None:
             chosen, propensity, explored, _, probabilities = choice
             log.append(
@@ -469,6 +492,7 @@ class PolicyScorer:
                     head.probabilities[inverse] if probabilities is None else probabilities
                 ),
                 batch_id=batch_id,
+                holdout=held,
             )
         return result
 

@@ -87,3 +87,30 @@ def test_refusals_are_one_line(
     code, _, err = _run(capsys, "decide", "--store", str(db), *base, "--customers", str(ids))
     assert code == 2 and "ghost-7" in err and len(err.strip().splitlines()) == 1
     assert not Path(out).exists()
+
+
+def test_holdout_options_hold_out_the_same_customers_and_log_them(
+    tmp_path: Path, export_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from nba.holdout import Holdout
+    from nba.serving.decision_log import read_decision_log
+
+    db = _store(tmp_path / "customers.db")
+    out, log = tmp_path / "decisions.parquet", tmp_path / "decisions.db"
+    args = ["decide", "--store", str(db), "-m", str(export_dir), "--as-of", AS_OF, "--out"]
+    held = ["--holdout-share", "0.4", "--holdout-salt", "pilot"]
+    code, _, err = _run(capsys, *args, str(out), *held, "--log", str(log))
+    assert code == 0, err
+    decisions = pd.read_parquet(out)
+    member = Holdout(0.4, "pilot").assign(decisions["customer_id"])
+    assert (decisions["holdout"].to_numpy() == member).all() and member.any()
+    assert (decisions.loc[member, "action_name"] == "no_action").all()
+    assert (read_decision_log(log).holdout == member).all()
+    for bad, field in (
+        (["--holdout-share", "0.4"], "--holdout-salt"),
+        (["--holdout-salt", "pilot"], "--holdout-share"),
+        ([*held[:1], "0.9", *held[2:]], "--holdout-share"),
+        ([*held, "--holdout-control", "coin"], "--holdout-control"),
+    ):
+        code, _, err = _run(capsys, *args, str(out), *bad)
+        assert code == 2 and err.strip().splitlines()[-1].startswith(f"error: {field}:"), err

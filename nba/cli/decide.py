@@ -41,6 +41,25 @@ def decide(
     epsilon: EpsilonOption = 0.0,
     seed: ScoreSeedOption = None,
     tracking_uri: TrackingUriOption = None,
+    holdout_share: Annotated[
+        float | None,
+        typer.Option(
+            "--holdout-share",
+            help="Hold out this share of customers (0 to 0.5] as a persistent control group: "
+            "the same customers on every run, by a salted hash of their id.",
+        ),
+    ] = None,
+    holdout_salt: Annotated[
+        str | None,
+        typer.Option("--holdout-salt", help="Names the control group (keep it while it lasts)."),
+    ] = None,
+    holdout_control: Annotated[
+        str,
+        typer.Option(
+            "--holdout-control",
+            help="What the control group gets: no_action or business_as_usual (the journey map).",
+        ),
+    ] = "no_action",
     as_json: JsonOption = False,
 ) -> None:
     """Decide for every customer in a store: rules, capacity, exploration and log as `nba score`.
@@ -56,7 +75,9 @@ def decide(
     as JSON text). A model trained on
     another scenario than the store's is refused. With --log and --as-of, a rerun of the same
     store state, model and settings is not logged twice; without --as-of the time is now and
-    every run is a new batch.
+    every run is a new batch. With --holdout-share and --holdout-salt a persistent control
+    group gets the control's decision (column holdout; logged as held out): `nba lift` compares
+    the two groups later.
     """
     from nba.cli.inputs import (
         TABLE_SUFFIXES,
@@ -80,6 +101,7 @@ def decide(
     wanted = _customer_ids(customers) if customers is not None else None
     exploration = Exploration(kind="epsilon", epsilon=epsilon, seed=seed) if epsilon else None
     scorer = load_scorer(model, tracking_uri, exploration)
+    scorer.holdout = _holdout(holdout_share, holdout_salt, holdout_control)
     with CustomerStore.open(store) as held:
         check_same_twin(scorer, held)
         decisions, timing = _decide(scorer, held, wanted, when, limits, log, model, epsilon, seed)
@@ -137,7 +159,8 @@ def _decide(
     if answered.belief is not None:  # a belief model decides on it: another belief, another batch
         rows += answered.belief.tobytes()
     key = json.dumps(
-        [model_fingerprint(model, scorer), epsilon, seed, sorted(limits.items())], default=str
+        [model_fingerprint(model, scorer), epsilon, seed, sorted(limits.items()), scorer.holdout],
+        default=str,
     )
     batch_id = "decide-" + hashlib.sha256(rows + key.encode()).hexdigest()
     if epsilon:
@@ -165,6 +188,21 @@ def _decide(
         raise
     decision_log.close()
     return decisions, {"state_s": read - began, "score_s": time.perf_counter() - read}
+
+
+def _holdout(share: float | None, salt: str | None, control: str) -> Any:
+    """The --holdout-* options as a :class:`~nba.holdout.Holdout` (``None``: no holdout)."""
+    from nba.holdout import Holdout
+
+    if share is None and salt is None:
+        return None
+    if share is None or salt is None:
+        given, missing = ("--holdout-salt", "--holdout-share")[:: 1 if share is None else -1]
+        raise NBAValidationError(f"{missing}: needed with {given}")
+    try:
+        return Holdout(share, salt, control)  # type: ignore[arg-type]
+    except NBAValidationError as error:
+        raise NBAValidationError(f"--holdout-{error}") from None
 
 
 def _customer_ids(path: Path) -> list[str]:
