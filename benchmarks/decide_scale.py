@@ -7,8 +7,9 @@ Builds (once, then reuses) a store of about ``--customers`` synthetic customers
 
 - ``decide_s``: :func:`nba.serving.by_id.decide_timed` end to end, as ``nba decide`` calls it:
   the store read (state and belief), scoring and the explanations;
-- its split: ``state_s`` (the store's state frame), ``belief_s`` (the store's joint belief, read
-  again: the store answers them in two calls), ``parse_s`` (request parse and contact rules, once),
+- its split: ``read_s`` (the store's state frame and joint belief of every customer from one
+  read, :func:`~nba.serving.by_id.read_store`; a tree whose store answers them in two calls
+  reports ``state_s`` and ``belief_s`` instead), ``parse_s`` (request parse and contact rules),
   ``score_s`` (features, network, head, capacity, decision frame) and ``explain_s``
   (:func:`~nba.serving.by_id.explanations`);
 - ``cli_wall_s``: ``nba decide --store ... --model ... --out ... --json`` in a subprocess (start-up,
@@ -64,14 +65,19 @@ def build_store(path: Path, customers: int, scenario: str) -> float:
 
 def split(scorer: PolicyScorer, store: CustomerStore) -> dict[str, float]:
     """The seconds of each piece of a decision from the store (module docstring)."""
-    ids = store.customer_ids()
     times: dict[str, float] = {}
     began = time.perf_counter()
-    state = store.state(ids, as_of=NOW)
-    times["state_s"] = time.perf_counter() - began
-    began = time.perf_counter()
-    belief = by_id.store_belief(scorer, store, ids, NOW)
-    times["belief_s"] = time.perf_counter() - began
+    if hasattr(store, "read"):  # state and belief from one read
+        read = by_id.read_store(scorer, store, None, NOW)
+        state, belief = read.state, read.belief
+        times["read_s"] = time.perf_counter() - began
+    else:  # older trees: two reads
+        ids = store.customer_ids()
+        state = store.state(ids, as_of=NOW)
+        times["state_s"] = time.perf_counter() - began
+        began = time.perf_counter()
+        belief = by_id.store_belief(scorer, store, ids, NOW)
+        times["belief_s"] = time.perf_counter() - began
     began = time.perf_counter()
     request, _ = by_id.split_state(scorer, state)
     parsed = scorer.schema.parse(request)
