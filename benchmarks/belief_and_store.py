@@ -14,6 +14,8 @@ its own table. Sections:
 
 - ``ingest``: 1,000,000 synthetic events (plus their customers' consent events) into a fresh
   store, ``benchmarks/store_ingest.py``'s measurement: ``ingest_1m_events_s``.
+- ``decide``: ``nba decide`` for 1,000,000 customers of a synthetic store with a belief-trained
+  export (``--model``; ``benchmarks/decide_scale.py``): ``decide_1m_s``.
 - ``value``: the belief-trained policy against QMDP, most likely state and the full-information
   optimum, read from the last line of ``benchmarks/belief_policy_value.py`` (``--value-json``;
   training its seeds takes about half an hour, so it runs on its own): ``rl_value``,
@@ -152,6 +154,17 @@ def ingest_section(args: argparse.Namespace) -> dict[str, Any]:
     return {"ingest_1m_events_s": row["bootstrap_s"], "ingest": row}
 
 
+def decide_section(args: argparse.Namespace) -> dict[str, Any]:
+    """``nba decide`` for 1,000,000 customers from a store (``benchmarks/decide_scale.py``):
+    the store read, scoring and explanations with a belief-trained export (``--model``)."""
+    from decide_scale import measure
+
+    if args.model is None:
+        raise SystemExit("--sections decide needs --model (a belief-trained export)")
+    result = measure(args.model, skip_cli=False)
+    return {"decide_1m_s": result["decide_1m_s"], "decide": result}
+
+
 def value_section(args: argparse.Namespace) -> dict[str, Any]:
     """The belief policy's value (``benchmarks/belief_policy_value.py``): read from the JSON
     line a run of it printed (``--value-json``), since training its seeds takes half an hour."""
@@ -169,6 +182,7 @@ def value_section(args: argparse.Namespace) -> dict[str, Any]:
 SECTIONS: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
     "belief": belief_section,
     "ingest": ingest_section,
+    "decide": decide_section,
     "value": value_section,
 }
 
@@ -183,6 +197,7 @@ def main() -> None:
     parser.add_argument("--context-days", type=int, default=90)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--value-json", help="output of benchmarks/belief_policy_value.py")
+    parser.add_argument("--model", help="a belief-trained export (the decide section)")
     args = parser.parse_args()
 
     load_before = os.getloadavg()[0]

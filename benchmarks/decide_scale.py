@@ -24,7 +24,6 @@ machine: the load average is reported.
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 import math
 import os
@@ -67,35 +66,19 @@ def split(scorer: PolicyScorer, store: CustomerStore) -> dict[str, float]:
     """The seconds of each piece of a decision from the store (module docstring)."""
     times: dict[str, float] = {}
     began = time.perf_counter()
-    if hasattr(store, "read"):  # state and belief from one read
-        read = by_id.read_store(scorer, store, None, NOW)
-        state, belief = read.state, read.belief
-        times["read_s"] = time.perf_counter() - began
-    else:  # older trees: two reads
-        ids = store.customer_ids()
-        state = store.state(ids, as_of=NOW)
-        times["state_s"] = time.perf_counter() - began
-        began = time.perf_counter()
-        belief = by_id.store_belief(scorer, store, ids, NOW)
-        times["belief_s"] = time.perf_counter() - began
+    read = by_id.read_store(scorer, store, None, NOW)  # state and belief from one read
+    times["read_s"] = time.perf_counter() - began
     began = time.perf_counter()
-    request, _ = by_id.split_state(scorer, state)
+    request, _ = by_id.split_state(scorer, read.state)
     parsed = scorer.schema.parse(request)
     masks = scorer.rule_masks(parsed)
     times["parse_s"] = time.perf_counter() - began
-    shared = "parsed" in inspect.signature(scorer._decide).parameters  # older trees: no
     began = time.perf_counter()
-    if shared:
-        decisions = scorer._decide(request, None, None, 3, belief=belief, parsed=(parsed, masks))
-    else:
-        decisions = scorer.score_batch(request, belief=belief)
+    decisions = scorer._decide(request, None, None, 3, belief=read.belief, parsed=(parsed, masks))
     times["score_s"] = time.perf_counter() - began
     began = time.perf_counter()
     chosen = decisions["action"].to_numpy()
-    if shared:
-        by_id.explanations(scorer, request, belief, chosen, (parsed, masks))
-    else:
-        by_id.explanations(scorer, request, belief, chosen)
+    by_id.explanations(scorer, request, read.belief, chosen, (parsed, masks))
     times["explain_s"] = time.perf_counter() - began
     return times
 
@@ -112,6 +95,62 @@ def cli_wall(store: Path, model: str, out: Path) -> tuple[float, dict[str, Any]]
     return wall, json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def measure(
+    model: str,
+    customers: int = 1_000_000,
+    scenario: str = "retail",
+    store: Path | None = None,
+    skip_cli: bool = False,
+    out: Path | None = None,
+) -> dict[str, Any]:
+    """Build (or reuse) the store, time the decisions and their split; the result's dict."""
+    store_path = (
+        store or Path(tempfile.gettempdir()) / f"nba_decide_scale_{scenario}_{customers}.db"
+    )
+    built = None if store_path.exists() else build_store(store_path, customers, scenario)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # an unsigned export: the benchmark's own choice
+        scorer = PolicyScorer.load(model)
+    if scorer.features.observation != "belief":
+        raise SystemExit(f"--model: {model!r} is not a belief-trained export")
+    load_before = os.getloadavg()
+    with CustomerStore.open(store_path) as held:
+        n = len(held)
+        by_id.belief_values(scorer)  # the twin's kernel and optimum: built once per scorer
+        began = time.perf_counter()
+        decisions, timed = by_id.decide_timed(scorer, held, as_of=NOW)
+        decide_s = time.perf_counter() - began
+        if out is not None:
+            decisions.to_parquet(out)
+        del decisions
+        pieces = split(scorer, held)
+    cli_s, summary = (
+        (None, {})
+        if skip_cli
+        else cli_wall(store_path, model, Path(tempfile.gettempdir()) / "nba_decide_scale.parquet")
+    )
+    rows = [("decide_timed (end to end)", decide_s), *pieces.items()]
+    if cli_s is not None:
+        rows.append(("nba decide (CLI wall)", cli_s))
+    print(f"{n:,} customers, scenario {scenario}, store {store_path}")
+    print(f"{'piece':<28}{'seconds':>10}")
+    for name, seconds in rows:
+        print(f"{name:<28}{seconds:>10.2f}")
+    return {
+        "customers": n,
+        "decide_s": round(decide_s, 3),
+        "decide_1m_s": round(decide_s * 1_000_000 / n, 3),
+        "target_s": TARGET_S,
+        "decide_timed_split": {k: round(v, 3) for k, v in timed.items()},
+        **{k: round(v, 3) for k, v in pieces.items()},
+        "cli_wall_s": None if cli_s is None else round(cli_s, 3),
+        "cli_summary_s": {k: v for k, v in summary.items() if k.endswith("_s")},
+        "store_build_s": None if built is None else round(built, 1),
+        "load_average": [round(x, 2) for x in load_before],
+        "load_average_after": [round(x, 2) for x in os.getloadavg()],
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", required=True, help="a belief-trained export directory")
@@ -121,58 +160,9 @@ def main() -> None:
     parser.add_argument("--skip-cli", action="store_true", help="no nba decide subprocess")
     parser.add_argument("--out", type=Path, default=None, help="write the decisions (parquet)")
     args = parser.parse_args()
-    store_path = args.store or Path(tempfile.gettempdir()) / (
-        f"nba_decide_scale_{args.scenario}_{args.customers}.db"
-    )
-    built = None if store_path.exists() else build_store(store_path, args.customers, args.scenario)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # an unsigned export: the benchmark's own choice
-        scorer = PolicyScorer.load(args.model)
-    if scorer.features.observation != "belief":
-        raise SystemExit(f"--model: {args.model!r} is not a belief-trained export")
-    load_before = os.getloadavg()
-    with CustomerStore.open(store_path) as store:
-        customers = len(store)
-        by_id.belief_values(scorer)  # the twin's kernel and optimum: built once per scorer
-        began = time.perf_counter()
-        decisions, timed = by_id.decide_timed(scorer, store, as_of=NOW)
-        decide_s = time.perf_counter() - began
-        if args.out is not None:
-            decisions.to_parquet(args.out)
-        del decisions
-        pieces = split(scorer, store)
-    cli_s, summary = (
-        (None, {})
-        if args.skip_cli
-        else cli_wall(
-            store_path, args.model, Path(tempfile.gettempdir()) / "nba_decide_scale.parquet"
-        )
-    )
-    scale = 1_000_000 / customers
-    rows = [("decide_timed (end to end)", decide_s), *[(k, v) for k, v in pieces.items()]]
-    if cli_s is not None:
-        rows.append(("nba decide (CLI wall)", cli_s))
-    print(f"{customers:,} customers, scenario {args.scenario}, store {store_path}")
-    print(f"{'piece':<28}{'seconds':>10}")
-    for name, seconds in rows:
-        print(f"{name:<28}{seconds:>10.2f}")
-    result: dict[str, Any] = {
-        "benchmark": "decide_scale",
-        "customers": customers,
-        "decide_s": round(decide_s, 3),
-        "decide_1m_s": round(decide_s * scale, 3),
-        "target_s": TARGET_S,
-        "decide_timed_split": {k: round(v, 3) for k, v in timed.items()},
-        **{k: round(v, 3) for k, v in pieces.items()},
-        "cli_wall_s": None if cli_s is None else round(cli_s, 3),
-        "cli_summary_s": {k: v for k, v in summary.items() if k.endswith("_s")},
-        "store_build_s": None if built is None else round(built, 1),
-        "load_average": [round(x, 2) for x in load_before],
-        "load_average_after": [round(x, 2) for x in os.getloadavg()],
-        "cpus": os.cpu_count(),
-        "python": platform.python_version(),
-    }
-    print(json.dumps(result))
+    result = measure(args.model, args.customers, args.scenario, args.store, args.skip_cli, args.out)
+    result |= {"cpus": os.cpu_count(), "python": platform.python_version()}
+    print(json.dumps({"benchmark": "decide_scale", **result}))
 
 
 if __name__ == "__main__":

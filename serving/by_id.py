@@ -18,7 +18,6 @@ value under the twin of the chosen action and of the best allowed ones (:func:`e
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from dataclasses import dataclass
@@ -28,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from nba.errors import NBAValidationError
-from nba.types import FloatArray, IntArray
+from nba.types import FloatArray
 
 if TYPE_CHECKING:
     from nba.contact_rules import RuleMasks
@@ -45,10 +44,17 @@ BELIEF_COLUMNS = (
     "stage_probability",
     "discount_habit_probability",
 )
-#: the explanation columns: the chosen action's expected value, and the best allowed actions'
-EXPLANATION_COLUMNS = ("expected_value", "expected_values")
-#: allowed actions listed in ``expected_values``, best first
+#: allowed actions whose expected values explain a decision, best first
 EXPLAINED_ACTIONS = 3
+#: the explanation columns: the chosen action's expected value, and the best allowed actions'
+EXPLANATION_COLUMNS = (
+    "expected_value",
+    *[
+        f"best_{k}_{part}"
+        for k in range(1, EXPLAINED_ACTIONS + 1)
+        for part in ("action", "expected_value")
+    ],
+)
 
 _VALUES_LOCK = threading.Lock()
 
@@ -217,18 +223,12 @@ def decide_state(
     )
     # (worked out beside the scoring on a thread of its own, 1M rows took ~1 s longer on 2
     # cores: the scoring's blocks already use both)
-    explained = (
-        _expected_values(scorer, parsed, masks, belief)
-        if belief is not None and explainable(scorer)
-        else None
-    )
     for column in summary.columns:  # as stored (text stays text: no object round trip)
         decisions[column] = summary[column].array
-    if explained is not None:
-        q, listed = explained
+    if belief is not None and explainable(scorer):
         chosen = decisions["action"].to_numpy()
-        decisions["expected_value"] = q[np.arange(len(chosen)), chosen]
-        decisions["expected_values"] = listed
+        for name, values in _explanation_columns(scorer, parsed, masks, belief, chosen).items():
+            decisions[name] = values
     return decisions
 
 
@@ -325,153 +325,42 @@ def explanations(
     """Why the twin backs each decision: expected values under the twin, averaged over the belief.
 
     ``expected_value``: the chosen action's QMDP value (its expected reward today and the
-    full-information optimum afterwards, averaged over the belief); ``expected_values``: JSON
-    text of the :data:`EXPLAINED_ACTIONS` best actions the contact rules allow, as
-    ``[{"action": ..., "expected_value": ...}]``, best first, each value rounded to 6 decimals.
-    ``None`` (no columns) where the twin is too large to tabulate (:func:`explainable`).
-    ``parsed``: the request rows' parse and rule masks when the caller has them (else parsed
-    here).
+    full-information optimum afterwards, averaged over the belief); ``best_<k>_action`` and
+    ``best_<k>_expected_value`` for the :data:`EXPLAINED_ACTIONS` best actions the contact rules
+    allow, best first (missing where fewer are allowed), as the ``rank_<k>_*`` columns name the
+    policy's own ranking. ``None`` (no columns) where the twin is too large to tabulate
+    (:func:`explainable`). ``parsed``: the request rows' parse and rule masks when the caller
+    has them (else parsed here).
     """
     if not explainable(scorer):
         return None
     if parsed is None:
         request_parsed = scorer.schema.parse(request)
         parsed = request_parsed, scorer.rule_masks(request_parsed)
-    q, listed = _expected_values(scorer, parsed[0], parsed[1], belief)
-    rows = np.arange(len(chosen))
-    return pd.DataFrame({"expected_value": q[rows, chosen], "expected_values": listed})
+    return pd.DataFrame(_explanation_columns(scorer, parsed[0], parsed[1], belief, chosen))
 
 
-def _expected_values(
-    scorer: PolicyScorer, parsed: ParsedRequest, masks: RuleMasks, belief: FloatArray
-) -> tuple[FloatArray, list[str]]:
-    """(N, A) QMDP values and each row's ``expected_values`` text (:func:`explanations`)."""
+def _explanation_columns(
+    scorer: PolicyScorer,
+    parsed: ParsedRequest,
+    masks: RuleMasks,
+    belief: FloatArray,
+    chosen: np.ndarray,
+) -> dict[str, Any]:
+    """The columns of :func:`explanations`, from the (N, A) QMDP values under the masks."""
     allowed = masks.allowed
     q = np.asarray(belief_values(scorer).q(belief, parsed.state, parsed.day), dtype=np.float64)
     rows = np.arange(len(q))
-    ranked = np.where(allowed, q, -np.inf)
-    order = np.argsort(-ranked, axis=1, kind="stable")[:, :EXPLAINED_ACTIONS]
-    # disallowed actions rank last (-inf, stable): the listed ones are a prefix of ``order``
-    count = np.minimum(allowed.sum(axis=1), order.shape[1])
-    best = q[rows[:, None], order]
-    names = [str(name) for name in scorer.action_names]
-    return q, expected_values_text(names, order, best, count)
-
-
-def expected_values_text(
-    names: list[str], order: IntArray, values: FloatArray, count: IntArray
-) -> list[str]:
-    """Per row, ``json.dumps([{"action": names[a], "expected_value": round(v, 6)}, ...])`` of
-    its first ``count`` (action, value) pairs, character for character.
-
-    Vectorised (1M rows x 3 actions: ~2 s against ~10 s of ``json.dumps`` per row, load ~3):
-    every row's characters are laid out as ASCII codes in one matrix, the unused cells dropped,
-    and the text split at line ends. A value prints as its correctly rounded 6-decimal integer ``k``
-    (``round`` then ``repr``, which is ``k``'s digits where ``1e-4 <= |round(v, 6)| < 1e9``);
-    a row holding a value where that reading might not hold (a product near a rounding tie, a
-    tiny, huge or non-finite value) is written by ``json.dumps`` itself.
-    """
-    n, width = order.shape
-    count = np.asarray(count, dtype=np.int64)
-    if n == 0:
-        return []
-    values = np.asarray(values, dtype=np.float64)
-    scaled = np.where(np.isfinite(values), values, 0.0) * 1e6
-    whole = np.abs(np.rint(scaled)).astype(np.int64)
-    # the exact product lies within half an ulp of ``scaled``: at a tie or near one the exact
-    # rounding may go the other way, so such rows go through Python's correctly rounded round
-    near_tie = np.abs(scaled - np.floor(scaled) - 0.5) <= 2 * np.abs(np.spacing(scaled))
-    odd = ~np.isfinite(values) | (np.abs(values) >= 1e9) | near_tie
-    odd |= (whole > 0) & (whole < 100)  # |round(v, 6)| < 1e-4: repr is scientific
-    listed = np.arange(width)[None, :] < count[:, None]
-    slow = (odd & listed).any(axis=1)
-    # the action's JSON name in the matrix; the text all entries share is one placeholder byte
-    # each (never in ASCII text) until the text is whole (bytes.replace: one fast pass each)
-    quoted = [json.dumps(name).encode() for name in names]
-    longest = max(len(q) for q in quoted)
-    name_codes = np.zeros((len(quoted), longest), dtype=np.uint8)
-    name_length = np.array([len(q) for q in quoted], dtype=np.int64)
-    for a, q in enumerate(quoted):
-        name_codes[a, : len(q)] = np.frombuffer(q, dtype=np.uint8)
-    parts: list[tuple[np.ndarray, np.ndarray]] = [_fixed(n, b"[")]
-    for j in range(width):
-        shown = listed[:, j]
-        parts.append(_fixed(n, b", \x80" if j else b"\x80", shown))
-        action = order[:, j]
-        cells = np.arange(longest)[None, :] < name_length[action][:, None]
-        parts.append((name_codes[action], cells & shown[:, None]))
-        parts.append(_fixed(n, b"\x81", shown))
-        parts.extend(_number(whole[:, j], np.signbit(values[:, j]), shown))
-        parts.append(_fixed(n, b"}", shown))
-    parts.append(_fixed(n, b"]\n"))
-    codes = np.concatenate([c for c, _ in parts], axis=1)
-    keep = np.concatenate([k for _, k in parts], axis=1)
-    joined = codes[keep].tobytes()
-    joined = joined.replace(b"\x80", b'{"action": ').replace(b"\x81", b', "expected_value": ')
-    lines = joined.decode("ascii").split("\n")[:n]
-    for r in np.flatnonzero(slow):
-        lines[r] = json.dumps(
-            [
-                {"action": names[a], "expected_value": round(float(v), 6)}
-                for a, v in zip(order[r, : count[r]], values[r, : count[r]], strict=True)
-            ]
-        )
-    return lines
-
-
-def _fixed(n: int, text: bytes, shown: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """(codes, kept) of the same text in every row (only rows ``shown``, when given)."""
-    codes = np.broadcast_to(np.frombuffer(text, dtype=np.uint8), (n, len(text)))
-    kept = (
-        np.ones((n, len(text)), dtype=bool)
-        if shown is None
-        else np.repeat(shown[:, None], len(text), axis=1)
-    )
-    return codes, kept
-
-
-def _number(
-    whole: IntArray, negative: np.ndarray, shown: np.ndarray
-) -> list[tuple[np.ndarray, np.ndarray]]:
-    """The characters of ``repr(k / 1e6)`` for ``k = whole`` (< 1e15) with its sign: the integer
-    part's digits, a point, and the fraction's digits without trailing zeros (at least one)."""
-    n = len(whole)
-    # float arithmetic: exact for these integers (< 2**53) and much faster than int64 division
-    exact = whole.astype(np.float64)
-    integer = np.floor(exact / 1e6)
-    fraction = exact - integer * 1e6
-    # as many digit columns as the batch's largest integer part below 1e9 needs (a larger one
-    # is a row json.dumps writes: its cells here are never read)
-    top = int(integer[integer < 1e9].max(initial=0))
-    width = len(str(top))
-    integer_digits = _digits(np.minimum(integer, 10.0**width - 1), width) + 48
-    length = 1 + (integer[:, None] >= 10.0 ** np.arange(1, width)[None, :]).sum(axis=1)
-    integer_kept = np.arange(width)[None, :] >= width - length[:, None]
-    fraction_digits = _digits(fraction, 6)
-    significant = np.maximum(1, 6 - _trailing_zeros(fraction.astype(np.int64)))
-    fraction_kept = np.arange(6)[None, :] < significant[:, None]
-    return [
-        (np.full((n, 1), ord("-"), dtype=np.uint8), (negative & shown)[:, None]),
-        (integer_digits.astype(np.uint8), integer_kept & shown[:, None]),
-        _fixed(n, b".", shown),
-        ((fraction_digits + 48).astype(np.uint8), fraction_kept & shown[:, None]),
-    ]
-
-
-def _digits(numbers: FloatArray, width: int) -> FloatArray:
-    """(N, width) decimal digits of whole numbers < 10**width, most significant first
-    (``floor(x / 10**j) - 10 * floor(x / 10**(j + 1))``: no float modulo, which is slow)."""
-    shifted = np.floor(numbers[:, None] / 10.0 ** np.arange(width, -1, -1)[None, :])
-    digits: FloatArray = shifted[:, 1:] - 10 * shifted[:, :-1]
-    return digits
-
-
-def _trailing_zeros(fraction: IntArray) -> IntArray:
-    """Trailing zeros of each 6-digit fraction (6 for zero)."""
-    zeros = np.zeros(len(fraction), dtype=np.int64)
-    for d in range(1, 7):
-        zeros += fraction % 10**d == 0
-    return zeros
+    # disallowed actions rank last (-inf; stable, so ties keep the catalogue's order)
+    order = np.argsort(np.where(allowed, -q, np.inf), axis=1, kind="stable")[:, :EXPLAINED_ACTIONS]
+    listed = np.take_along_axis(allowed, order, axis=1)
+    best = np.take_along_axis(q, order, axis=1)
+    columns: dict[str, Any] = {"expected_value": q[rows, np.asarray(chosen)]}
+    for k in range(order.shape[1]):
+        codes = np.where(listed[:, k], order[:, k], -1)
+        columns[f"best_{k + 1}_action"] = pd.Categorical.from_codes(codes, scorer.action_names)
+        columns[f"best_{k + 1}_expected_value"] = np.where(listed[:, k], best[:, k], np.nan)
+    return columns
 
 
 def request_row(request: pd.DataFrame) -> dict[str, Any]:

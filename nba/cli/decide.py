@@ -71,13 +71,12 @@ def decide(
     state" baseline. Each decision row carries the belief summary (persona,
     persona_probability, stage, stage_probability) so a marketer sees how sure the twin is,
     and, where the twin is finite, expected_value (the chosen action's expected value under
-    the twin, averaged over the belief) and expected_values (the best three allowed actions'
-    as JSON text). A model trained on
-    another scenario than the store's is refused. With --log and --as-of, a rerun of the same
-    store state, model and settings is not logged twice; without --as-of the time is now and
-    every run is a new batch. With --holdout-share and --holdout-salt a persistent control
-    group gets the control's decision (column holdout; logged as held out): `nba lift` compares
-    the two groups later.
+    the twin, averaged over the belief) and best_<k>_action, best_<k>_expected_value (the
+    three best allowed actions'). A model trained on another scenario than the store's is
+    refused. With --log and --as-of, a rerun of the same store state, model and settings is
+    not logged twice; without --as-of the time is now and every run is a new batch. With
+    --holdout-share and --holdout-salt a persistent control group gets the control's decision
+    (column holdout; logged as held out): `nba lift` compares the two groups later.
     """
     from nba.cli.inputs import (
         TABLE_SUFFIXES,
@@ -128,7 +127,7 @@ def decide(
     if "expected_value" in decisions:
         console.print(
             f"expected value under the twin: {decisions['expected_value'].mean():,.4f} per "
-            "customer (columns expected_value, expected_values)"
+            "customer (columns expected_value, best_<k>_action, best_<k>_expected_value)"
         )
 
 

@@ -328,13 +328,15 @@ def test_decisions_carry_expected_values(
     rows = np.arange(len(ids))
     np.testing.assert_allclose(decided["expected_value"], q[rows, decided["action"]], rtol=1e-9)
     names = list(belief_scorer.action_names)
-    for n, text in enumerate(decided["expected_values"]):
-        listed = json.loads(text)
-        assert 1 <= len(listed) <= 3
-        values = [entry["expected_value"] for entry in listed]
-        assert values == sorted(values, reverse=True)
-        assert all(allowed[n, names.index(entry["action"])] for entry in listed)
-        assert values[0] == pytest.approx(q[n][allowed[n]].max(), abs=1e-6)
+    actions = decided[[f"best_{k}_action" for k in (1, 2, 3)]].to_numpy()
+    values = decided[[f"best_{k}_expected_value" for k in (1, 2, 3)]].to_numpy(dtype=float)
+    for n in range(len(ids)):
+        shown = ~pd.isna(actions[n])
+        assert 1 <= shown.sum() == min(3, allowed[n].sum()) and shown[: shown.sum()].all()
+        codes = [names.index(str(a)) for a in actions[n][shown]]
+        assert all(allowed[n, codes]) and list(values[n][shown]) == list(q[n, codes])
+        assert list(values[n][shown]) == sorted(values[n][shown], reverse=True)
+        assert values[n][0] == q[n][allowed[n]].max()
     assert decided["expected_value"].std() > 0  # values differ between customers
 
 
@@ -364,39 +366,6 @@ def test_cli_decides_for_a_belief_model(
     summary = json.loads(capsys.readouterr().out)
     assert summary["observation"] == "belief"
     decisions = pd.read_parquet(out)
-    assert {"expected_value", "expected_values"} <= set(decisions)
+    assert {"expected_value", "best_1_action", "best_1_expected_value"} <= set(decisions)
     pd.testing.assert_frame_equal(decisions, expected, check_dtype=False)
     assert summary["expected_value_mean"] == pytest.approx(expected["expected_value"].mean())
-
-
-def _dumped(names: list[str], order: np.ndarray, values: np.ndarray, count: np.ndarray) -> list:
-    return [
-        json.dumps(
-            [
-                {"action": names[a], "expected_value": round(float(v), 6)}
-                for a, v in zip(order[r, : count[r]], values[r, : count[r]], strict=True)
-            ]
-        )
-        for r in range(len(order))
-    ]
-
-
-def test_expected_values_text_is_json_dumps_character_for_character() -> None:
-    from nba.serving.by_id import expected_values_text
-
-    rng = np.random.default_rng(3)
-    edges = [0.0, -0.0, 1e-7, -1e-7, 5e-5, -5e-5, 1e-4, 1.5e-4, 0.5e-6, 1.5e-6, 2.5e-6, -2.5e-6]
-    edges += [99e-6, 100e-6, 9.9995e-5, 0.1234565, -3.0256195, 123.0000005, 999999999.9999]
-    edges += [1e9, -2e12, 1e16, np.inf, -np.inf, np.nan, 7.0, -7.25, 12345678.123456]
-    n = 4000
-    values = rng.normal(5, 30, (n, 3))
-    values[::5] = np.round(values[::5], 7)  # many exact ties at the 7th decimal
-    values[1::5] = np.round(values[1::5], 6) + 5e-7
-    values.ravel()[: len(edges)] = edges
-    order = rng.integers(0, 4, (n, 3))
-    count = rng.integers(0, 4, n)
-    names = ["no_action", 'say "hi"', "café", "x"]
-    assert expected_values_text(names, order, values, count) == _dumped(
-        names, order, values, count
-    )
-    assert expected_values_text(names, order[:0], values[:0], count[:0]) == []
