@@ -19,6 +19,7 @@ on the first call for a day and kept in a small bounded cache (S x A floats a da
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 
 import numpy as np
@@ -76,6 +77,7 @@ class BeliefValues:
             )
         self.kernel, self.solution, self.cache_days = kernel, solution, cache_days
         self._q: OrderedDict[int, FloatArray] = OrderedDict()
+        self._lock = threading.Lock()
         self.latent_shape = (a.n_personas * a.n_rate_levels * a.n_dropout_levels, a.n_stages)
         self.latent_offset = latent_offsets(self.twin)
 
@@ -93,18 +95,19 @@ class BeliefValues:
         day = int(day)
         if day >= self.horizon:
             return np.zeros((self.kernel.n_states, self.n_actions))
-        table = self._q.get(day)
-        if table is None:
-            k = self.kernel
-            continuation = (k.transition @ self.solution.values[day + 1]).reshape(
-                k.n_states, k.n_actions
-            )
-            table = k.reward + k.discount * continuation
-            self._q[day] = table
-            while len(self._q) > self.cache_days:
-                self._q.popitem(last=False)
-        else:
-            self._q.move_to_end(day)
+        with self._lock:  # one scorer's values are shared by its serving threads
+            table = self._q.get(day)
+            if table is None:
+                k = self.kernel
+                continuation = (k.transition @ self.solution.values[day + 1]).reshape(
+                    k.n_states, k.n_actions
+                )
+                table = k.reward + k.discount * continuation
+                self._q[day] = table
+                while len(self._q) > self.cache_days:
+                    self._q.popitem(last=False)
+            else:
+                self._q.move_to_end(day)
         return table
 
     def indices(self, state: CustomerState) -> IntArray:

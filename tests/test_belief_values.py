@@ -164,6 +164,29 @@ def test_the_cache_is_bounded_and_evicted_days_come_back_equal(
     np.testing.assert_array_equal(small.q(belief, state, 0), first)
 
 
+def test_threads_sharing_the_values_get_the_serial_answers(
+    twin: CustomerTwin,
+    cohort: tuple[CustomerState, int],
+    retail_kernel: TransitionKernel,
+    retail_optimum: optimal.PolicySolution,
+) -> None:
+    """A scorer's values serve every HTTP thread: a small cache churned by 8 threads at once."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    shared = BeliefValues(twin, kernel=retail_kernel, solution=retail_optimum, cache_days=3)
+    state, day = cohort
+    belief = certain(twin, state, day)
+    days = [d % 12 for d in range(96)]
+    serial = {
+        d: BeliefValues(twin, retail_kernel, retail_optimum).q(belief, state, d) for d in set(days)
+    }
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda d: shared.q(belief, state, d), days))
+    for d, answer in zip(days, answers, strict=True):
+        np.testing.assert_array_equal(answer, serial[d])
+    assert len(shared._q) <= 3
+
+
 @pytest.mark.parametrize(
     ("change", "field"),
     [
