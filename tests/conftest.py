@@ -65,6 +65,18 @@ def retail_optimum(retail_kernel: TransitionKernel) -> optimal.PolicySolution:
     return optimal.solve(retail_kernel)
 
 
+@pytest.fixture(scope="session")
+def retail_belief_values(
+    retail: Scenario, retail_kernel: TransitionKernel, retail_optimum: optimal.PolicySolution
+) -> Any:
+    """QMDP values of retail (:class:`nba.belief_values.BeliefValues`) on the shared kernel."""
+    from nba.belief_values import BeliefValues
+    from nba.twin import CustomerTwin
+
+    twin = CustomerTwin(retail, seed=0)
+    return BeliefValues(twin, kernel=retail_kernel, solution=retail_optimum)
+
+
 SHARED_DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 # Tests read the public data sets from NBA_DATA_HOME (nba.datasets' cache) and never download:
 # by default the shared folder beside the repository, which is laid out like that cache.

@@ -15,23 +15,19 @@ from nba.belief_policies import (
 from nba.belief_values import BeliefValues
 from nba.errors import NBAValidationError, UnknownNameError
 from nba.features import FeatureBuilder
-from nba.kernel import TransitionKernel
 from nba.observation import BeliefObserver, observation_of
 from nba.policies import OptimalPolicy
-from nba.scenario import Scenario
 from nba.twin import CustomerTwin
 
 
 @pytest.fixture(scope="module")
-def twin(retail: Scenario) -> CustomerTwin:
-    return CustomerTwin(retail, seed=0)
+def values(retail_belief_values: BeliefValues) -> BeliefValues:
+    return retail_belief_values
 
 
 @pytest.fixture(scope="module")
-def values(
-    twin: CustomerTwin, retail_kernel: TransitionKernel, retail_optimum: optimal.PolicySolution
-) -> BeliefValues:
-    return BeliefValues(twin, kernel=retail_kernel, solution=retail_optimum)
+def twin(values: BeliefValues) -> CustomerTwin:
+    return values.twin
 
 
 @pytest.fixture(scope="module")
