@@ -12,7 +12,19 @@ from typing import NoReturn
 
 import typer
 
-from nba.cli import calibrate, decide, forecast, ingest, lift, ope, score, serve, train, twin
+from nba.cli import (
+    calibrate,
+    cycle,
+    decide,
+    forecast,
+    ingest,
+    lift,
+    ope,
+    score,
+    serve,
+    train,
+    twin,
+)
 from nba.cli.output import error_console
 from nba.errors import NBAError
 
@@ -24,7 +36,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 # ``nba --help`` order
-for group in (twin, train, score, decide, serve, calibrate, forecast, ingest, ope, lift):
+for group in (twin, train, score, decide, serve, calibrate, forecast, ingest, ope, lift, cycle):
     group.register(app)
 
 
