@@ -408,8 +408,9 @@ def audit_step(context: Context) -> StepResult:
     }
     if abs(z) <= settings.drift_threshold:
         return StepResult("passed", values, params)
-    recalibrated = _recalibrate(context, scenario)
+    recalibrated, why = _recalibrate(context, scenario)
     if recalibrated is None:
+        values["recalibration_error"] = why
         return StepResult("drift; recalibration failed", values, params, stop=ExitCode.AUDIT_FAILED)
     values["recalibrated_twin"] = str(recalibrated)
     return StepResult("drift; recalibrated twin written for review", values, params)
@@ -443,17 +444,18 @@ def _send_plan(
     return plan, int(ok.sum()), int(len(sent) - ok.sum())
 
 
-def _recalibrate(context: Context, scenario: Any) -> Path | None:
-    """Refit the twin on the batch with the store's twin as template (``None``: it failed)."""
+def _recalibrate(context: Context, scenario: Any) -> tuple[Path | None, str]:
+    """Refit the twin on the batch with the store's twin as template: (its YAML, "") or
+    (``None``, why it failed)."""
     from nba.calibration.fit import calibrate
 
     try:
         result = calibrate(_load_events(context.settings), template=scenario, seed=0)
-    except (NBAValidationError, ValueError, np.linalg.LinAlgError):
-        return None
+    except (ValueError, np.linalg.LinAlgError) as error:
+        return None, f"{type(error).__name__}: {error}"[:500]
     path = context.work / "recalibrated.yaml"
     result.scenario.to_yaml(path)
-    return path
+    return path, ""
 
 
 def train_step(context: Context) -> StepResult:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -237,3 +238,45 @@ def test_bad_input_exits_2_naming_the_option(
     error = capsys.readouterr().err.strip()
     assert error.startswith("error:") and option in error and "\n" not in error
     assert not (tmp_path / "mlflow.db").exists()
+
+
+def test_drift_beyond_the_threshold_writes_a_recalibrated_twin_and_goes_on(
+    site: Path, world: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from nba.scenario import Scenario
+
+    settings = _settings(site, world, drift_threshold=0.5)
+
+    def stop(context: Any) -> Any:
+        raise KeyboardInterrupt("stopped before training")
+
+    monkeypatch.setitem(cycle_module.STEP_FUNCTIONS, "train", stop)
+    with pytest.raises(KeyboardInterrupt):
+        run_cycle(settings)
+    ledger = json.loads(next((site / "customers.db.cycles").glob("cycle-*.json")).read_text())
+    audit = ledger["steps"]["audit"]
+    assert abs(audit["values"]["z"]) > 0.5 and audit["stop"] is None
+    assert audit["outcome"] == "drift; recalibrated twin written for review"
+    twin = Scenario.from_yaml(audit["values"]["recalibrated_twin"])
+    assert twin.calibration is not None
+
+
+def test_drift_that_recalibration_cannot_fix_stops_before_training(
+    site: Path, world: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from nba.calibration import fit
+    from nba.calibration.events import EventLogError
+
+    def refuses(*args: Any, **kwargs: Any) -> Any:
+        raise EventLogError("events: too few purchases to fit")
+
+    monkeypatch.setattr(fit, "calibrate", refuses)
+    settings = _settings(site, world, drift_threshold=0.5)
+    result = run_cycle(settings)
+    assert result.exit_code == ExitCode.AUDIT_FAILED
+    assert result.outcome == "audit: drift; recalibration failed"
+    assert "too few purchases" in result.steps["audit"]["values"]["recalibration_error"]
+    assert result.ran == ["ingest", "audit"] and not settings.out.exists()
+    client = MlflowClient(settings.tracking_uri)
+    assert len(client.search_runs([client.get_experiment_by_name("nba").experiment_id])) == 1
+    assert run_cycle(settings).exit_code == ExitCode.AUDIT_FAILED  # recorded
