@@ -26,7 +26,7 @@ from nba.observation import BeliefObserver, observation_of
 from nba.policies import NoActionPolicy, OptimalPolicy, Policy, make_baseline
 from nba.scenario import Scenario
 from nba.scenarios import load_scenario
-from nba.twin import CustomerTwin
+from nba.twin import CustomerTwin, StepResult
 from nba.types import FloatArray, IntArray
 
 #: The fixed evaluation cohort every table in this project uses unless told otherwise.
@@ -126,27 +126,7 @@ def rollout(
         action_mix += np.bincount(cell, minlength=action_mix.size)
         returns += weight * result.reward
         weight *= twin.scenario.discount_factor
-        daily.append(
-            {
-                "day": day,
-                "reward": float(result.reward.sum()),
-                "revenue": float(result.revenue.sum()),
-                "contact_cost": float(result.contact_cost.sum()),
-                "discount_cost": float(result.discount_cost.sum()),
-                "contacts": int(result.contacted.sum()),
-                "purchases": int(result.bought.sum()),
-                "unsubscribes": int(result.opted_out.sum()),
-                "blocked": int(result.blocked.sum()),
-                **{
-                    f"stage_{name}": int(count)
-                    for name, count in zip(
-                        twin.scenario.stage_names,
-                        np.bincount(twin.state.stage, minlength=twin.arrays.n_stages),
-                        strict=True,
-                    )
-                },
-            }
-        )
+        daily.append(_day_totals(day, result, twin))
         if on_day is not None:
             on_day(day)
     kpis = twin.kpis
@@ -165,6 +145,26 @@ def rollout(
         flows=flows.reshape(n_stages, n_stages),
         action_mix=action_mix.reshape(twin.arrays.n_personas, n_stages, n_actions),
     )
+
+
+def _day_totals(day: int, result: StepResult, twin: CustomerTwin) -> dict[str, float | int]:
+    """One simulated day's totals across the cohort, and the customers in each stage after it."""
+    stages = np.bincount(twin.state.stage, minlength=twin.arrays.n_stages)
+    return {
+        "day": day,
+        "reward": float(result.reward.sum()),
+        "revenue": float(result.revenue.sum()),
+        "contact_cost": float(result.contact_cost.sum()),
+        "discount_cost": float(result.discount_cost.sum()),
+        "contacts": int(result.contacted.sum()),
+        "purchases": int(result.bought.sum()),
+        "unsubscribes": int(result.opted_out.sum()),
+        "blocked": int(result.blocked.sum()),
+        **{
+            f"stage_{name}": int(count)
+            for name, count in zip(twin.scenario.stage_names, stages, strict=True)
+        },
+    }
 
 
 def tabulate_policy(policy: Policy, twin: CustomerTwin, kernel: TransitionKernel) -> IntArray:

@@ -262,6 +262,49 @@ def _boot_means(values: FloatArray, n_boot: int, rng: np.random.Generator) -> Fl
     return means
 
 
+@dataclass
+class _Comparer:
+    """Treated against control for one (segment, KPI): means and the difference's interval."""
+
+    interval: Interval
+    level: float
+    n_boot: int
+    rng: np.random.Generator
+
+    def row(
+        self, segment: Any, kpi: str, treated: np.ndarray, control: np.ndarray
+    ) -> dict[str, Any]:
+        row: dict[str, Any] = {
+            "segment": segment,
+            "kpi": kpi,
+            "treated_n": len(treated),
+            "control_n": len(control),
+            "treated_mean": float(treated.mean()) if len(treated) else np.nan,
+            "control_mean": float(control.mean()) if len(control) else np.nan,
+        }
+        if len(treated) < 2 or len(control) < 2:
+            stats = _Comparison(*([np.nan] * 7))
+        elif self.interval == "bootstrap":
+            stats = _bootstrap(treated, control, self.level, self.n_boot, self.rng)
+        else:
+            stats = _welch(treated, control, NormalDist().inv_cdf(0.5 + self.level / 2))
+        return row | stats.__dict__
+
+
+def _chosen_kpis(kpis: Sequence[str] | None, available: list[str]) -> list[str]:
+    """The KPIs asked for (default: every one the outcomes allow), each known and available."""
+    chosen = list(available if kpis is None else kpis)
+    if not chosen:
+        raise LiftError("kpis: give at least one KPI")
+    for kpi in chosen:
+        if kpi not in KPIS:
+            raise LiftError(f"kpis: unknown KPI {kpi!r}; expected some of {list(KPIS)}")
+        if kpi not in available:
+            hint = " (value needs a scenario for margin and costs)" if kpi == "value" else ""
+            raise LiftError(f"kpis: {kpi!r} is not in the outcomes{hint}")
+    return chosen
+
+
 def lift(
     decisions: pd.DataFrame,
     outcomes: pd.DataFrame,
@@ -303,50 +346,27 @@ def lift(
     if lo is None:
         lo = customers["first_decided"].min()
     totals = customer_outcomes(outcomes, lo, end, scenario)
-    available = [k for k in KPIS if k in totals.columns]
-    chosen = list(available if kpis is None else kpis)
-    if not chosen:
-        raise LiftError("kpis: give at least one KPI")
-    for kpi in chosen:
-        if kpi not in KPIS:
-            raise LiftError(f"kpis: unknown KPI {kpi!r}; expected some of {list(KPIS)}")
-        if kpi not in available:
-            hint = " (value needs a scenario for margin and costs)" if kpi == "value" else ""
-            raise LiftError(f"kpis: {kpi!r} is not in the outcomes{hint}")
+    chosen = _chosen_kpis(kpis, [k for k in KPIS if k in totals.columns])
     values = totals.reindex(customers.index, fill_value=0.0)[chosen].to_numpy(np.float64)
     held = customers["holdout"].to_numpy(bool)
     for group, mask in (("control", held), ("treated", ~held)):
         if mask.sum() < 2:
+            count = int(mask.sum())
             raise LiftError(
-                f"holdout: the {group} group has {int(mask.sum())} customer(s) in the period; "
+                f"holdout: the {group} group has {count} customer(s) in the period; "
                 "a lift needs at least 2 in each group"
             )
     rng = np.random.default_rng(seed)
-    z = NormalDist().inv_cdf(0.5 + level / 2)
     segments: list[tuple[Any, np.ndarray]] = [(ALL, np.ones(len(held), dtype=bool))]
     if columns:
         keys = customers[columns].astype(str).agg("|".join, axis=1).to_numpy()
         segments += [(key, keys == key) for key in sorted(set(keys.tolist()))]
-    rows = []
-    for segment, inside in segments:
-        for j, kpi in enumerate(chosen):
-            treated, control = values[inside & ~held, j], values[inside & held, j]
-            row: dict[str, Any] = {
-                "segment": segment,
-                "kpi": kpi,
-                "treated_n": len(treated),
-                "control_n": len(control),
-                "treated_mean": float(treated.mean()) if len(treated) else np.nan,
-                "control_mean": float(control.mean()) if len(control) else np.nan,
-            }
-            if len(treated) < 2 or len(control) < 2:
-                stats = _Comparison(*([np.nan] * 7))
-            elif interval == "bootstrap":
-                stats = _bootstrap(treated, control, level, int(n_boot), rng)
-            else:
-                stats = _welch(treated, control, z)
-            row.update(stats.__dict__)
-            rows.append(row)
+    compare = _Comparer(interval, level, int(n_boot), rng)
+    rows = [
+        compare.row(segment, kpi, values[inside & ~held, j], values[inside & held, j])
+        for segment, inside in segments
+        for j, kpi in enumerate(chosen)
+    ]
     table = pd.DataFrame(rows)
     finish = _utc(end, "end")
     table.attrs.update(

@@ -20,7 +20,7 @@ from pydantic import Field, ValidationError, model_validator
 
 from nba.errors import ScenarioError
 from nba.scenario_base import SUM_TOLERANCE as _SUM_TOLERANCE
-from nba.scenario_base import Barrier, NonNegative, PositiveInt, Probability, Weekday
+from nba.scenario_base import Barrier, NonNegative, PositiveInt, Probability, Weekday, hashed_form
 from nba.scenario_base import ConfigModel as _Config
 from nba.scenario_base import check_known as _check_known
 from nba.scenario_base import unique_names as _unique_names
@@ -433,16 +433,7 @@ class Scenario(_Config):
         (95% intervals as ``low``/``high``), so exports and logs made before the shared
         ``lower``/``upper``/``confidence`` vocabulary still match their scenario.
         """
-        data = self.to_dict()
-        for channel in data.get("channels", []):  # added later: hashed only when not default
-            if channel.get("reports_opens") is True:
-                del channel["reports_opens"]
-        calibration = data.get("calibration")
-        if calibration:
-            calibration["parameters"] = [
-                _legacy_fitted_value(row) for row in calibration.get("parameters", [])
-            ]
-        canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
+        canonical = json.dumps(hashed_form(self.to_dict()), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()
 
     # Convenience catalogues, in the index order the arrays use.
@@ -465,14 +456,6 @@ class Scenario(_Config):
     @property
     def offer_names(self) -> list[str]:
         return [o.name for o in self.offers]
-
-
-def _legacy_fitted_value(row: dict[str, Any]) -> dict[str, Any]:
-    """A fitted value as scenarios wrote it before ``lower``/``upper``/``confidence``."""
-    if row.get("confidence") not in (None, 0.95):
-        return row
-    legacy = {k: v for k, v in row.items() if k not in ("lower", "upper", "confidence")}
-    return {**legacy, "low": row.get("lower"), "high": row.get("upper")}
 
 
 def _format_validation_error(exc: ValidationError) -> str:

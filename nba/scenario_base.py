@@ -42,3 +42,27 @@ def check_known(field: str, keys: Iterable[str], known: list[str], problems: lis
     unknown = [k for k in keys if k not in known]
     if unknown:
         problems.append(f"{field}: unknown {unknown}, expected one of {known}")
+
+
+def hashed_form(data: dict[str, Any]) -> dict[str, Any]:
+    """A scenario's plain form as its fingerprint hashes it: fields added later are hashed only
+    when set away from their default (channels' ``reports_opens``), and calibrated 95%
+    intervals in the ``low``/``high`` names they were first written with, so exports and logs
+    made before stay matched to their scenario."""
+    for channel in data.get("channels", []):
+        if channel.get("reports_opens") is True:
+            del channel["reports_opens"]
+    calibration = data.get("calibration")
+    if calibration:
+        calibration["parameters"] = [
+            _legacy_fitted_value(row) for row in calibration.get("parameters", [])
+        ]
+    return data
+
+
+def _legacy_fitted_value(row: dict[str, Any]) -> dict[str, Any]:
+    """A fitted value as scenarios wrote it before ``lower``/``upper``/``confidence``."""
+    if row.get("confidence") not in (None, 0.95):
+        return row
+    legacy = {k: v for k, v in row.items() if k not in ("lower", "upper", "confidence")}
+    return {**legacy, "low": row.get("lower"), "high": row.get("upper")}

@@ -12,7 +12,8 @@ exceeded and no capacity goes to a customer who will not use it.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -21,10 +22,11 @@ from nba.holdout import control_actions
 from nba.policy_head import HeadOutput
 from nba.serving import batch
 from nba.serving.capacity import scarce_limits
-from nba.serving.schema import ParsedRequest
+from nba.serving.schema import ParsedRequest, ScoringInputError
 from nba.types import BoolArray, IntArray
 
 if TYPE_CHECKING:
+    from nba.serving.decision import Decision
     from nba.serving.scorer import PolicyScorer
 
 
@@ -68,6 +70,21 @@ def choose_with_holdout(
         probabilities = head.probabilities[inverse].copy()
         probabilities[treated] = part[4]
     return (chosen, propensity, explored, displaced, probabilities), member
+
+
+def score_one_by_batch(
+    scorer: PolicyScorer, customer: Mapping[str, Any], as_of: datetime | None
+) -> Decision:
+    """One customer through :meth:`~PolicyScorer.score_batch` with every limit lifted (a
+    holdout's control decisions are the batch's), as the single path's :class:`Decision`."""
+    from nba.serving.by_id import decision_of_row
+
+    if not isinstance(customer, Mapping):
+        raise ScoringInputError(f"input: expected a mapping, got {type(customer).__name__}")
+    lifted: dict[str, int | None] = {str(c): None for c in scorer.channel_names}
+    frame = pd.DataFrame([dict(customer)])
+    row = scorer.score_batch(frame, capacity=lifted, as_of=as_of, top_k=len(scorer.action_names))
+    return decision_of_row(row.iloc[0])
 
 
 def _capacity_left(

@@ -33,12 +33,13 @@ from nba.serving import batch
 from nba.serving.capacity import default_capacity
 from nba.serving.decision import Decision, TracedDecision, decision_times, nanoseconds
 from nba.serving.decision_table import BuildOnceLRU, DayTable, Evaluated
-from nba.serving.holdout_batch import choose_with_holdout
+from nba.serving.holdout_batch import choose_with_holdout, score_one_by_batch
 from nba.serving.reasons import ReasonTable
 from nba.serving.schema import ParsedRequest, RequestSchema, ScoringInputError
+from nba.serving.served_policy import ServedPolicy
 from nba.serving.spec import ExportedPolicy, load_exported
 from nba.state import StateSpace
-from nba.types import BoolArray, FloatArray, IntArray
+from nba.types import BoolArray, FloatArray
 
 __all__ = [
     "Decision",
@@ -49,7 +50,6 @@ __all__ = [
     "TracedDecision",
 ]
 
-_CHUNK = 262_144  # rows per network call when evaluating many states: bounds the activations
 
 DAY_CACHE_BYTES = 256 * 2**20  # the default day-table cache holds at most this much
 _CONSENT_PATTERNS = 4096  # consent verdicts kept (2**channels patterns exist at most)
@@ -234,7 +234,7 @@ class PolicyScorer:
         capacity (the scenario's ``daily_capacity``) applies only in :meth:`score_batch`.
         """
         if self.holdout is not None:  # membership and the control's decision: the batch's
-            return self._score_one_batch(customer, as_of)
+            return score_one_by_batch(self, customer, as_of)
         one = self.schema.parse_one(customer, as_of=as_of)
         if one is None:
             return self._score_general(self.schema.parse_mapping(customer, as_of=as_of))
@@ -278,18 +278,6 @@ class PolicyScorer:
         from nba.serving.by_id import score_id
 
         return score_id(self, customer_id, store, as_of)
-
-    def _score_one_batch(self, customer: Mapping[str, Any], as_of: datetime | None) -> Decision:
-        """One customer through :meth:`score_batch` with every limit lifted (a holdout's
-        control decisions are the batch's), as the single path's :class:`Decision`."""
-        from nba.serving.by_id import decision_of_row
-
-        if not isinstance(customer, Mapping):
-            raise ScoringInputError(f"input: expected a mapping, got {type(customer).__name__}")
-        lifted: dict[str, int | None] = {str(c): None for c in self.channel_names}
-        frame = pd.DataFrame([dict(customer)])
-        row = self.score_batch(frame, capacity=lifted, as_of=as_of, top_k=len(self._names))
-        return decision_of_row(row.iloc[0])
 
     def _score_general(self, request: ParsedRequest) -> Decision:
         """One customer parsed by the frame parser (timestamps only pandas reads)."""
@@ -508,31 +496,3 @@ class PolicyScorer:
     def default_capacity(self) -> dict[str, int]:
         """The scenario's ``daily_capacity`` per channel that has one (what a batch gets)."""
         return default_capacity(self.policy.scenario)
-
-
-@dataclass
-class ServedPolicy:
-    """An exported policy behind :class:`nba.policies.Policy`, greedy as served.
-
-    Decides through :meth:`PolicyScorer.decide_observations` (the scorer's network and policy
-    head), so the twin values exactly what the scorer serves: training's evaluation, the exact
-    share, the promotion gate and ``nba evaluate --model`` all use it.
-    """
-
-    scorer: PolicyScorer
-    name: str = "model"
-
-    @property
-    def observation(self) -> str:
-        """What the policy acts on (``"state"`` or ``"belief"``): the layout it was trained on;
-        the twin's rollouts feed it the same (:func:`nba.observation.observation_of`)."""
-        return self.scorer.features.observation
-
-    def act(self, obs: FloatArray, mask: BoolArray) -> tuple[IntArray, FloatArray]:
-        # an export from before a trailing feature block reads the prefix it was trained on
-        obs = obs[:, : self.scorer.features.size]
-        actions = np.empty(obs.shape[0], dtype=np.int64)
-        for start in range(0, obs.shape[0], _CHUNK):
-            rows = slice(start, start + _CHUNK)
-            actions[rows] = self.scorer.decide_observations(obs[rows], mask[rows]).greedy
-        return actions, policy_head.one_hot(actions, mask.shape[1])

@@ -106,29 +106,41 @@ def filter_states(
 
     n = len(ids)
     first_day, given_day = _first_days(before_cutoff, ids, start, days, history_start)
-    probs = np.empty((n, tracker.n_types, tracker.n_stages))
-    log_likelihood = np.zeros(n)
+    probs, log_likelihood = np.empty((n, tracker.n_types, tracker.n_stages)), np.zeros(n)
     for lo in range(0, n, chunk):
-        hi = min(n, lo + chunk)
-        purchase = np.zeros((hi - lo, days), dtype=bool)
-        mine = (buy_row >= lo) & (buy_row < hi)
+        rows = slice(lo, min(n, lo + chunk))
+        purchase = np.zeros((rows.stop - lo, days), dtype=bool)
+        mine = (buy_row >= lo) & (buy_row < rows.stop)
         purchase[buy_row[mine] - lo, buy_day[mine]] = True
-        action = np.zeros((hi - lo, days), dtype=np.int64)
-        mine = (plan_rows >= lo) & (plan_rows < hi)
+        action = np.zeros((rows.stop - lo, days), dtype=np.int64)
+        mine = (plan_rows >= lo) & (plan_rows < rows.stop)
         action[plan_rows[mine] - lo, plan_days[mine]] = plan_actions[mine]
-        try:
-            probs[lo:hi], log_likelihood[lo:hi] = tracker.run(
-                purchase, action, first_day[lo:hi], given_day[lo:hi], chunk=hi - lo
-            )
-        except ImpossibleHistoryError as error:
-            raise EventLogError(
-                f"events: the twin gives customer {ids[lo + error.row]!r}'s history by day "
-                f"{error.day} probability zero (a purchase in a state that cannot buy); check "
-                "the scenario"
-            ) from error
+        probs[rows], log_likelihood[rows] = _run(
+            tracker, purchase, action, first_day, given_day, rows, ids
+        )
     if consent is not None:
         _condition_on_consent(scenario, tracker, probs, log_likelihood, ids, consent)
     return tracker.state_belief(probs, ids, log_likelihood, start, days)
+
+
+def _run(
+    tracker: BeliefTracker,
+    purchase: np.ndarray,
+    action: np.ndarray,
+    first_day: np.ndarray,
+    given_day: np.ndarray,
+    rows: slice,
+    ids: pd.Index,
+) -> tuple[np.ndarray, np.ndarray]:
+    """:meth:`BeliefTracker.run` on one block of customers, an impossible history named by id."""
+    try:
+        return tracker.run(purchase, action, first_day[rows], given_day[rows], chunk=len(purchase))
+    except ImpossibleHistoryError as error:
+        raise EventLogError(
+            f"events: the twin gives customer {ids[rows.start + error.row]!r}'s history by day "
+            f"{error.day} probability zero (a purchase in a state that cannot buy); check "
+            "the scenario"
+        ) from error
 
 
 def _condition_on_consent(

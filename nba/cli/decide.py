@@ -11,7 +11,15 @@ from typing import Annotated, Any
 import pandas as pd
 import typer
 
-from nba.cli.options import EpsilonOption, JsonOption, ModelOption, TrackingUriOption
+from nba.cli.options import (
+    EpsilonOption,
+    HoldoutControlOption,
+    HoldoutSaltOption,
+    HoldoutShareOption,
+    JsonOption,
+    ModelOption,
+    TrackingUriOption,
+)
 from nba.cli.output import console
 from nba.cli.score import AsOfOption, CapacityOption, ScoreLogOption, ScoreSeedOption
 from nba.errors import NBAError, NBAValidationError
@@ -41,25 +49,9 @@ def decide(
     epsilon: EpsilonOption = 0.0,
     seed: ScoreSeedOption = None,
     tracking_uri: TrackingUriOption = None,
-    holdout_share: Annotated[
-        float | None,
-        typer.Option(
-            "--holdout-share",
-            help="Hold out this share of customers (0 to 0.5] as a persistent control group: "
-            "the same customers on every run, by a salted hash of their id.",
-        ),
-    ] = None,
-    holdout_salt: Annotated[
-        str | None,
-        typer.Option("--holdout-salt", help="Names the control group (keep it while it lasts)."),
-    ] = None,
-    holdout_control: Annotated[
-        str,
-        typer.Option(
-            "--holdout-control",
-            help="What the control group gets: no_action or business_as_usual (the journey map).",
-        ),
-    ] = "no_action",
+    holdout_share: HoldoutShareOption = None,
+    holdout_salt: HoldoutSaltOption = None,
+    holdout_control: HoldoutControlOption = "no_action",
     as_json: JsonOption = False,
 ) -> None:
     """Decide for every customer in a store: rules, capacity, exploration and log as `nba score`.
@@ -107,6 +99,18 @@ def decide(
     from nba.cli.score import _write_decisions
 
     _write_decisions(decisions, out)
+    _report(decisions, out, when, scorer, timing, as_json)
+
+
+def _report(
+    decisions: pd.DataFrame,
+    out: Path,
+    when: pd.Timestamp,
+    scorer: Any,
+    timing: dict[str, float],
+    as_json: bool,
+) -> None:
+    """What was decided: a JSON summary, or a line or two for a person."""
     counts = decisions["action_name"].value_counts()
     if as_json:
         summary = {

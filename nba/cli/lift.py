@@ -11,7 +11,13 @@ from typing import Annotated, Any
 import pandas as pd
 import typer
 
-from nba.cli.options import JsonOption, TrackingUriOption, bootstrap_option, seed_option
+from nba.cli.options import (
+    CustomerTableOption,
+    JsonOption,
+    TrackingUriOption,
+    bootstrap_option,
+    seed_option,
+)
 from nba.errors import NBAValidationError
 
 EXPERIMENT = "nba-lift"
@@ -53,31 +59,32 @@ def read_decisions(path: Path, scenario: Any = None) -> pd.DataFrame:
     return frame.drop(columns=["features"], errors="ignore")
 
 
+OutcomesOption = Annotated[
+    Path,
+    typer.Option(
+        "--outcomes", help="Events (CSV/Parquet, the calibration schema) or per-customer KPIs."
+    ),
+]
+ScenarioOption = Annotated[
+    str | None,
+    typer.Option(
+        "--scenario",
+        "-s",
+        help="Scenario for value (margin, contact costs) and persona/stage segments.",
+    ),
+]
+ByOption = Annotated[
+    str | None,
+    typer.Option("--by", help="Segment column(s), comma-separated: persona, stage, ..."),
+]
+
+
 def lift(
     log: Annotated[Path, typer.Option("--log", help="Decision log (SQLite) written by nba.")],
-    outcomes: Annotated[
-        Path,
-        typer.Option(
-            "--outcomes",
-            help="Events (CSV/Parquet, the calibration schema) or per-customer KPI columns.",
-        ),
-    ],
-    scenario: Annotated[
-        str | None,
-        typer.Option(
-            "--scenario",
-            "-s",
-            help="Scenario for value (margin, contact costs) and persona/stage segments.",
-        ),
-    ] = None,
-    by: Annotated[
-        str | None,
-        typer.Option("--by", help="Segment column(s), comma-separated: persona, stage, ..."),
-    ] = None,
-    customers: Annotated[
-        Path | None,
-        typer.Option("--customers", "-c", help="Customer table (CSV/Parquet) with segments."),
-    ] = None,
+    outcomes: OutcomesOption,
+    scenario: ScenarioOption = None,
+    by: ByOption = None,
+    customers: CustomerTableOption = None,
     start: Annotated[
         str | None, typer.Option("--from", help="First day (or time) of the period, UTC.")
     ] = None,
@@ -105,42 +112,14 @@ def lift(
     as_json: JsonOption = False,
 ) -> None:
     """Treated vs holdout mean per customer, per KPI and segment, with 95% intervals."""
-    from nba.cli.inputs import TABLE_SUFFIXES, check_decision_log, check_input, reading
-    from nba.cli.output import emit
     from nba.lift import cumulative_lift
     from nba.lift import lift as compute
 
-    check_decision_log(log, "--log", must_exist=True)
-    check_input(outcomes, "--outcomes", TABLE_SUFFIXES)
-    if customers is not None:
-        check_input(customers, "--customers", TABLE_SUFFIXES)
     if interval not in ("welch", "bootstrap"):
         raise NBAValidationError(f"--interval: expected welch or bootstrap, got {interval!r}")
-    loaded = None
-    if scenario is not None:
-        from nba.scenarios import load_scenario
-
-        with reading("--scenario", scenario):
-            loaded = load_scenario(scenario)
+    loaded, decisions, events = _inputs(log, outcomes, customers, scenario)
     lo, hi = _bound(start, "--from", False), _bound(end, "--to", True)
-    with reading("--log", log):
-        decisions = read_decisions(log, loaded)
-    with reading("--outcomes", outcomes):
-        events = _table(outcomes)
-    if customers is not None:
-        with reading("--customers", customers):
-            table = _table(customers)
-        if "customer_id" not in table.columns:
-            raise NBAValidationError("--customers: no customer_id column")
-        table["customer_id"] = table["customer_id"].astype(str)
-        extra = [c for c in table.columns if c != "customer_id" and c not in decisions.columns]
-        decisions["customer_id"] = decisions["customer_id"].astype(str)
-        decisions = decisions.merge(table[["customer_id", *extra]], on="customer_id", how="left")
-    segments = [s.strip() for s in by.split(",") if s.strip()] if by else None
-    for column in segments or []:
-        if column not in decisions.columns:
-            hint = " (pass --scenario to decode persona and stage)" if scenario is None else ""
-            raise NBAValidationError(f"--by: no column {column!r} in the decisions{hint}")
+    segments = _segments(by, decisions, scenario is not None)
     chosen = [k.strip() for k in kpis.split(",") if k.strip()] if kpis else None
     result = compute(
         decisions,
@@ -158,13 +137,62 @@ def lift(
         out.parent.mkdir(parents=True, exist_ok=True)
         result.to_csv(out, index=False)
     run_id = None
-    if mlflow:
-        has_events = "event" in events.columns
+    if mlflow:  # the cumulative figure needs events (per-customer KPI tables have no days)
         kpi = "value" if loaded is not None else "revenue"
+        daily = "event" in events.columns
         cumulative = (
-            cumulative_lift(decisions, events, kpi, lo, hi, scenario=loaded) if has_events else None
+            cumulative_lift(decisions, events, kpi, lo, hi, scenario=loaded) if daily else None
         )
         run_id = _log_run(result, cumulative, experiment, tracking_uri, log, outcomes)
+    _show(result, run_id, as_json)
+
+
+def _segments(by: str | None, decisions: pd.DataFrame, scenario: bool) -> list[str] | None:
+    """The ``--by`` columns, each one the decisions have."""
+    segments = [s.strip() for s in by.split(",") if s.strip()] if by else None
+    for column in segments or []:
+        if column not in decisions.columns:
+            hint = "" if scenario else " (pass --scenario to decode persona and stage)"
+            raise NBAValidationError(f"--by: no column {column!r} in the decisions{hint}")
+    return segments
+
+
+def _inputs(
+    log: Path, outcomes: Path, customers: Path | None, scenario: str | None
+) -> tuple[Any, pd.DataFrame, pd.DataFrame]:
+    """(the scenario or None, the logged decisions with any customer columns, the outcomes)."""
+    from nba.cli.inputs import TABLE_SUFFIXES, check_decision_log, check_input, reading
+
+    check_decision_log(log, "--log", must_exist=True)
+    check_input(outcomes, "--outcomes", TABLE_SUFFIXES)
+    if customers is not None:
+        check_input(customers, "--customers", TABLE_SUFFIXES)
+    loaded = None
+    if scenario is not None:
+        from nba.scenarios import load_scenario
+
+        with reading("--scenario", scenario):
+            loaded = load_scenario(scenario)
+    with reading("--log", log):
+        decisions = read_decisions(log, loaded)
+    with reading("--outcomes", outcomes):
+        events = _table(outcomes)
+    if customers is not None:
+        with reading("--customers", customers):
+            table = _table(customers)
+        if "customer_id" not in table.columns:
+            raise NBAValidationError("--customers: no customer_id column")
+        table["customer_id"] = table["customer_id"].astype(str)
+        extra = [c for c in table.columns if c != "customer_id" and c not in decisions.columns]
+        decisions["customer_id"] = decisions["customer_id"].astype(str)
+        decisions = decisions.merge(table[["customer_id", *extra]], on="customer_id", how="left")
+    return loaded, decisions, events
+
+
+def _show(result: pd.DataFrame, run_id: str | None, as_json: bool) -> None:
+    """The lift table as JSON or as a table for a person, and the MLflow run when logged."""
+    from nba.cli.output import emit
+
     rows = [{str(k): v for k, v in row.items()} for row in result.to_dict(orient="records")]
     if as_json:
         typer.echo(json.dumps({"run_id": run_id, "rows": _plain(rows)}, indent=2, default=str))

@@ -42,6 +42,25 @@ PortOption = Annotated[int, typer.Option("--port", min=1, max=65535)]
 CustomerTableOption = Annotated[
     Path | None, typer.Option("--customers", "-c", help="Customer table (CSV or parquet).")
 ]
+HoldoutShareOption = Annotated[
+    float | None,
+    typer.Option(
+        "--holdout-share",
+        help="Hold out this share of customers (0 to 0.5] as a persistent control group: "
+        "the same customers on every run, by a salted hash of their id.",
+    ),
+]
+HoldoutSaltOption = Annotated[
+    str | None,
+    typer.Option("--holdout-salt", help="Names the control group (keep it while it lasts)."),
+]
+HoldoutControlOption = Annotated[
+    str,
+    typer.Option(
+        "--holdout-control",
+        help="What the control group gets: no_action or business_as_usual (the journey map).",
+    ),
+]
 # The old name of --bootstrap in ``nba ope`` and ``nba promote``: accepted, hidden, warned about.
 NBootAlias = Annotated[
     int | None, typer.Option("--n-boot", hidden=True, help="Deprecated: use --bootstrap.")
