@@ -73,6 +73,7 @@ def train(
     resume: str | None = None,
     output_dir: str | Path = "nba-runs",
     callbacks: list[Any] | None = None,
+    init_from: str | Path | None = None,
     **options: Any,
 ) -> TrainResult:
     """Train ``algo`` on ``scenario`` for ``timesteps`` env steps; return run id and table.
@@ -88,6 +89,8 @@ def train(
     :param resume: id of an interrupted run to continue from its last checkpoint. Arguments
         given with it must match the run's, except ``timesteps`` (train to the new total) and
         settings that do not change the result (see ``RESUME_APPLIES``).
+    :param init_from: an exported policy's folder (:mod:`nba.training.warm_start`): a new run's
+        actor and critic start as its weights (ignored on ``resume``: the checkpoint has them).
     :param options: further :class:`TrainConfig` fields (``eval_every_steps``, ...).
     """
     uri = resolve_tracking_uri(tracking_uri)
@@ -124,7 +127,7 @@ def train(
         try:
             extra, folder = [*(callbacks or []), stop], Path(output_dir)
             result = _train_in_run(
-                client, run_id, cfg, loaded, folder, extra, checkpoints, checkpoint
+                client, run_id, cfg, loaded, folder, extra, checkpoints, checkpoint, init_from
             )
         except KeyboardInterrupt as exc:
             interrupted = (
@@ -177,10 +180,16 @@ def _train_in_run(
     extra_callbacks: list[Any],
     checkpoints: RunCheckpoints,
     checkpoint: Checkpoint | None,
+    init_from: str | Path | None = None,
 ) -> TrainResult:
     if cfg.torch_threads:
         torch.set_num_threads(cfg.torch_threads)
     model = _build_model(cfg, scenario)
+    if checkpoint is None and init_from is not None:
+        from nba.training.warm_start import load_exported_weights
+
+        load_exported_weights(model, init_from)
+        client.set_tag(run_id, "nba.init_from", str(init_from))
     history: list[dict[str, float]] = []
     elapsed_before = 0.0
     if checkpoint is not None:

@@ -1,0 +1,77 @@
+"""Warm start: a new run's networks begin as a registered policy's exported weights.
+
+The export (``weights.npz`` read with ``allow_pickle=False``, and ``policy.json``'s layer list)
+holds an actor-critic's policy and value layers in order; they are copied into the fresh SB3
+policy's ``mlp_extractor.policy_net`` + ``action_net`` and ``value_net`` + ``value_net`` Linear
+layers. The actor is then exactly the exported policy, so the run's first evaluation equals
+the export's value (tested). What is not exported starts fresh: the optimiser's moments, the
+reward normaliser's statistics and the random streams.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from nba.errors import NBAValidationError
+
+WEIGHTS_FILE, SPEC_FILE = "weights.npz", "policy.json"
+
+
+def export_folder(path: str | Path) -> Path:
+    """The folder holding ``policy.json`` (the path itself or a ``policy/`` inside, as MLflow
+    stores a logged model's export)."""
+    folder = Path(path)
+    for candidate in (folder, folder / "policy"):
+        if (candidate / SPEC_FILE).is_file() and (candidate / WEIGHTS_FILE).is_file():
+            return candidate
+    raise NBAValidationError(
+        f"init_from: no exported policy (policy.json, weights.npz) in {str(folder)!r}"
+    )
+
+
+def load_exported_weights(model: Any, path: str | Path) -> None:
+    """Copy an export's policy and value layers into ``model``'s actor-critic, shape-checked."""
+    folder = export_folder(path)
+    spec = json.loads((folder / SPEC_FILE).read_text())
+    networks = spec.get("networks") or {}
+    policy = model.policy
+    if not hasattr(policy, "mlp_extractor"):
+        raise NBAValidationError(
+            f"init_from: warm start needs an actor-critic (ppo, a2c, maskable_ppo), got "
+            f"{type(policy).__name__}"
+        )
+    extractor = policy.mlp_extractor
+    targets = {
+        "policy": _linear([*extractor.policy_net, policy.action_net]),
+        "value": _linear([*extractor.value_net, policy.value_net]),
+    }
+    with np.load(folder / WEIGHTS_FILE, allow_pickle=False) as weights:
+        for name, layers in targets.items():
+            exported = networks.get(name) or []
+            if len(exported) != len(layers):
+                raise NBAValidationError(
+                    f"init_from: the export's {name} network has {len(exported)} layers, the "
+                    f"new run's {len(layers)}"
+                )
+            for layer, entry in zip(layers, exported, strict=True):
+                _copy(layer.weight, weights[entry["weight"]], entry["weight"])
+                _copy(layer.bias, weights[entry["bias"]], entry["bias"])
+
+
+def _linear(modules: list[Any]) -> list[torch.nn.Linear]:
+    return [m for m in modules if isinstance(m, torch.nn.Linear)]
+
+
+def _copy(parameter: torch.nn.Parameter, array: np.ndarray, name: str) -> None:
+    if tuple(parameter.shape) != array.shape:
+        raise NBAValidationError(
+            f"init_from: {name} has shape {array.shape}, the new run's layer "
+            f"{tuple(parameter.shape)} (another network or feature layout)"
+        )
+    with torch.no_grad():
+        parameter.copy_(torch.as_tensor(array, dtype=parameter.dtype))
