@@ -23,10 +23,10 @@ WEIGHTS_FILE, SPEC_FILE = "weights.npz", "policy.json"
 
 
 def export_folder(path: str | Path) -> Path:
-    """The folder holding ``policy.json`` (the path itself or a ``policy/`` inside, as MLflow
-    stores a logged model's export)."""
+    """The folder holding ``policy.json``: the path itself, or ``policy/`` or
+    ``artifacts/policy/`` inside it (a run's export, a downloaded ``models:/`` URI)."""
     folder = Path(path)
-    for candidate in (folder, folder / "policy"):
+    for candidate in (folder, folder / "policy", folder / "artifacts" / "policy"):
         if (candidate / SPEC_FILE).is_file() and (candidate / WEIGHTS_FILE).is_file():
             return candidate
     raise NBAValidationError(

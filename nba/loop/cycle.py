@@ -20,9 +20,11 @@ with the store's twin (the store and its beliefs are bound to one twin: a new tw
 store, bootstrapped with ``nba ingest``). A failed recalibration ends the cycle with
 :attr:`ExitCode.AUDIT_FAILED`.
 
-The challenger (step 3) is trained from scratch on belief observations with the champion's
-registry name: SB3 offers no exact warm start from our exported numpy weights (the value head
-and optimiser state are not exported), so none is claimed.
+The challenger (step 3) is trained on belief observations under the champion's registry name,
+warm-started from the champion's exported weights (:mod:`nba.training.warm_start`: its actor
+and critic start as the champion's, exactly; the optimiser and reward normaliser start fresh),
+from scratch when there is no champion yet. Its hyper-parameters must give the champion's
+network shape, else the training step fails naming the layer.
 """
 
 from __future__ import annotations
@@ -471,8 +473,11 @@ def train_step(context: Context) -> StepResult:
         "eval_customers": 2_000,
         **settings.train_options,
     }
+    champion = _champion_version(context)
+    init_from = _champion_export(context, champion) if champion else None
     result = train(
         scenario=source,
+        init_from=init_from,
         timesteps=settings.train_steps,
         seed=settings.train_seed,
         config=settings.train_config,
@@ -487,7 +492,7 @@ def train_step(context: Context) -> StepResult:
     values = {
         "training_run_id": result.run_id,
         "challenger_version": str(result.model_version),
-        "warm_start": "none (from scratch; module docstring)",
+        "warm_start": f"champion v{champion}" if init_from else "none: no champion yet",
     }
     return StepResult("trained", values, {"timesteps": settings.train_steps})
 
@@ -666,6 +671,22 @@ def _champion_version(context: Context) -> str | None:
     except MlflowException:
         return None
     return str(found.version)
+
+
+def _champion_export(context: Context, version: str) -> Path:
+    """The champion's exported policy (plain weights and JSON), downloaded into the cycle's
+    folder once (a resumed cycle reuses it)."""
+    import mlflow
+
+    target = context.work / f"champion-v{version}"
+    if not target.exists():
+        partial = context.work / f"champion-v{version}.partial"
+        mlflow.set_tracking_uri(context.uri)
+        mlflow.artifacts.download_artifacts(
+            artifact_uri=f"models:/{context.settings.model}/{version}", dst_path=str(partial)
+        )
+        partial.replace(target)
+    return target
 
 
 def _outcomes(context: Context) -> pd.DataFrame:

@@ -133,9 +133,13 @@ def test_one_cycle_end_to_end_then_a_rerun_changes_nothing(
     seconds = time.perf_counter() - began
     steps = {k: v["seconds"] for k, v in result.steps.items()}
     print(f"one cycle at test size: {seconds:.1f} s; steps {steps}")
-    # the challenger is the champion's twin (same seed, same steps): the gate must refuse it,
-    # and the champion still decides the next day
+    # a tiny challenger on 300 logged decisions: its lower bound cannot clear the champion's
+    # estimate, so the gate refuses and the champion still decides the next day
     assert result.exit_code == ExitCode.GATE_REFUSED and result.outcome == "gate refused"
+    client = MlflowClient(settings.tracking_uri)
+    trained = client.get_run(result.steps["train"]["values"]["training_run_id"])
+    assert "champion-v1" in trained.data.tags["nba.init_from"]
+    assert str(client.get_model_version_by_alias(MODEL, "champion").version) == "1"
     assert result.steps["evaluate"]["values"]["ope_decisions"] == N
     assert result.ran == list(cycle_module.STEPS)
     client = MlflowClient(settings.tracking_uri)
