@@ -86,11 +86,10 @@ def cycle(
 ) -> None:
     """Ingest, audit, retrain, evaluate off-policy, gate, and decide for the next day.
 
-    Exit codes: 0 done (challenger promoted, or the champion kept without a contest), 3 the
-    gate refused the challenger (the champion decided), 4 the audit found drift and the
-    recalibration failed (nothing trained or decided), 2 bad input. Rerunning the same cycle
-    (store, events content, --as-of) changes nothing and exits with the recorded code; after a
-    kill it continues at the first unfinished step.
+    Exit codes: 0 done, the challenger promoted; 3 the gate refused it (the champion kept
+    and deciding); 4 drift found and recalibration failed (nothing trained or decided); 2 bad
+    input. Rerunning a cycle (same store, events content, --as-of) changes nothing and exits
+    with the recorded code; after a kill it continues at the first unfinished step.
     """
     from nba.cli.score import _capacity_limits
     from nba.loop.cycle import CycleSettings, run_cycle

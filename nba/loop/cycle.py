@@ -50,9 +50,9 @@ DAY = pd.Timedelta(days=1)
 
 
 class ExitCode(IntEnum):
-    """What a scheduler reads: 0 done (promoted or champion kept), 2 bad input, 3 the gate
-    refused the challenger (decisions still made by the champion), 4 the audit found drift and
-    recalibration failed (nothing trained or decided)."""
+    """What a scheduler reads: 0 done with the challenger promoted, 2 bad input, 3 the gate
+    refused the challenger (the champion is kept and still decides), 4 the audit found drift
+    and recalibration failed (nothing trained or decided)."""
 
     DONE = 0
     BAD_INPUT = 2
