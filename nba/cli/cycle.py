@@ -8,7 +8,14 @@ from typing import Annotated
 
 import typer
 
-from nba.cli.options import EpsilonOption, JsonOption, TrackingUriOption
+from nba.cli.options import (
+    EpsilonOption,
+    HoldoutControlOption,
+    HoldoutSaltOption,
+    HoldoutShareOption,
+    JsonOption,
+    TrackingUriOption,
+)
 from nba.cli.output import console
 from nba.cli.score import CapacityOption
 
@@ -34,19 +41,9 @@ def cycle(
             "after the batch's last event. Part of the cycle's identity.",
         ),
     ] = None,
-    holdout_share: Annotated[
-        float | None,
-        typer.Option("--holdout-share", help="Persistent control group's share (0 to 0.5]."),
-    ] = None,
-    holdout_salt: Annotated[
-        str | None, typer.Option("--holdout-salt", help="Names the control group.")
-    ] = None,
-    holdout_control: Annotated[
-        str,
-        typer.Option(
-            "--holdout-control", help="What the control gets: no_action or business_as_usual."
-        ),
-    ] = "no_action",
+    holdout_share: HoldoutShareOption = None,
+    holdout_salt: HoldoutSaltOption = None,
+    holdout_control: HoldoutControlOption = "no_action",
     drift_threshold: Annotated[
         float,
         typer.Option(
