@@ -461,39 +461,59 @@ def _recalibrate(context: Context, scenario: Any) -> tuple[Path | None, str]:
 
 
 def train_step(context: Context) -> StepResult:
-    """A challenger on belief observations, registered under the model's name (``candidate``)."""
+    """A challenger on belief observations, registered under the model's name (``candidate``),
+    warm-started from the champion. Training stopped by a signal (SIGTERM, Ctrl-C) is
+    checkpointed by :func:`nba.training.train`; the ledger keeps its run id and a rerun resumes
+    that run instead of starting another."""
     from nba.store import CustomerStore
     from nba.training import train
+    from nba.training.callbacks import TrainingInterrupted
 
     settings = context.settings
-    with CustomerStore.open(settings.store) as store:
-        source = _scenario_source(context, store.scenario)
-    options = {
-        "eval_every_steps": max(1, settings.train_steps // 2),
-        "eval_customers": 2_000,
-        **settings.train_options,
-    }
     champion = _champion_version(context)
+    interrupted = context.ledger.noted("interrupted_training_run")
     init_from = _champion_export(context, champion) if champion else None
-    result = train(
-        scenario=source,
-        init_from=init_from,
-        timesteps=settings.train_steps,
-        seed=settings.train_seed,
-        config=settings.train_config,
-        tracking_uri=context.uri,
-        observation="belief",
-        register_model=True,
-        model_name=settings.model,
-        output_dir=str(context.work / "runs"),
-        checkpoint_dir=str(context.work / "checkpoints"),
-        **options,
-    )
+    try:
+        if interrupted is not None:  # its config and warm start are the run's own
+            result = train(
+                resume=interrupted,
+                timesteps=settings.train_steps,
+                tracking_uri=context.uri,
+                output_dir=str(context.work / "runs"),
+            )
+        else:
+            with CustomerStore.open(settings.store) as store:
+                source = _scenario_source(context, store.scenario)
+            options = {
+                "eval_every_steps": max(1, settings.train_steps // 2),
+                "eval_customers": 2_000,
+                **settings.train_options,
+            }
+            result = train(
+                scenario=source,
+                init_from=init_from,
+                timesteps=settings.train_steps,
+                seed=settings.train_seed,
+                config=settings.train_config,
+                tracking_uri=context.uri,
+                observation="belief",
+                register_model=True,
+                model_name=settings.model,
+                output_dir=str(context.work / "runs"),
+                checkpoint_dir=str(context.work / "checkpoints"),
+                **options,
+            )
+    except TrainingInterrupted as stopped:
+        if stopped.run_id is not None:
+            context.ledger.note("interrupted_training_run", stopped.run_id)
+        raise
     values = {
         "training_run_id": result.run_id,
         "challenger_version": str(result.model_version),
         "warm_start": f"champion v{champion}" if init_from else "none: no champion yet",
     }
+    if interrupted is not None:
+        values["resumed_training_run"] = interrupted
     return StepResult("trained", values, {"timesteps": settings.train_steps})
 
 

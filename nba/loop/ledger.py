@@ -87,6 +87,15 @@ class Ledger:
         self.data["parent_run_id"] = run_id
         self._write()
 
+    def note(self, key: str, value: Any) -> None:
+        """Keep something a rerun needs before its step has finished (an interrupted
+        training run's id, to resume it)."""
+        self.data.setdefault("notes", {})[key] = value
+        self._write()
+
+    def noted(self, key: str) -> Any:
+        return self.data.get("notes", {}).get(key)
+
     def finish(self, outcome: str, exit_code: int) -> None:
         self.data["finished"] = {"outcome": outcome, "exit_code": exit_code}
         self._write()

@@ -284,3 +284,45 @@ def test_drift_that_recalibration_cannot_fix_stops_before_training(
     client = MlflowClient(settings.tracking_uri)
     assert len(client.search_runs([client.get_experiment_by_name("nba").experiment_id])) == 1
     assert run_cycle(settings).exit_code == ExitCode.AUDIT_FAILED  # recorded
+
+
+def test_training_stopped_by_a_signal_is_resumed_not_restarted(
+    site: Path, world: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import signal
+
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    import nba.training
+    from nba.training.callbacks import TrainingInterrupted
+
+    class Sigterm(BaseCallback):
+        """SIGTERM as the trainer sees it, half-way through the challenger's training."""
+
+        def _on_step(self) -> bool:
+            if self.num_timesteps >= 512:
+                raise TrainingInterrupted(signal.SIGTERM)
+            return True
+
+    real = nba.training.train
+    settings = _settings(site, world)
+    with monkeypatch.context() as patch:
+        patch.setattr(nba.training, "train", lambda *a, **k: real(*a, callbacks=[Sigterm()], **k))
+        with pytest.raises(TrainingInterrupted):
+            run_cycle(settings)
+    client = MlflowClient(settings.tracking_uri)
+    training = client.get_experiment_by_name("nba").experiment_id
+    (killed,) = [r for r in client.search_runs([training]) if r.info.status == "KILLED"]
+
+    with monkeypatch.context() as patch:
+        patch.setitem(cycle_module.STEP_FUNCTIONS, "evaluate", _stop)
+        with pytest.raises(KeyboardInterrupt):
+            run_cycle(settings)
+    ledger = json.loads(next((site / "customers.db.cycles").glob("cycle-*.json")).read_text())
+    assert ledger["steps"]["train"]["values"]["training_run_id"] == killed.info.run_id
+    assert len(client.search_runs([training])) == 2  # the champion's and this one, resumed
+    assert client.get_run(killed.info.run_id).info.status == "FINISHED"
+
+
+def _stop(context: Any) -> Any:
+    raise KeyboardInterrupt("stopped")
