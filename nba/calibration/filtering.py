@@ -266,15 +266,19 @@ def daily_actions(
 ) -> tuple[IntArray, IntArray, IntArray]:
     """Customer row, day and twin action index of each logged send the scenario knows.
 
-    Sends of customers outside ``ids``, outside ``[start, start + days)`` or of a campaign the
-    scenario does not have are left out (the twin sees no action that day).
+    A send is the action named ``<channel>_<action>`` or, failing that, the action of its
+    channel and offer. Sends of customers outside ``ids``, outside ``[start, start + days)`` or
+    of a campaign the scenario does not have are left out (the twin sees no action that day).
     """
     sent = events[events["event"] == "sent"]
     names = {name: i for i, name in enumerate(scenario.action_names)}
-    labels = (
-        sent["channel"].astype("string") + "_" + sent["action"].astype("string").fillna("message")
-    )
-    action = labels.map(names).to_numpy(dtype=float, na_value=np.nan)
+    channel, offer = sent["channel"].astype("string"), sent["action"].astype("string")
+    # a send names its twin action as ``<channel>_<action>`` (calibrated twins' campaigns), or
+    # by its channel and offer (what the twin's own events and most CRMs log)
+    pairs = {f"{a.channel}\x00{a.offer}": i + 1 for i, a in enumerate(scenario.actions)}
+    action = (channel + "_" + offer.fillna("message")).map(names)
+    action = action.fillna((channel + "\x00" + offer).map(pairs))
+    action = action.to_numpy(dtype=float, na_value=np.nan)
     row = ids.get_indexer(sent["customer_id"].astype(str))
     day = _day_index(sent["timestamp"], start)
     ok = ~np.isnan(action) & (row >= 0) & (day >= 0) & (day < days)

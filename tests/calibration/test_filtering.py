@@ -395,3 +395,30 @@ def test_record_start_makes_a_customer_s_belief_independent_of_the_batch() -> No
     )
     with pytest.raises(EventLogError, match="record_start"):
         filter_states(scenario, alone, cutoff, record_start=cutoff)
+
+
+def test_sends_name_their_action_or_their_channel_and_offer() -> None:
+    """A CRM logs a send's channel and offer (the twin's own events do): a catalogue mailing is
+    ``direct_mail`` + ``content`` though its action is ``direct_mail_catalogue``."""
+    from nba.scenarios import load_scenario
+
+    retail = load_scenario("retail")
+    events = pd.DataFrame(
+        {
+            "customer_id": ["a", "a", "b", "b", "b"],
+            "timestamp": pd.to_datetime(["2026-01-01T09:00Z"] * 4 + ["2026-01-02T09:00Z"]),
+            "event": ["sent"] * 5,
+            "channel": ["direct_mail", "email", "email", "sms", "call_centre"],
+            "action": ["content", "discount_10", "winback", "nonsense", "winback"],
+        }
+    )
+    start = pd.Timestamp("2026-01-01", tz="UTC")
+    rows, days, actions = daily_actions(retail, events, pd.Index(["a", "b"]), start, 3)
+    named = [retail.action_names[a] for a in actions]
+    assert named == [
+        "direct_mail_catalogue",
+        "email_discount_10",
+        "email_winback",
+        "call_centre_winback",
+    ]
+    assert rows.tolist() == [0, 0, 1, 1] and days.tolist() == [0, 0, 0, 1]
