@@ -231,9 +231,13 @@ def _evaluate_twin(
     from nba.scenarios import load_scenario
 
     scenario = load_scenario(settings.scenario)
-    names = FeatureBuilder(ScenarioArrays.from_scenario(scenario)).names
+    arrays = ScenarioArrays.from_scenario(scenario)
     for scorer in (challenger, incumbent):
-        if scorer is not None and names[: scorer.features.size] != scorer.features.names:
+        if scorer is None:
+            continue
+        # a belief model is rolled out on beliefs (nba.evaluation.rollout): its own layout
+        names = FeatureBuilder(arrays, observation=scorer.features.observation).names
+        if names[: scorer.features.size] != scorer.features.names:
             raise NBAValidationError(
                 f"--scenario: {scenario.name!r} builds other features than the model was trained on"
             )

@@ -75,3 +75,37 @@ def test_a_model_registered_by_training_is_evaluated_and_gated(
     decision = json.loads(gate.output)
     assert gate.exit_code == (0 if decision["promoted"] else 1)
     assert decision["method"] == "twin" and decision["incumbent"] == "no_action"
+
+
+def test_a_belief_model_is_gated_on_the_twin_with_beliefs(
+    registry: Callable[[Path], str], tmp_path: Path
+) -> None:
+    """A model trained on beliefs is rolled out on beliefs (not refused for its layout), and
+    the gate's estimate is the value the twin gives its served policy."""
+    from stable_baselines3 import PPO
+
+    from nba.envs import TwinVecEnv
+    from nba.evaluation import evaluate_policies
+    from nba.scenarios import load_scenario
+    from nba.serving.export import export_policy
+    from nba.serving.scorer import PolicyScorer
+
+    retail = load_scenario("retail")
+    env = TwinVecEnv(retail, n_envs=4, seed=0, observation="belief")
+    folder = export_policy(
+        PPO("MlpPolicy", env, seed=0, device="cpu"), retail, tmp_path / "b", algo="ppo"
+    )
+    version = registry(folder)
+    settings = GateSettings(scenario="retail", twin_customers=500)
+    decision = promote(MODEL, version, settings)
+    assert decision.method == "twin" and decision.details["violations"] == 0
+    served = PolicyScorer.load(folder).as_policy("challenger")
+    assert served.observation == "belief"
+    table = evaluate_policies(
+        retail,
+        {"challenger": served},
+        n_customers=500,
+        seed=settings.twin_seed,
+        include_references=False,
+    ).table
+    assert decision.challenger_estimate == pytest.approx(float(table["value"].iloc[0]))
