@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -25,59 +25,78 @@ def register(app: typer.Typer) -> None:
     app.command()(cycle)
 
 
+EventsOption = Annotated[
+    Path, typer.Option("--events", "-e", help="The new events (CSV or parquet, event schema).")
+]
+
+CycleModelOption = Annotated[
+    str, typer.Option("--model", "-m", help="Registered model name (its 'champion' decides).")
+]
+
+AsOfOption = Annotated[
+    str | None,
+    typer.Option(
+        "--as-of",
+        help="When the next day's decisions are made (ISO 8601, UTC); default midnight "
+        "after the batch's last event. Part of the cycle's identity.",
+    ),
+]
+
+DriftThresholdOption = Annotated[
+    float,
+    typer.Option(
+        "--drift-threshold",
+        help="Recalibrate when |z| of the period's purchase days (observed against the "
+        "twin's exact forecast) exceeds this.",
+    ),
+]
+
+TrainStepsOption = Annotated[
+    int, typer.Option("--train-steps", help="Env steps of the challenger's training.")
+]
+
+TrainConfigOption = Annotated[
+    Path | None,
+    typer.Option("--train-config", help="Hyper-parameter YAML (default: the packaged one)."),
+]
+
+DecisionsOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--decisions",
+        help="Decision log (SQLite): yesterday's decisions are the off-policy evidence, "
+        "today's are appended.",
+    ),
+]
+
+OutOption = Annotated[
+    Path | None,
+    typer.Option("--out", "-o", help="The next day's decisions (.parquet or .csv)."),
+]
+
+StateDirOption = Annotated[
+    Path | None,
+    typer.Option("--state-dir", help="Where cycle ledgers live (default: STORE.cycles/)."),
+]
+
+
 def cycle(
     store: Annotated[Path, typer.Option("--store", help="The customer-state store (SQLite file).")],
-    events: Annotated[
-        Path, typer.Option("--events", "-e", help="The new events (CSV or parquet, event schema).")
-    ],
-    model: Annotated[
-        str, typer.Option("--model", "-m", help="Registered model name (its 'champion' decides).")
-    ],
-    as_of: Annotated[
-        str | None,
-        typer.Option(
-            "--as-of",
-            help="When the next day's decisions are made (ISO 8601, UTC); default midnight "
-            "after the batch's last event. Part of the cycle's identity.",
-        ),
-    ] = None,
+    events: EventsOption,
+    model: CycleModelOption,
+    as_of: AsOfOption = None,
     holdout_share: HoldoutShareOption = None,
     holdout_salt: HoldoutSaltOption = None,
     holdout_control: HoldoutControlOption = "no_action",
-    drift_threshold: Annotated[
-        float,
-        typer.Option(
-            "--drift-threshold",
-            help="Recalibrate when |z| of the period's purchase days (observed against the "
-            "twin's exact forecast) exceeds this.",
-        ),
-    ] = 4.0,
-    train_steps: Annotated[
-        int, typer.Option("--train-steps", help="Env steps of the challenger's training.")
-    ] = 200_000,
-    train_config: Annotated[
-        Path | None,
-        typer.Option("--train-config", help="Hyper-parameter YAML (default: the packaged one)."),
-    ] = None,
+    drift_threshold: DriftThresholdOption = 4.0,
+    train_steps: TrainStepsOption = 200_000,
+    train_config: TrainConfigOption = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the challenger's training.")] = 0,
-    decisions: Annotated[
-        Path | None,
-        typer.Option(
-            "--decisions",
-            help="Decision log (SQLite): yesterday's decisions are the off-policy evidence, "
-            "today's are appended.",
-        ),
-    ] = None,
-    out: Annotated[
-        Path | None,
-        typer.Option("--out", "-o", help="The next day's decisions (.parquet or .csv)."),
-    ] = None,
+    decisions: DecisionsOption = None,
+    out: OutOption = None,
     capacity: CapacityOption = None,
     epsilon: EpsilonOption = 0.0,
-    state_dir: Annotated[
-        Path | None,
-        typer.Option("--state-dir", help="Where cycle ledgers live (default: STORE.cycles/)."),
-    ] = None,
+    state_dir: StateDirOption = None,
     tracking_uri: TrackingUriOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -111,6 +130,13 @@ def cycle(
         state_dir=state_dir,
     )
     result = run_cycle(settings)
+    _report(result, as_json)
+    if result.exit_code:
+        raise typer.Exit(code=result.exit_code)
+
+
+def _report(result: Any, as_json: bool) -> None:
+    """The cycle's outcome: a JSON summary, or a line per step for a person."""
     if as_json:
         summary = {
             "cycle": result.key,
@@ -123,10 +149,8 @@ def cycle(
             "steps": {k: v["outcome"] for k, v in result.steps.items()},
         }
         print(json.dumps(summary))
-    else:
-        replay = "" if result.ran else " (recorded; nothing rerun)"
-        console.print(f"cycle {result.key}: {result.outcome}{replay}, exit {result.exit_code}")
-        for name, record in result.steps.items():
-            console.print(f"  {name}: {record['outcome']}")
-    if result.exit_code:
-        raise typer.Exit(code=result.exit_code)
+        return
+    replay = "" if result.ran else " (recorded; nothing rerun)"
+    console.print(f"cycle {result.key}: {result.outcome}{replay}, exit {result.exit_code}")
+    for name, record in result.steps.items():
+        console.print(f"  {name}: {record['outcome']}")
