@@ -96,18 +96,9 @@ def train(
     uri = resolve_tracking_uri(tracking_uri)
     mlflow.set_tracking_uri(uri)
     client = MlflowClient(uri)
-    given: dict[str, Any] = {
-        key: value
-        for key, value in {
-            "scenario": None if scenario is None else str(scenario),
-            "algo": algo,
-            "timesteps": timesteps,
-            "seed": seed,
-            "experiment": experiment,
-            "hyperparameters": config,
-        }.items()
-        if value is not None
-    }
+    named = {"algo": algo, "timesteps": timesteps, "seed": seed, "experiment": experiment}
+    named |= {"scenario": None if scenario is None else str(scenario), "hyperparameters": config}
+    given: dict[str, Any] = {key: value for key, value in named.items() if value is not None}
     given.update(options)
     if resume:
         run_id, cfg = _config_of_run(client, resume, given)
@@ -228,6 +219,9 @@ def _train_in_run(
             periodic.save()  # resumable from here, locally or from the run's artifacts
             checkpoints.log()
             raise
+    if remaining > 0 and history and history[-1]["timesteps"] == model.num_timesteps:
+        # scored while the last rollout was collected, before its update: not what is exported
+        history.pop()
     evaluated = not history or history[-1]["timesteps"] != model.num_timesteps
     if evaluated:
         evaluation.evaluate()

@@ -33,6 +33,10 @@ def test_a_run_leaves_a_complete_mlflow_record(workdir: Path, tiny_config: Path)
     per_policy = {key.split("/")[2] for key in run.data.metrics if key.count("/") == 2}
     assert per_policy == {"value", "share_of_optimum", "exact_share_of_optimum"}
     assert "final/ppo/exact_share_of_optimum" in run.data.metrics
+    # the curve's last point is the exported policy's own exact value (scored after its update)
+    final = result.table.set_index("policy").loc["ppo"]
+    assert result.history[-1]["timesteps"] == TINY_RUN["timesteps"]
+    assert result.history[-1]["value"] == pytest.approx(final["exact_value"], rel=1e-12)
     logged = client.load_table(
         run.info.experiment_id, "evaluation/evaluation.json", run_ids=[result.run_id]
     ).set_index("policy")
