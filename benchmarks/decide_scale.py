@@ -8,8 +8,7 @@ Builds (once, then reuses) a store of about ``--customers`` synthetic customers
 - ``decide_s``: :func:`nba.serving.by_id.decide_timed` end to end, as ``nba decide`` calls it:
   the store read (state and belief), scoring and the explanations;
 - its split: ``read_s`` (the store's state frame and joint belief of every customer from one
-  read, :func:`~nba.serving.by_id.read_store`; a tree whose store answers them in two calls
-  reports ``state_s`` and ``belief_s`` instead), ``parse_s`` (request parse and contact rules),
+  read, :func:`~nba.serving.by_id.read_store`), ``parse_s`` (request parse and contact rules),
   ``score_s`` (features, network, head, capacity, decision frame) and ``explain_s``
   (:func:`~nba.serving.by_id.explanations`);
 - ``cli_wall_s``: ``nba decide --store ... --model ... --out ... --json`` in a subprocess (start-up,

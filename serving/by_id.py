@@ -114,36 +114,22 @@ def read_store(
 ) -> StoreRead:
     """The state of ``customer_ids`` and, for a belief model or explanations, their belief.
 
-    Both are read at the same moment (``as_of``, else now, fixed once here): from one read
-    (``store.read``: one snapshot) where the store has it, else its ``state`` and ``belief``.
+    Both from one read (``store.read``: one snapshot at ``as_of``, else now, fixed once here).
     ``customer_ids`` None: every customer, in the store's order.
     """
     when = as_of if as_of is not None else pd.Timestamp.now(tz="UTC")
     wanted = is_belief_model(scorer) or (explain and explainable(scorer))
-    if wanted and hasattr(store, "read"):
-        state, joint = store.read(customer_ids, as_of=when)
-        return StoreRead(state, tracker_belief(scorer, joint))
-    if customer_ids is None:
-        customer_ids = store.customer_ids()
-    state = store.state(customer_ids, as_of=when)
-    return StoreRead(state, store_belief(scorer, store, customer_ids, when) if wanted else None)
+    state, joint = store.read(customer_ids, as_of=when)
+    return StoreRead(state, tracker_belief(scorer, joint) if wanted else None)
 
 
-def store_belief(
-    scorer: PolicyScorer, store: StateStore, customer_ids: Any, as_of: Any
-) -> FloatArray:
-    """The store's (N, P, Lr, Ld, K) joint as (N, T, K) float64 in the tracker's order.
+def tracker_belief(scorer: PolicyScorer, joint: np.ndarray) -> FloatArray:
+    """A stored (N, P, Lr, Ld, K) joint as (N, T, K) float64 in the tracker's order.
 
     Types are persona-major, then rate level, then dropout level: the joint's own axis order, so
     a reshape is the whole conversion. The store keeps float32; each row is renormalised so its
     rounding is not mistaken for a belief that does not sum to 1.
     """
-    _, joint = store.belief(customer_ids, as_of=as_of)
-    return tracker_belief(scorer, joint)
-
-
-def tracker_belief(scorer: PolicyScorer, joint: np.ndarray) -> FloatArray:
-    """A stored (N, P, Lr, Ld, K) joint as (N, T, K) float64 (see :func:`store_belief`)."""
     n = joint.shape[0]
     flat = np.asarray(joint, dtype=np.float64).reshape(n, -1)
     flat /= flat.sum(axis=1, keepdims=True)

@@ -155,7 +155,7 @@ def _decide(
     if log is None:
         return decide_timed(scorer, store, wanted, when, limits or None)
     began = time.perf_counter()
-    answered = read_store(scorer, store, store.customer_ids() if wanted is None else wanted, when)
+    answered = read_store(scorer, store, wanted, when)  # None: every customer, one scan
     read = time.perf_counter()
     request, _ = split_state(scorer, answered.state)
     rows = pd.util.hash_pandas_object(request, index=False).to_numpy().tobytes()

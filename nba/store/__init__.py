@@ -18,11 +18,7 @@ from nba.store.database import StoreError, UnknownCustomerError
 
 
 class StateStore(Protocol):
-    """What the rest of ``nba`` needs from a customer-state store.
-
-    A store may also answer ``read(customer_ids, as_of) -> (state, joint)``: both from one read
-    (``customer_ids`` None: every customer), which deciding for a batch uses where it exists.
-    """
+    """What the rest of ``nba`` needs from a customer-state store."""
 
     def ingest(self, log: EventLog, now: pd.Timestamp | str | None = None) -> IngestReport:
         """Add a batch of events (idempotent, one transaction) and update those customers."""
@@ -36,6 +32,12 @@ class StateStore(Protocol):
         self, customer_ids: Any, as_of: pd.Timestamp | str | None = None
     ) -> tuple[pd.Index, np.ndarray]:
         """The joint belief over the latent parts."""
+        ...
+
+    def read(
+        self, customer_ids: Any, as_of: pd.Timestamp | str | None = None
+    ) -> tuple[pd.DataFrame, np.ndarray]:
+        """:meth:`state` and :meth:`belief`'s joint from one snapshot (``None``: everyone)."""
         ...
 
     def customer_ids(self) -> pd.Index:

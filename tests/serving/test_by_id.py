@@ -261,6 +261,9 @@ class _FakeStore:
     def belief(self, customer_ids: object, as_of: object = None) -> tuple[pd.Index, np.ndarray]:
         return pd.Index(self._state["customer_id"]), self._joint
 
+    def read(self, customer_ids: object, as_of: object = None) -> tuple[pd.DataFrame, np.ndarray]:
+        return self._state, self._joint
+
     def customer_ids(self) -> pd.Index:
         return pd.Index(self._state["customer_id"])
 
