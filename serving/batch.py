@@ -12,12 +12,12 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import AbstractContextManager, nullcontext
 from dataclasses import fields
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
+from threadpoolctl import threadpool_limits
 
 from nba import policy_head
 from nba.contact_rules import RuleMasks
@@ -154,21 +154,11 @@ def evaluate_beliefs(
     # the products and ufuncs, and one BLAS thread per block avoids BLAS's own hand-offs on these
     # narrow layers (measured 1M rows, 2 cores, load ~4: the network 2.0 s -> 1.1 s per core)
     starts = list(range(0, n, BELIEF_BLOCK))
-    with _one_blas_thread():
+    with threadpool_limits(1, user_api="blas"):
         block(starts[0])
         with ThreadPoolExecutor(BELIEF_WORKERS) as pool:
             list(pool.map(block, starts[1:]))
     return Evaluated(obs=obs, head=HeadOutput(**joined), value=value)
-
-
-def _one_blas_thread() -> AbstractContextManager[object]:
-    """BLAS limited to one thread while the blocks run (no limit without threadpoolctl)."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover - a declared dependency; serving may run without
-        return nullcontext()
-    limits: AbstractContextManager[object] = threadpool_limits(1, user_api="blas")
-    return limits
 
 
 def choose(
