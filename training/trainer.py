@@ -179,7 +179,7 @@ def _train_in_run(
     if checkpoint is None and init_from is not None:
         from nba.training.warm_start import load_exported_weights
 
-        load_exported_weights(model, init_from)
+        load_exported_weights(model, init_from, scenario)
         client.set_tag(run_id, "nba.init_from", str(init_from))
     history: list[dict[str, float]] = []
     elapsed_before = 0.0

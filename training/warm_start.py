@@ -1,7 +1,7 @@
 """Warm start: a new run's networks begin as a registered policy's exported weights.
 
-The export (``weights.npz`` read with ``allow_pickle=False``, and ``policy.json``'s layer list)
-holds an actor-critic's policy and value layers in order; they are copied into the fresh SB3
+The export (read and checked by the serving loader) holds an actor-critic's policy and value
+layers in order; they are copied into the fresh SB3
 policy's ``mlp_extractor.policy_net`` + ``action_net`` and ``value_net`` + ``value_net`` Linear
 layers. The actor is then exactly the exported policy, so the run's first evaluation equals
 the export's value (tested). What is not exported starts fresh: the optimiser's moments, the
@@ -10,7 +10,6 @@ reward normaliser's statistics and the random streams.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +17,9 @@ import numpy as np
 import torch
 
 from nba.errors import NBAValidationError
-
-WEIGHTS_FILE, SPEC_FILE = "weights.npz", "policy.json"
+from nba.scenario import Scenario
+from nba.serving.export_format import SPEC_FILE, WEIGHTS_FILE
+from nba.serving.spec import load_exported
 
 
 def export_folder(path: str | Path) -> Path:
@@ -34,33 +34,35 @@ def export_folder(path: str | Path) -> Path:
     )
 
 
-def load_exported_weights(model: Any, path: str | Path) -> None:
-    """Copy an export's policy and value layers into ``model``'s actor-critic, shape-checked."""
-    folder = export_folder(path)
-    spec = json.loads((folder / SPEC_FILE).read_text())
-    networks = spec.get("networks") or {}
+def load_exported_weights(model: Any, path: str | Path, scenario: Scenario) -> None:
+    """Copy an export's policy and value layers into ``model``'s actor-critic, shape-checked.
+
+    The export is read by :func:`nba.serving.spec.load_exported`, the serving loader: checked
+    like any served export, against the run's own scenario and the signing key when one is set.
+    """
+    exported = load_exported(export_folder(path), trusted_scenario=scenario)
     policy = model.policy
     if not hasattr(policy, "mlp_extractor"):
         raise NBAValidationError(
             f"init_from: warm start needs an actor-critic (ppo, a2c, maskable_ppo), got "
             f"{type(policy).__name__}"
         )
+    if exported.value is None:
+        raise NBAValidationError("init_from: the export has no value network to start from")
     extractor = policy.mlp_extractor
     targets = {
-        "policy": _linear([*extractor.policy_net, policy.action_net]),
-        "value": _linear([*extractor.value_net, policy.value_net]),
+        "policy": (_linear([*extractor.policy_net, policy.action_net]), exported.policy),
+        "value": (_linear([*extractor.value_net, policy.value_net]), exported.value),
     }
-    with np.load(folder / WEIGHTS_FILE, allow_pickle=False) as weights:
-        for name, layers in targets.items():
-            exported = networks.get(name) or []
-            if len(exported) != len(layers):
-                raise NBAValidationError(
-                    f"init_from: the export's {name} network has {len(exported)} layers, the "
-                    f"new run's {len(layers)}"
-                )
-            for layer, entry in zip(layers, exported, strict=True):
-                _copy(layer.weight, weights[entry["weight"]], entry["weight"])
-                _copy(layer.bias, weights[entry["bias"]], entry["bias"])
+    for name, (layers, network) in targets.items():
+        if len(network.layers) != len(layers):
+            raise NBAValidationError(
+                f"init_from: the export's {name} network has {len(network.layers)} layers, the "
+                f"new run's {len(layers)}"
+            )
+        for k, (layer, dense) in enumerate(zip(layers, network.layers, strict=True)):
+            _copy(layer.weight, dense.weight, f"{name} layer {k} weight")
+            _copy(layer.bias, dense.bias, f"{name} layer {k} bias")
 
 
 def _linear(modules: list[Any]) -> list[torch.nn.Linear]:
