@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 import tempfile
-from contextlib import closing
 from pathlib import Path
 from typing import Annotated, Any
 
+import numpy as np
 import pandas as pd
 import typer
 
@@ -24,39 +24,37 @@ EXPERIMENT = "nba-lift"
 
 
 def read_decisions(path: Path, scenario: Any = None) -> pd.DataFrame:
-    """The log's ``customer_id``, ``decided_at``, ``holdout`` and ``model_version`` (read-only;
-    a log from before holdouts has nobody held out). With a scenario whose feature layout the
-    log's features follow, also ``persona`` and ``stage`` decoded from them (for ``--by``)."""
-    from nba.serving.decision_log.schema import _read_only
+    """The log's ``customer_id``, ``decided_at``, ``holdout`` and ``model_version`` (read by the
+    decision log's own reader; a log from before holdouts has nobody held out). With a scenario
+    whose feature layout the log's features follow, also ``persona`` and ``stage`` decoded from
+    them (for ``--by``; a belief model's at their most likely values)."""
+    from nba.serving.decision_log import read_decision_log
 
-    with closing(_read_only(path)) as connection:
-        columns = {row[1] for row in connection.execute("PRAGMA table_info(decisions)")}
-        holdout = "holdout" if "holdout" in columns else "0 AS holdout"
-        wanted = f"customer_id, decided_at, model_version, {holdout}"
-        if scenario is not None:
-            wanted += ", features"
-        frame = pd.read_sql_query(f"SELECT {wanted} FROM decisions ORDER BY id", connection)
-        found = connection.execute("SELECT value FROM meta WHERE key = 'feature_names'")
-        names = found.fetchone()
-    frame["decided_at"] = pd.to_datetime(frame["decided_at"], utc=True, format="ISO8601")
-    frame["holdout"] = frame["holdout"].fillna(0).astype(bool)
-    if scenario is not None and names is not None and len(frame):
-        import numpy as np
+    records = read_decision_log(path, missing="zero")  # lift joins its own outcomes
+    n = len(records.customer_id)
+    frame = pd.DataFrame(
+        {
+            "customer_id": np.asarray(records.customer_id).astype(str),
+            "decided_at": records.decided_at,
+            "model_version": records.model_version,
+            "holdout": np.zeros(n, bool) if records.holdout is None else records.holdout,
+        }
+    )
+    if scenario is None or records.feature_names is None or not n:
+        return frame
+    from nba.features import FeatureBuilder
+    from nba.parameters import ScenarioArrays
 
-        from nba.features import FeatureBuilder
-        from nba.parameters import ScenarioArrays
-
-        arrays = ScenarioArrays.from_scenario(scenario)
-        try:
-            builder = FeatureBuilder.for_names(arrays, json.loads(names[0]))
-        except NBAValidationError:
-            builder = None  # features of another scenario: no segments from them
-        if builder is not None:
-            obs = np.frombuffer(b"".join(frame["features"].tolist()), dtype=np.float32)
-            state, _ = builder.decode(obs.reshape(len(frame), -1).astype(np.float64))
-            frame["persona"] = np.asarray(scenario.persona_names)[state.persona]
-            frame["stage"] = np.asarray(scenario.stage_names)[state.stage]
-    return frame.drop(columns=["features"], errors="ignore")
+    try:
+        builder = FeatureBuilder.for_names(
+            ScenarioArrays.from_scenario(scenario), records.feature_names
+        )
+    except NBAValidationError:
+        return frame  # features of another scenario: no segments from them
+    state, _ = builder.decode(np.asarray(records.features, dtype=np.float64))
+    frame["persona"] = np.asarray(scenario.persona_names)[state.persona]
+    frame["stage"] = np.asarray(scenario.stage_names)[state.stage]
+    return frame
 
 
 OutcomesOption = Annotated[
