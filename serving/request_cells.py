@@ -140,11 +140,16 @@ def one_integer(row: Mapping[str, Any], column: str, low: int, high: int | None)
     return int(value)
 
 
+#: JSON Schema of a cell :func:`boolean_value` reads: true or false, or the numbers 0 and 1
+BOOLEAN_SCHEMA: dict[str, Any] = {"type": ["boolean", "integer"], "minimum": 0, "maximum": 1}
+
+
 def boolean_value(value: Any) -> bool | None:
-    """A cell read as true or false (booleans, or the integers 0 and 1), None otherwise."""
+    """A cell read as true or false (booleans, or the numbers 0 and 1, written 1 or 1.0 as the
+    integer fields read them), None otherwise."""
     if isinstance(value, bool | np.bool_):
         return bool(value)
-    if is_integer(value) and value in (0, 1):
+    if (is_integer(value) or isinstance(value, float | np.floating)) and value in (0, 1):
         return bool(value)
     return None
 

@@ -23,6 +23,7 @@ import pandas as pd
 from nba.errors import NBAValidationError
 from nba.parameters import ScenarioArrays
 from nba.serving.request_cells import (
+    BOOLEAN_SCHEMA,
     MAX_WHOLE,
     boolean_column,
     category_column,
@@ -177,7 +178,7 @@ class ComponentField:
             if kind == "category":
                 schema: dict[str, Any] = {"type": "string", "enum": list(self.labels)}
             elif kind == "flag":
-                schema = {"type": "boolean"}
+                schema = dict(BOOLEAN_SCHEMA)
             elif kind == "clock":
                 schema = {"type": "integer", "minimum": 1, "maximum": MAX_WHOLE}
             else:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from nba.serving.request_cells import ID_RANGE
+from nba.serving.request_cells import BOOLEAN_SCHEMA, ID_RANGE
 from nba.serving.request_time import timestamp_schema
 
 if TYPE_CHECKING:
@@ -48,7 +48,7 @@ def request_json_schema(schema: RequestSchema) -> dict[str, Any]:
         properties.update(field.json_properties())
     for column in schema.consent_columns:
         properties[column] = {
-            "type": "boolean",
+            **BOOLEAN_SCHEMA,
             "description": "Consent on the channel (default: the persona's consent).",
         }
     return {

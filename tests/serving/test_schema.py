@@ -35,6 +35,8 @@ def scorer(export_dir: Path) -> PolicyScorer:
         ({"pressure": 1.5}, None, r"row 0, pressure: .*fractional"),
         ({"pressure": True}, None, r"row 0, pressure: expected a whole number"),
         ({"opted_out": "yes"}, None, r"row 0, opted_out: expected true or false"),
+        ({"opted_out": 0.5}, None, r"row 0, opted_out: expected true or false, got 0.5"),
+        ({"consent_sms": 2}, None, r"row 0, consent_sms: expected true or false, got 2"),
         ({"days_since_direct": 0}, None, r"row 0, days_since_direct: 0 is out of range"),
         ({"customer_id": ""}, None, r"row 0, customer_id: missing or empty"),
         ({"consent_sms": "maybe"}, None, r"row 0, consent_sms: expected true or false"),
@@ -53,6 +55,33 @@ def test_each_problem_names_row_field_and_problem(
         scorer.score_batch(frame(row), as_of=AS_OF)
     with pytest.raises(ScoringInputError, match=message):  # the single-customer path agrees
         scorer.score(row, as_of=AS_OF)
+
+
+@pytest.mark.parametrize(
+    "spelling", [(True, False), (1, 0), (1.0, 0.0), (np.int8(1), np.float32(0))]
+)
+def test_flags_and_consents_read_the_same_however_a_boolean_is_spelled(
+    scorer: PolicyScorer, spelling: tuple
+) -> None:
+    """The JSON Schema admits 0 and 1 (and 1.0, a JSON integer) for a boolean: they mean what
+    true and false mean, on both paths."""
+    yes, no = spelling
+    rows = [
+        customer(customer_id="a", opted_out=no, consent_sms=yes, discount_habit=yes),
+        customer(customer_id="b", opted_out=no, consent_sms=no, discount_habit=no),
+    ]
+    plain = [
+        customer(customer_id="a", opted_out=False, consent_sms=True, discount_habit=True),
+        customer(customer_id="b", opted_out=False, consent_sms=False, discount_habit=False),
+    ]
+    got = scorer.schema.parse(frame(*rows), as_of=AS_OF.to_pydatetime())
+    want = scorer.schema.parse(frame(*plain), as_of=AS_OF.to_pydatetime())
+    np.testing.assert_array_equal(got.consent, want.consent)
+    np.testing.assert_array_equal(got.state.opted_out, want.state.opted_out)
+    np.testing.assert_array_equal(got.state.habit, want.state.habit)
+    assert scorer.score(rows[0], as_of=AS_OF) == scorer.score(plain[0], as_of=AS_OF)
+    schema = scorer.schema.json_schema()["properties"]
+    assert schema["consent_sms"]["type"] == schema["opted_out"]["type"] == ["boolean", "integer"]
 
 
 def test_error_names_the_offending_row_in_a_batch(scorer: PolicyScorer) -> None:
