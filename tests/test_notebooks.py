@@ -72,3 +72,17 @@ def test_offline_evaluation_notebook_runs(tmp_path: Path) -> None:
     outputs = execute("03_offline_evaluation.ipynb", tmp_path, timeout=120)
     text = " ".join(str(o.get("text", "")) + str(o.get("data", "")) for o in outputs)
     assert "true value per decision" in text and "snips" in text and "dr_fqe" in text
+
+
+@pytest.mark.slow
+def test_continuous_loop_notebook_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in (("CUSTOMERS", 600), ("WEEKS", 4), ("EVAL_CUSTOMERS", 300)):
+        monkeypatch.setenv(f"NBA_LOOP_{name}", str(value))
+    monkeypatch.setenv("NBA_LOOP_CHANGE_WEEK", "2")
+    outputs = execute("04_continuous_loop.ipynb", tmp_path, timeout=300)
+    text = " ".join(str(o.get("text", "")) + str(o.get("data", "")) for o in outputs)
+    assert "week  4 [retail-world-changed]" in text and "channel_attention" in text
+    assert "week12_share" in text
+    images = [o for o in outputs if "image/png" in o.get("data", {})]
+    assert len(images) == 1
+    assert (tmp_path / "loop.png").stat().st_size > 20_000
