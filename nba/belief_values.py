@@ -138,11 +138,14 @@ class BeliefValues:
     ) -> FloatArray:
         """(N,) full-information value of each belief: ``sum b * V*_day(s)`` (an upper bound)."""
         flat, index, days = self._check(belief, state, day)
-        values = self.solution.values[np.minimum(days, self.horizon)]  # row H is zero
+        days = np.minimum(days, self.horizon)  # row H is zero
         if days.shape[0] == 1:
-            gathered = values[0][index]
-        else:
-            gathered = values[np.arange(len(days))[:, None], index]
+            gathered = self.solution.values[days[0]][index]
+        else:  # one gather per distinct day, never an (N, S) copy of the value table
+            gathered = np.empty(index.shape)
+            for d in np.unique(days):
+                rows = np.flatnonzero(days == d)
+                gathered[rows] = self.solution.values[d][index[rows]]
         out: FloatArray = np.einsum("nj,nj->n", flat, gathered)
         return out
 

@@ -23,6 +23,7 @@ from nba.errors import NBAValidationError
 from nba.features import FeatureBuilder
 from nba.kernel import TransitionKernel
 from nba.observation import BeliefObserver, observation_of
+from nba.parameters import ScenarioArrays
 from nba.policies import NoActionPolicy, OptimalPolicy, Policy, make_baseline
 from nba.scenario import Scenario
 from nba.scenarios import load_scenario
@@ -83,14 +84,18 @@ def rollout(
     n_customers: int,
     seed: int,
     on_day: Callable[[int], None] | None = None,
+    belief_arrays: ScenarioArrays | None = None,
 ) -> Rollout:
     """Run ``policy`` on a fresh cohort of ``n_customers`` drawn with ``seed``.
 
     A policy that acts on beliefs (``observation = "belief"``, :func:`~nba.observation.
     observation_of`) sees what a company sees, kept by the training envs' own
-    :class:`~nba.observation.BeliefObserver`; others see the full state.
+    :class:`~nba.observation.BeliefObserver`; others see the full state. ``belief_arrays``
+    keeps those beliefs with another twin's parameters (same state space): a company's twin,
+    wrong about the world that ``twin`` plays.
     """
-    observer = BeliefObserver(twin.arrays) if observation_of(policy) == "belief" else None
+    belief = observation_of(policy) == "belief"
+    observer = BeliefObserver(belief_arrays or twin.arrays) if belief else None
     features = FeatureBuilder(twin.arrays)
     rules = twin.arrays.rules
     churn_stage = twin.arrays.churn_stage

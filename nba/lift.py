@@ -211,6 +211,11 @@ class _Comparison:
     std_error: float
 
 
+def welch_difference(treated: FloatArray, control: FloatArray, z: float) -> _Comparison:
+    """Difference of means (and relative lift) with Welch's standard error, +- ``z`` of it."""
+    return _welch(treated, control, z)
+
+
 def _welch(treated: FloatArray, control: FloatArray, z: float) -> _Comparison:
     nt, nc = len(treated), len(control)
     mt, mc = float(treated.mean()), float(control.mean())

@@ -19,6 +19,7 @@ from nba.cli import (
     forecast,
     ingest,
     lift,
+    loop,
     ope,
     score,
     serve,
@@ -36,7 +37,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 # ``nba --help`` order
-for group in (twin, train, score, decide, serve, calibrate, forecast, ingest, ope, lift, cycle):
+commands = (twin, train, score, decide, serve, calibrate, forecast, ingest, ope, lift, cycle, loop)
+for group in commands:
     group.register(app)
 
 

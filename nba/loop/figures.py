@@ -139,7 +139,7 @@ def _gate_markers(ax: Axes, weeks: pd.DataFrame, gates: pd.DataFrame) -> None:
         # after a promotion the champion is the challenger; after a refusal it is not
         challenger = champion_after + (0.0 if promoted else chosen["true_difference"].to_numpy())
         wrong = (chosen["false_promotion"] | chosen["held_back_better"]).to_numpy(bool)
-        colours = np.where(wrong, _WRONG, _RIGHT)
+        colours = [_WRONG if w else _RIGHT for w in wrong]
         ax.scatter(
             chosen["week"],
             challenger,
