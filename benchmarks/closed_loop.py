@@ -68,6 +68,7 @@ def _aggregate(loops: list[dict[str, Any]]) -> dict[str, Any]:
         "recovery_weeks": float(np.median(recovered)) if recovered else None,
         "recovery_weeks_worst": max(recovered) if len(recovered) == len(loops) else None,
         "loops_not_recovered": len(loops) - len(recovered),
+        "change_detected_within_1_week": float(np.mean([_detected(loop, 1) for loop in loops])),
         "gate_decisions": decisions,
         "promotions": sum(loop["promotions"] for loop in loops),
         "false_promotion_rate": false / decisions if decisions else 0.0,
@@ -76,6 +77,11 @@ def _aggregate(loops: list[dict[str, Any]]) -> dict[str, Any]:
         "loops": len(loops),
         "loop_seconds_median": float(np.median([loop["seconds"] for loop in loops])),
     }
+
+
+def _detected(loop: dict[str, Any], weeks: int) -> bool:
+    after = loop.get("change_detected_after_weeks")
+    return after is not None and after <= weeks
 
 
 def _print_loop(loop: dict[str, Any]) -> None:
@@ -108,6 +114,7 @@ def main() -> None:
     parser.add_argument("--shadow-customers", type=int, default=None)
     parser.add_argument("--eval-customers", type=int, default=None)
     parser.add_argument("--skip-cycle", action="store_true")
+    parser.add_argument("--out", type=Path, default=None, help="JSON of every loop and gate.")
     parser.add_argument("--cycle-customers", type=int, default=100_000)
     parser.add_argument("--cycle-train-steps", type=int, default=200_000)
     args = parser.parse_args()
@@ -125,6 +132,8 @@ def main() -> None:
             _print_loop(loop)
             loops.append(loop)
     summary = _aggregate(loops)
+    if args.out is not None:
+        args.out.write_text(json.dumps(loops, indent=1, default=str))
     summary["loops_seconds"] = time.perf_counter() - began
     summary["cycle_seconds_100k"] = None
     if not args.skip_cycle:

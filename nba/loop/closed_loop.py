@@ -19,10 +19,12 @@ only what a company sees: beliefs kept from purchases under the executed actions
 
 **The gate** is a randomized champion/challenger test: for each treated customer, the test
 week's reward plus the discounted value-to-go of where the week left them minus that of where it
-found them (both under the challenger's twin, beliefs at the week's ends); the challenger is
-promoted when the one-sided 95% lower bound of its cell's mean minus the champion cell's is
-above zero. Whether a promotion was right is judged in the world's truth: both policies rolled
-out from day 0 on one evaluation cohort of the world as it is now, paired.
+found them (beliefs at the week's ends); the challenger is promoted when the one-sided 95% lower
+bound of its cell's mean minus the champion cell's is above zero with the value-to-go of both
+twins. Each policy steers customers towards states its own twin values, so the value-to-go of
+the challenger's twin alone favours the challenger; asking both twins removes that bias.
+Whether a promotion was right is judged in the world's truth: both policies rolled out from
+day 0 on one evaluation cohort of the world as it is now, paired.
 
 **Measures** (world truth, per week): the champion's value and its share of the gap between
 business as usual and the best the system could serve: the policy the same planner builds from
@@ -117,7 +119,7 @@ class _Loop:
     rng: np.random.Generator
     versions: int = 1
     world_view: View | None = None
-    test_start: FloatArray | None = None  # challenger's twin values at the test's start
+    test_start: dict[str, FloatArray] = field(default_factory=dict)  # per twin, at test start
     weeks: list[dict[str, Any]] = field(default_factory=list)
     gates: list[dict[str, Any]] = field(default_factory=list)
 
@@ -256,7 +258,7 @@ def _end_of_week(loop: _Loop, week: int) -> dict[str, Any]:
         for population in loop.populations:
             ids = np.array([f"{population.name}{i}" for i in range(population.n)])
             population.cell_scores = _cells(ids, week, spec)
-        loop.test_start = _values_now(d.challenger, main)
+        loop.test_start = {v.label: _values_now(v, main) for v in (d.champion, d.challenger)}
         row["challenger_next"] = d.challenger.label
     row["champion_after_gate"] = d.champion.label  # the truth columns describe this one
     row.update(_truth_row(loop))
@@ -275,36 +277,39 @@ def _values_now(view: View, population: Population) -> FloatArray:
 def _gate(loop: _Loop, week: int) -> str:
     """Decide on the challenger tested this week (module docstring) and judge it in truth."""
     d, main = loop.deciders, loop.main
-    assert d.challenger is not None and loop.test_start is not None
+    assert d.challenger is not None and loop.test_start
     challenger, champion = d.challenger, d.champion
-    gamma7 = challenger.scenario.discount_factor**7
-    gain = main.week_reward + gamma7 * _values_now(challenger, main) - loop.test_start
     treated = ~main.control
     in_cell = treated & (main.cell_scores < d.challenger_share)
-    compared = welch_difference(gain[in_cell], gain[treated & ~in_cell], ONE_SIDED_95)
-    promoted = compared.difference_lower > 0
-    ours = loop.truth.of_view(challenger, loop.world)
-    theirs = loop.truth.of_view(champion, loop.world)
-    paired = ours - theirs
+    compared = {}
+    for view in (challenger, champion):  # the value-to-go under each twin: both must agree
+        gamma7 = view.scenario.discount_factor**7
+        gain = main.week_reward + gamma7 * _values_now(view, main) - loop.test_start[view.label]
+        compared[view.label] = welch_difference(
+            gain[in_cell], gain[treated & ~in_cell], ONE_SIDED_95
+        )
+    lower = min(c.difference_lower for c in compared.values())
+    promoted = lower > 0
+    paired = loop.truth.of_view(challenger, loop.world) - loop.truth.of_view(champion, loop.world)
     truth = float(paired.mean())
-    truth_se = float(paired.std(ddof=1) / math.sqrt(len(paired)))
     loop.gates.append(
         {
             "week": week,
             "challenger": challenger.label,
             "champion": champion.label,
-            "estimate": compared.difference,
-            "lower": compared.difference_lower,
+            "estimate": compared[challenger.label].difference,
+            "estimate_champion_twin": compared[champion.label].difference,
+            "lower": lower,
             "promoted": bool(promoted),
             "true_difference": truth,
-            "true_difference_se": truth_se,
+            "true_difference_se": float(paired.std(ddof=1) / math.sqrt(len(paired))),
             "false_promotion": bool(promoted and truth < 0),
             "held_back_better": bool(not promoted and truth > 0),
         }
     )
     if promoted:
         d.champion = challenger
-    d.challenger, loop.test_start = None, None
+    d.challenger, loop.test_start = None, {}
     return "promoted" if promoted else "refused"
 
 
@@ -363,12 +368,15 @@ def _summary(
 ) -> dict[str, Any]:
     """The loop's headline numbers: shares against the world twin (full information beside)."""
     spec, last = loop.spec, weeks.iloc[-1]
-    recovery = None
+    recovery = detected = None
     if spec.change is not None:
         after = weeks[weeks["week"] >= spec.change.week]
         back = after[after["share_of_world_twin"] >= spec.recovery_level]
         if len(back):
             recovery = int(back["week"].iloc[0] - spec.change.week)
+        flagged = after[after["drifted"]]
+        if len(flagged):  # 0: the audit at the end of the change's own week
+            detected = int(flagged["week"].iloc[0] - spec.change.week)
     decisions = len(gates)
 
     def count(column: str) -> int:
@@ -378,6 +386,8 @@ def _summary(
         "week12_share": float(last["share_of_world_twin"]),
         "week12_share_full_information": float(last["share"]),
         "recovery_weeks": recovery,
+        "change_detected_after_weeks": detected,
+        "drift_weeks": int(weeks["drifted"].sum()),
         "gate_decisions": decisions,
         "promotions": count("promoted"),
         "false_promotions": count("false_promotion"),

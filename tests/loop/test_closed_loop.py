@@ -57,6 +57,9 @@ def test_each_week_reports_truth_and_the_world_changes_when_told(report: LoopRep
     np.testing.assert_allclose(weeks["regret"], weeks["optimum_value"] - weeks["champion_value"])
     assert (weeks["optimum_value"] > weeks["world_twin_value"]).all()  # full information wins
     assert report.summary["week12_share"] == weeks["share_of_world_twin"].iloc[-1]
+    flagged = weeks.loc[(weeks["week"] >= 2) & weeks["drifted"], "week"]
+    detected = report.summary["change_detected_after_weeks"]
+    assert detected == (int(flagged.iloc[0]) - 2 if len(flagged) else None)
 
 
 def test_every_gate_decision_follows_its_lower_bound_and_is_judged(report: LoopReport) -> None:
