@@ -8,7 +8,7 @@ records each finished step atomically, so a rerun after a kill continues at the 
 unfinished step, and a rerun of a finished cycle changes nothing and returns its exit code.
 
 The audit (step 2) is the exact forecast (:func:`nba.calibration.exact_forecast.
-expected_outcomes`): from each returning customer's stored belief at the start of the batch's
+expected_outcomes`): from every stored customer's belief at the start of the batch's
 period and the sends the batch logged, the twin's expected purchase days in the period,
 against the purchase days observed. The drift statistic is
 ``z = (observed - expected) / sqrt(expected)`` summed over customers (a Poisson z score of the

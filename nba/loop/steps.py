@@ -57,10 +57,13 @@ def _scenario_source(context: Context, scenario: Any) -> str:
 
 # ----------------------------------------------------------------------------- the steps
 def ingest_step(context: Context) -> StepResult:
-    """Snapshot the batch's returning customers' beliefs at the period start, then ingest.
+    """Snapshot every stored customer's belief at the period start, then ingest.
 
-    The snapshot is what the audit forecasts from; it is written before the ingest and reused
-    by a rerun, so a kill between the ingest's commit and the ledger's record changes nothing.
+    The snapshot is what the audit forecasts from: every customer known before the batch, not
+    only those with an event in it (a customer who bought is in the batch because they bought;
+    forecasting only the batch's customers counts their purchases against too few forecasts).
+    It is written before the ingest and reused by a rerun, so a kill between the ingest's
+    commit and the ledger's record changes nothing.
     """
     from nba.store import CustomerStore
 
@@ -69,8 +72,7 @@ def ingest_step(context: Context) -> StepResult:
     snapshot = context.work / "belief_before.npz"
     with CustomerStore.open(context.settings.store) as store:
         if not snapshot.exists():
-            batch_ids = pd.Index(log.events["customer_id"].astype(str).unique())
-            known = batch_ids.intersection(store.customer_ids())
+            known = pd.Index(store.customer_ids())
             if len(known):
                 ids, joint = store.belief(known, as_of=period_start)
             else:
