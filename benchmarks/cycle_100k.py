@@ -62,78 +62,27 @@ def build_site(
 
     Returns the paths, the tracking URI and the set-up's own seconds per piece.
     """
-    from mlflow.tracking import MlflowClient
-
-    from nba.calibration.events import EventLog
-    from nba.features import FeatureBuilder
-    from nba.holdout import Holdout
-    from nba.policies import JourneyMapPolicy
-    from nba.serving.by_id import decide_timed
-    from nba.serving.decision_log import DecisionLog
-    from nba.serving.scorer import Exploration, PolicyScorer
-    from nba.store import CustomerStore
-    from nba.training import train
-    from nba.twin import CustomerTwin
-    from nba.twin_events import day_events
-
     seconds: dict[str, float] = {}
     uri = f"sqlite:///{workdir / 'mlflow.db'}"
-    ids = _ids(customers)
-    twin = CustomerTwin(SCENARIO, seed=seed)
-    twin.reset(customers)
-    journey, features = JourneyMapPolicy(twin), FeatureBuilder(twin.arrays)
-
-    def play(actions: np.ndarray, day: int) -> pd.DataFrame:
-        result = twin.step(actions)
-        return day_events(twin.arrays, result, ids, START + pd.Timedelta(days=day))
-
-    def journey_day(day: int) -> pd.DataFrame:
-        actions, _ = journey.act(features.build(twin.state, twin.day), twin.action_masks())
-        return play(actions, day)
-
+    cohort = _Cohort(customers, seed)
     began = time.perf_counter()
-    history = pd.concat([journey_day(day) for day in range(history_days)], ignore_index=True)
+    history = pd.concat([cohort.journey_day(day) for day in range(history_days)], ignore_index=True)
     split = START + pd.Timedelta(days=history_days)
     store_path = workdir / "customers.db"
-    with CustomerStore.create(store_path, twin.scenario, consent_required=False) as store:
-        store.ingest(EventLog.from_frames(history), now=split)
+    _bootstrap_store(store_path, cohort, history, split)
     seconds["history_and_ingest"] = time.perf_counter() - began
 
     began = time.perf_counter()
-    trained = train(
-        scenario=SCENARIO,
-        observation="belief",
-        timesteps=champion_steps,
-        seed=seed,
-        register_model=True,
-        model_name=MODEL,
-        tracking_uri=uri,
-        output_dir=str(workdir / "runs"),
-        checkpoint_dir=str(workdir / "checkpoints"),
-        eval_every_steps=champion_steps,
-        eval_customers=2_000,
-    )
-    MlflowClient(uri).set_registered_model_alias(MODEL, "champion", trained.model_version)
+    _register_champion(workdir, uri, seed, champion_steps)
     seconds["champion_training"] = time.perf_counter() - began
 
     began = time.perf_counter()
-    import mlflow
-
-    mlflow.set_tracking_uri(uri)
-    exploration = Exploration(kind="epsilon", epsilon=EPSILON, seed=seed + 1)
-    scorer = PolicyScorer.load(f"models:/{MODEL}@champion", exploration=exploration)
-    scorer.holdout = Holdout(HOLDOUT_SHARE, HOLDOUT_SALT, "no_action")
     log_path = workdir / "decisions.db"
-    log = DecisionLog(log_path)
-    try:
-        with CustomerStore.open(store_path) as store:
-            decisions, _ = decide_timed(scorer, store, None, split, log=log, batch_id="yesterday")
-    finally:
-        log.close()
+    decisions = _yesterday(uri, seed, store_path, log_path, split)
     seconds["yesterday_decisions"] = time.perf_counter() - began
 
     began = time.perf_counter()
-    names = list(twin.scenario.action_names)
+    names = list(cohort.twin.scenario.action_names)
     chosen = pd.Series(
         pd.Index(names).get_indexer(decisions["action_name"].astype(str)),
         index=decisions["customer_id"].astype(str).to_numpy(),
@@ -141,9 +90,9 @@ def build_site(
     if (chosen < 0).any():
         raise SystemExit("the champion decided an action the twin does not know")
     # customers the store does not hold (no event yet) got no decision: no action
-    played = chosen.reindex(ids).fillna(0).to_numpy(dtype=np.int64)
-    frames = [play(played, history_days)]
-    frames += [journey_day(history_days + k) for k in range(1, batch_days)]
+    played = chosen.reindex(cohort.ids).fillna(0).to_numpy(dtype=np.int64)
+    frames = [cohort.play(played, history_days)]
+    frames += [cohort.journey_day(history_days + k) for k in range(1, batch_days)]
     batch = pd.concat(frames, ignore_index=True)
     events_path = workdir / "new.parquet"
     batch.to_parquet(events_path, index=False)
@@ -158,6 +107,84 @@ def build_site(
         "stored_customers": len(decisions),
         "setup_seconds": {k: round(v, 2) for k, v in seconds.items()},
     }
+
+
+class _Cohort:
+    """The retail twin's customers, stepped a day at a time and emitted as events."""
+
+    def __init__(self, customers: int, seed: int) -> None:
+        from nba.features import FeatureBuilder
+        from nba.policies import JourneyMapPolicy
+        from nba.twin import CustomerTwin
+
+        self.ids = _ids(customers)
+        self.twin = CustomerTwin(SCENARIO, seed=seed)
+        self.twin.reset(customers)
+        self.journey = JourneyMapPolicy(self.twin)
+        self.features = FeatureBuilder(self.twin.arrays)
+
+    def play(self, actions: np.ndarray, day: int) -> pd.DataFrame:
+        from nba.twin_events import day_events
+
+        result = self.twin.step(actions)
+        return day_events(self.twin.arrays, result, self.ids, START + pd.Timedelta(days=day))
+
+    def journey_day(self, day: int) -> pd.DataFrame:
+        obs = self.features.build(self.twin.state, self.twin.day)
+        actions, _ = self.journey.act(obs, self.twin.action_masks())
+        return self.play(actions, day)
+
+
+def _bootstrap_store(path: Path, cohort: _Cohort, history: pd.DataFrame, split: Any) -> None:
+    from nba.calibration.events import EventLog
+    from nba.store import CustomerStore
+
+    with CustomerStore.create(path, cohort.twin.scenario, consent_required=False) as store:
+        store.ingest(EventLog.from_frames(history), now=split)
+
+
+def _register_champion(workdir: Path, uri: str, seed: int, steps: int) -> None:
+    from mlflow.tracking import MlflowClient
+
+    from nba.training import train
+
+    trained = train(
+        scenario=SCENARIO,
+        observation="belief",
+        timesteps=steps,
+        seed=seed,
+        register_model=True,
+        model_name=MODEL,
+        tracking_uri=uri,
+        output_dir=str(workdir / "runs"),
+        checkpoint_dir=str(workdir / "checkpoints"),
+        eval_every_steps=steps,
+        eval_customers=2_000,
+    )
+    MlflowClient(uri).set_registered_model_alias(MODEL, "champion", trained.model_version)
+
+
+def _yesterday(uri: str, seed: int, store_path: Path, log_path: Path, split: Any) -> pd.DataFrame:
+    """The champion's decisions for every stored customer, logged (the ``nba decide`` path)."""
+    import mlflow
+
+    from nba.holdout import Holdout
+    from nba.serving.by_id import decide_timed
+    from nba.serving.decision_log import DecisionLog
+    from nba.serving.scorer import Exploration, PolicyScorer
+    from nba.store import CustomerStore
+
+    mlflow.set_tracking_uri(uri)
+    exploration = Exploration(kind="epsilon", epsilon=EPSILON, seed=seed + 1)
+    scorer = PolicyScorer.load(f"models:/{MODEL}@champion", exploration=exploration)
+    scorer.holdout = Holdout(HOLDOUT_SHARE, HOLDOUT_SALT, "no_action")
+    log = DecisionLog(log_path)
+    try:
+        with CustomerStore.open(store_path) as store:
+            decisions, _ = decide_timed(scorer, store, None, split, log=log, batch_id="yesterday")
+    finally:
+        log.close()
+    return decisions
 
 
 def measure_cycle(
