@@ -10,21 +10,23 @@ only what a company sees: beliefs kept from purchases under the executed actions
    on those logs (:mod:`nba.loop.response_fit`): what BAU sent gets corrected, the rest stays
    wrong. Its QMDP policy (:mod:`nba.belief_policies`) becomes the champion.
 2. **Every day**: holdout customers (salted hash, sticky) get business as usual; treated ones
-   the champion's action, or in a challenger's test week, in a random cell of
+   the champion's action, or in a challenger's test weeks, in a random cell of
    ``challenger_share``, the challenger's; ``epsilon`` of treated decisions explore.
-3. **Every week**: (a) a challenger tested this week meets the gate; (b) the champion's twin is
-   audited: the week's purchases against the twin's one-day-ahead expectation, overall and
-   per action, as Poisson-binomial z scores; past ``drift_threshold`` the twin is refitted on
-   the latest ``fit_weeks`` and the refit's policy is next week's challenger.
+3. **Every week**: (a) a challenger whose ``test_weeks`` are over meets the gate; (b) the
+   champion's twin is audited: the week's purchases against the twin's one-day-ahead
+   expectation, overall and per action, as Poisson-binomial z scores; past
+   ``drift_threshold`` the twin is refitted on the latest ``fit_weeks`` and, when no
+   challenger is in test, the refit's policy is the next challenger.
 
 **The gate** is a randomized champion/challenger test: for each treated customer, the test
-week's reward plus the discounted value-to-go of where the week left them minus that of where it
-found them (beliefs at the week's ends); the challenger is promoted when the one-sided 95% lower
+weeks' reward plus the discounted value-to-go of where the test left them minus that of where
+it found them (beliefs at the test's ends); the challenger is promoted when the one-sided 95% lower
 bound of its cell's mean minus the champion cell's is above zero with the value-to-go of both
 twins. Each policy steers customers towards states its own twin values, so the value-to-go of
 the challenger's twin alone favours the challenger; asking both twins removes that bias.
-Whether a promotion was right is judged in the world's truth: both policies rolled out from
-day 0 on one evaluation cohort of the world as it is now, paired.
+Whether a promotion was right is judged in the world's truth, for the decision the gate made:
+both policies played on from today to the horizon by the world as it is now, for today's
+treated customers (their states and beliefs copied; the same draws for both).
 
 **Measures** (world truth, per week): the champion's value and its share of the gap between
 business as usual and the best the system could serve: the policy the same planner builds from
@@ -53,6 +55,7 @@ from nba.lift import welch_difference
 from nba.loop.populations import Deciders, Population, View, business_as_usual, play_day
 from nba.loop.response_fit import ResponseEvidence, fit_response
 from nba.loop.world import WorldSpec, changed_world, world_scenario, wrong_twin
+from nba.observation import BeliefObserver
 from nba.policies import make_baseline
 from nba.scenario import Scenario
 from nba.twin import CustomerTwin
@@ -99,6 +102,28 @@ class _Truth:
             ).discounted_return
         return self.returns[key]
 
+    def from_now(
+        self, view: View, world: Scenario, population: Population, rows: np.ndarray, week: int
+    ) -> FloatArray:
+        """Discounted return of ``population``'s customers in ``rows`` from today to the
+        world's horizon under ``view``'s policy: today's states and beliefs, copied, played on
+        by the world (the same draws for every policy judged this week)."""
+        start = population.world
+        twin = CustomerTwin(world, seed=self.seed + 7_919 * week)
+        twin.set_state(start.state.take(rows), start.day[rows])
+        observer = BeliefObserver(view.twin.arrays)
+        observer.belief = view.observers[population.name].belief[rows].copy()
+        returns, weight = np.zeros(len(rows)), 1.0
+        for _ in range(int(start.day[0]), world.horizon_days):
+            obs = observer.build(twin.state, twin.day)
+            context = observer.context(twin.state)
+            actions, _ = view.policy.act(obs, twin.action_masks())
+            result = twin.step(actions)
+            observer.update(context, result.bought, result.executed)
+            returns += weight * result.reward
+            weight *= world.discount_factor
+        return returns
+
     def references(self, world: Scenario, world_view: View) -> dict[str, float]:
         return {
             "business_as_usual": float(self.of_baseline("journey_map", world).mean()),
@@ -120,6 +145,8 @@ class _Loop:
     versions: int = 1
     world_view: View | None = None
     test_start: dict[str, FloatArray] = field(default_factory=dict)  # per twin, at test start
+    test_reward: FloatArray = field(default_factory=lambda: np.zeros(0))  # main, since then
+    test_weeks: int = 0
     weeks: list[dict[str, Any]] = field(default_factory=list)
     gates: list[dict[str, Any]] = field(default_factory=list)
 
@@ -248,7 +275,9 @@ def _end_of_week(loop: _Loop, week: int) -> dict[str, Any]:
         "holdout_value": float(main.week_reward[~treated].mean()),
     }
     if d.challenger is not None:
-        row["gate"] = _gate(loop, week)
+        loop.test_reward += main.week_reward
+        loop.test_weeks += 1
+        row["gate"] = _gate(loop, week) if loop.test_weeks >= spec.test_weeks else "testing"
     audit = _audit(d.champion, week, spec.drift_threshold)
     row.update(audit)
     if audit["drifted"] and d.challenger is None:
@@ -259,6 +288,7 @@ def _end_of_week(loop: _Loop, week: int) -> dict[str, Any]:
             ids = np.array([f"{population.name}{i}" for i in range(population.n)])
             population.cell_scores = _cells(ids, week, spec)
         loop.test_start = {v.label: _values_now(v, main) for v in (d.champion, d.challenger)}
+        loop.test_reward, loop.test_weeks = np.zeros(main.n), 0
         row["challenger_next"] = d.challenger.label
     row["champion_after_gate"] = d.champion.label  # the truth columns describe this one
     row.update(_truth_row(loop))
@@ -283,14 +313,16 @@ def _gate(loop: _Loop, week: int) -> str:
     in_cell = treated & (main.cell_scores < d.challenger_share)
     compared = {}
     for view in (challenger, champion):  # the value-to-go under each twin: both must agree
-        gamma7 = view.scenario.discount_factor**7
-        gain = main.week_reward + gamma7 * _values_now(view, main) - loop.test_start[view.label]
+        discount = view.scenario.discount_factor ** (7 * loop.test_weeks)
+        gain = loop.test_reward + discount * _values_now(view, main) - loop.test_start[view.label]
         compared[view.label] = welch_difference(
             gain[in_cell], gain[treated & ~in_cell], ONE_SIDED_95
         )
     lower = min(c.difference_lower for c in compared.values())
     promoted = lower > 0
-    paired = loop.truth.of_view(challenger, loop.world) - loop.truth.of_view(champion, loop.world)
+    paired = loop.truth.from_now(
+        challenger, loop.world, main, np.flatnonzero(treated), week
+    ) - loop.truth.from_now(champion, loop.world, main, np.flatnonzero(treated), week)
     truth = float(paired.mean())
     loop.gates.append(
         {
@@ -301,6 +333,7 @@ def _gate(loop: _Loop, week: int) -> str:
             "estimate_champion_twin": compared[champion.label].difference,
             "lower": lower,
             "promoted": bool(promoted),
+            "challenger_value": float(loop.truth.of_view(challenger, loop.world).mean()),
             "true_difference": truth,
             "true_difference_se": float(paired.std(ddof=1) / math.sqrt(len(paired))),
             "false_promotion": bool(promoted and truth < 0),

@@ -130,14 +130,11 @@ def _gate_markers(ax: Axes, weeks: pd.DataFrame, gates: pd.DataFrame) -> None:
     """Each challenger at its gate's week and its own true value: filled when promoted, hollow
     when refused; red when the decision was wrong in the world's truth. The legend's markers
     are black proxies, so their colour does not depend on the first decision's."""
-    after = weeks.set_index("week")["champion_value"]
     for promoted in (True, False):
         chosen = gates[gates["promoted"] == promoted]
         if chosen.empty:
             continue
-        champion_after = after.reindex(chosen["week"]).to_numpy()
-        # after a promotion the champion is the challenger; after a refusal it is not
-        challenger = champion_after + (0.0 if promoted else chosen["true_difference"].to_numpy())
+        challenger = chosen["challenger_value"].to_numpy()
         wrong = (chosen["false_promotion"] | chosen["held_back_better"]).to_numpy(bool)
         colours = [_WRONG if w else _RIGHT for w in wrong]
         ax.scatter(

@@ -71,6 +71,9 @@ class WorldSpec(ConfigModel):
     challenger_share: float = Field(
         0.5, gt=0.0, lt=1.0, description="Treated customers a challenger decides in its test week."
     )
+    test_weeks: int = Field(
+        1, ge=1, le=8, description="Weeks a challenger is tested before the gate decides."
+    )
     drift_threshold: float = Field(4.0, gt=0.0, description="|z| past which the twin drifted.")
     recovery_level: float = Field(
         0.8, gt=0.0, description="Share of the world twin's gap counted as recovered."

@@ -130,3 +130,13 @@ def test_the_cli_refuses_a_bad_world_in_one_line(
         main(["loop", "--world", str(world)])
     err = capsys.readouterr().err.strip()
     assert exited.value.code == 2 and "twin_error" in err and len(err.splitlines()) == 1
+
+
+def test_a_longer_test_decides_after_its_weeks(spec: WorldSpec) -> None:
+    report = run_loop(load_world({**TINY, "test_weeks": 2}), seed=3)
+    weeks = report.weeks.set_index("week")
+    assert len(report.gates) >= 1
+    for gate in report.gates.itertuples():
+        started = weeks.loc[weeks.index < gate.week, "challenger_next"].dropna()
+        assert started.iloc[-1] == gate.challenger  # chosen before its two test weeks
+        assert weeks.loc[gate.week - 1, "gate"] == "testing"
