@@ -72,7 +72,7 @@ def _print_week(row: dict[str, Any]) -> None:
     drift = f", drift (z {row['audit_z']:+.1f}, worst action {row['worst_action_z']:.1f})"
     challenger = f" -> challenger {row['challenger_next']}" if row.get("challenger_next") else ""
     console.print(
-        f"week {row['week']:>2} [{row['world']}] champion {row['champion']}: "
+        f"week {row['week']:>2} ({row['world']}) champion {row['champion']}: "
         f"value {row['champion_value']:.2f}, share {row['share_of_world_twin']:.2f} "
         f"(full information {row['share']:.2f}), lift {row['lift']:+.2f} "
         f"[{row['lift_lower']:+.2f}, {row['lift_upper']:+.2f}] true {row['true_lift']:+.2f}"
