@@ -3,6 +3,9 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# `make test` also installs the Ray extra (the scale tests start a real cluster); `make run`
+# keeps to the core install.
+TEST_STAMP := $(VENV)/.installed-test
 
 .PHONY: run ui test test-fast lint bench clean
 
@@ -12,6 +15,10 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev]"
 	touch $(STAMP)
+
+$(TEST_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev,ray]"
+	touch $(TEST_STAMP)
 
 ## The main job: train PPO on the reference scenario from what a company observes (beliefs over
 ## persona and stage kept from events), compare with every baseline, the belief baselines and
@@ -25,7 +32,7 @@ ui: $(STAMP)
 
 ## Lint, type-check (mypy, strict on the core: see [tool.mypy] in pyproject.toml), then the
 ## whole test suite (slow and integration tests included).
-test: $(STAMP)
+test: $(TEST_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/python -m pytest
