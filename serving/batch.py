@@ -23,6 +23,7 @@ from nba import policy_head
 from nba.contact_rules import RuleMasks
 from nba.policy_head import HeadOutput
 from nba.serving.capacity import ScarceGains, scarce_limits
+from nba.serving.capacity_plan import CapacityPlan, CapacityRecorder
 from nba.serving.decision_table import Evaluated
 from nba.serving.schema import ParsedRequest, ScoringInputError
 from nba.types import BoolArray, FloatArray, IntArray
@@ -168,16 +169,27 @@ def choose(
     allowed: BoolArray,
     request: ParsedRequest,
     capacity: Mapping[str, int | None] | None,
+    plan: CapacityPlan | CapacityRecorder | None = None,
 ) -> Choice:
-    """Each row's action under the scorer's exploration and the batch's channel limits."""
+    """Each row's action under the scorer's exploration and the batch's channel limits
+    (allocated by the batch, or by a global ``plan`` across partitions:
+    :mod:`nba.serving.capacity_plan`)."""
     n = len(inverse)
     limits = scarce_limits(scorer.policy.scenario, capacity)
     if limits:
         channels = scorer.policy.scenario.channel_names
         scarce = ScarceGains.of(head.masked, inverse, limits, channels, scorer.action_channel)
+        if isinstance(plan, CapacityRecorder):
+            plan.record(request.customer_id, scarce.gains, scarce.channels, scarce.limits)
         if scorer.exploration.kind != "greedy":
-            return _explore_within(scorer, head, inverse, allowed, scarce, request)
-        chosen, displaced = scarce.allocate()
+            opened = None
+            if isinstance(plan, CapacityPlan):
+                opened = plan.opened_to(request.customer_id, scarce.gains, scarce.channels)
+            return _explore_within(scorer, head, inverse, allowed, scarce, request, opened)
+        assigned = None
+        if isinstance(plan, CapacityPlan):
+            assigned = plan.assignment(request.customer_id, scarce.channels)
+        chosen, displaced = scarce.allocate(assigned)
         return chosen, np.ones(n), np.zeros(n, dtype=bool), displaced, None
     displaced = np.zeros(n, dtype=bool)
     if scorer.exploration.kind == "greedy":
@@ -195,11 +207,12 @@ def _explore_within(
     allowed: BoolArray,
     scarce: ScarceGains,
     request: ParsedRequest,
+    opened: BoolArray | None = None,
 ) -> Choice:
     """Explore without exceeding a limit: each scarce channel is open to at most its
     capacity of customers, chosen before drawing (:func:`~nba.serving.capacity.open_to`),
     so every propensity is exact under the customer's mask."""
-    closed = scarce.closed(scorer.action_channel)
+    closed = scarce.closed(scorer.action_channel, opened)
     allowed = allowed & ~closed
     capped = policy_head.decide(head.preferences[inverse], allowed, scorer.policy.output_kind)
     chosen, propensity, explored = policy_head.explore_with(

@@ -188,18 +188,22 @@ class ScarceGains:
             fallback=fallback[inverse],
         )
 
-    def allocate(self) -> tuple[IntArray, BoolArray]:
-        """(N,) chosen action and whether the row's favourite went to someone else."""
-        assigned = allocate(self.gains, self.limits)
+    def allocate(self, assigned: IntArray | None = None) -> tuple[IntArray, BoolArray]:
+        """(N,) chosen action and whether the row's favourite went to someone else; the
+        batch's own allocation unless ``assigned`` (a global plan's) is given."""
+        if assigned is None:
+            assigned = allocate(self.gains, self.limits)
         rows = np.arange(self.gains.shape[0])
         chosen = np.where(assigned >= 0, self.best[rows, np.maximum(assigned, 0)], self.fallback)
         displaced = (self.gains.max(axis=1) > 0) & (assigned < 0)
         return chosen, displaced
 
-    def closed(self, action_channel: IntArray) -> BoolArray:
+    def closed(self, action_channel: IntArray, opened: BoolArray | None = None) -> BoolArray:
         """(N, A) actions closed to a row while exploring: a scarce channel not opened to it
-        (:func:`open_to`), so no limit is exceeded and propensities stay exact."""
-        opened = open_to(self.gains, self.limits)
+        (:func:`open_to`, or a global plan's ``opened``), so no limit is exceeded and
+        propensities stay exact."""
+        if opened is None:
+            opened = open_to(self.gains, self.limits)
         closed = np.zeros((self.gains.shape[0], action_channel.shape[0]), dtype=bool)
         for k, channel in enumerate(self.channels):
             closed |= ~opened[:, k, None] & (action_channel == channel)[None, :]

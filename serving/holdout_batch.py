@@ -22,6 +22,7 @@ from nba.holdout import control_actions
 from nba.policy_head import HeadOutput
 from nba.serving import batch
 from nba.serving.capacity import scarce_limits
+from nba.serving.capacity_plan import CapacityPlan, CapacityRecorder
 from nba.serving.schema import ParsedRequest, ScoringInputError
 from nba.types import BoolArray, IntArray
 
@@ -37,16 +38,18 @@ def choose_with_holdout(
     allowed: BoolArray,
     request: ParsedRequest,
     capacity: Mapping[str, int | None] | None,
+    plan: CapacityPlan | CapacityRecorder | None = None,
 ) -> tuple[batch.Choice, BoolArray | None]:
     """:func:`nba.serving.batch.choose`, and each row's holdout membership (``None``: the
-    scorer has no holdout)."""
+    scorer has no holdout). A global capacity ``plan`` has the control's use subtracted
+    already; a recorder notes this partition's."""
     holdout = scorer.holdout
     if holdout is None:
-        return batch.choose(scorer, head, inverse, allowed, request, capacity), None
+        return batch.choose(scorer, head, inverse, allowed, request, capacity, plan), None
     member = holdout.assign(request.customer_id)
     control = np.flatnonzero(member)
     if not control.size:
-        return batch.choose(scorer, head, inverse, allowed, request, capacity), member
+        return batch.choose(scorer, head, inverse, allowed, request, capacity, plan), member
     treated = np.flatnonzero(~member)
     held = control_actions(
         scorer,
@@ -56,9 +59,15 @@ def choose_with_holdout(
         allowed[control],
         request.weekday[control],
     )
-    left = _capacity_left(scorer, capacity, held)
+    left = _capacity_left(scorer, capacity, held, plan)
     part = batch.choose(
-        scorer, head, inverse[treated], allowed[treated], take_request(request, treated), left
+        scorer,
+        head,
+        inverse[treated],
+        allowed[treated],
+        take_request(request, treated),
+        left,
+        plan,
     )
     n = len(inverse)
     chosen = np.zeros(n, dtype=np.int64)
@@ -88,14 +97,25 @@ def score_one_by_batch(
 
 
 def _capacity_left(
-    scorer: PolicyScorer, capacity: Mapping[str, int | None] | None, held: IntArray
+    scorer: PolicyScorer,
+    capacity: Mapping[str, int | None] | None,
+    held: IntArray,
+    plan: CapacityPlan | CapacityRecorder | None,
 ) -> dict[str, int | None]:
-    """The batch's limits less what the control decisions use of each scarce channel."""
-    left: dict[str, int | None] = dict(capacity or {})
+    """The batch's limits less what the control decisions use of each scarce channel (a
+    recorder notes the use; a global plan's limits have it subtracted already)."""
     names = scorer.policy.scenario.channel_names
     used = np.bincount(scorer.action_channel[held] + 1, minlength=len(names) + 1)[1:]
-    for channel, limit in scarce_limits(scorer.policy.scenario, capacity).items():
-        left[channel] = max(0, limit - int(used[names.index(channel)]))
+    if isinstance(plan, CapacityRecorder):
+        plan.note_control_use(used)
+    limits = scarce_limits(scorer.policy.scenario, capacity)
+    # the scarce channels first, in the limits' own order: the allocation's columns (and so
+    # its choice among equally good plans) do not depend on whether a holdout took a share
+    left: dict[str, int | None] = {
+        channel: max(0, limit - int(used[names.index(channel)]))
+        for channel, limit in limits.items()
+    }
+    left.update({k: v for k, v in (capacity or {}).items() if k not in limits})
     return left
 
 

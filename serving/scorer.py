@@ -31,6 +31,7 @@ from nba.parameters import ScenarioArrays
 from nba.policy_head import Exploration, HeadOutput
 from nba.serving import batch
 from nba.serving.capacity import default_capacity
+from nba.serving.capacity_plan import CapacityPlan, CapacityRecorder
 from nba.serving.decision import Decision, TracedDecision, decision_times, nanoseconds
 from nba.serving.decision_table import BuildOnceLRU, DayTable, Evaluated
 from nba.serving.holdout_batch import choose_with_holdout, score_one_by_batch
@@ -224,14 +225,10 @@ class PolicyScorer:
     def score(self, customer: Mapping[str, Any], as_of: datetime | None = None) -> Decision:
         """The decision for one customer given as a mapping of fields.
 
-        Latency path: validation into plain Python values (timestamps become days since per
-        cap), then one row of the planning day's decision table (every state and weekday under
-        its persona's consent, computed once by the batch path's own code). Custom consent or
-        exploration re-decide that row through the policy head's one-row functions under the
-        customer's own mask (:meth:`_decide_row`). Only timestamps spelled in ways just pandas
-        reads (or bad ones) go through the frame parser. The tests hold every route equal to
-        :meth:`score_batch`. One customer has no batch to share a scarce channel with: channel
-        capacity (the scenario's ``daily_capacity``) applies only in :meth:`score_batch`.
+        Latency path: plain Python validation, then one row of the day's decision table
+        (built once by the batch path's own code); custom consent or exploration re-decide
+        that row under the customer's own mask (:meth:`_decide_row`). The tests hold every
+        route equal to :meth:`score_batch`. Capacity applies only to batches.
         """
         if self.holdout is not None:  # membership and the control's decision: the batch's
             return score_one_by_batch(self, customer, as_of)
@@ -397,6 +394,7 @@ class PolicyScorer:
         log: Any | None = None,
         batch_id: str | None = None,
         belief: FloatArray | None = None,
+        capacity_plan: CapacityPlan | CapacityRecorder | None = None,
     ) -> pd.DataFrame:
         """One decision per row, in input order.
 
@@ -416,6 +414,8 @@ class PolicyScorer:
             (``features.latent_shape``), for a policy trained on belief observations: it
             replaces the rows' latent fields in the features (the contact rules still read the
             request). Without one a belief policy scores each row's state as certain.
+        :param capacity_plan: this batch is one partition of a base: record its candidates for
+            scarce channels, or decide them by the base's plan (:mod:`.capacity_plan`).
         """
         return self._decide(
             frame,
@@ -425,6 +425,7 @@ class PolicyScorer:
             log=log,
             batch_id=batch_id,
             belief=belief,
+            plan=capacity_plan,
         )
 
     # ------------------------------------------------------------------ internals
@@ -438,6 +439,7 @@ class PolicyScorer:
         batch_id: str | None = None,
         belief: FloatArray | None = None,
         parsed: tuple[ParsedRequest, RuleMasks] | None = None,
+        plan: CapacityPlan | CapacityRecorder | None = None,
     ) -> pd.DataFrame:
         # ``parsed``: the frame's own parse and masks, when a caller needs them too (by_id's
         # explanations): parsing 1M rows costs ~0.6 s, the masks ~0.3 s
@@ -457,7 +459,7 @@ class PolicyScorer:
         # the head decided each distinct combination once; rows take its results by ``inverse``
         # (spreading whole (n, A) arrays, or ranking every row, cost more than the network)
         head = unique.head
-        choice, held = choose_with_holdout(self, head, inverse, allowed, request, capacity)
+        choice, held = choose_with_holdout(self, head, inverse, allowed, request, capacity, plan)
         value = unique.value[inverse]
         result = batch.decision_frame(
             self, frame.index, request, choice, head, inverse, value, masks, top_k
