@@ -86,6 +86,12 @@ def test_refusals_are_one_line(
     pd.DataFrame({"customer_id": ["c1", "ghost-7"]}).to_csv(ids, index=False)
     code, _, err = _run(capsys, "decide", "--store", str(db), *base, "--customers", str(ids))
     assert code == 2 and "ghost-7" in err and len(err.strip().splitlines()) == 1
+    code, _, err = _run(capsys, "decide", *base)
+    assert code == 2 and "--store: needed (or --requests" in err
+    code, _, err = _run(capsys, "decide", "--store", str(db), *base, "--engine", "ray")
+    assert code == 2 and "--engine: ray decides --requests partitions" in err
+    code, _, err = _run(capsys, "decide", "--requests", str(tmp_path / "none"), *base)
+    assert code == 2 and "--requests: no Parquet file or folder" in err
     assert not Path(out).exists()
 
 

@@ -11,6 +11,14 @@ from typing import Annotated, Any
 import pandas as pd
 import typer
 
+from nba.cli.decide_scale import (
+    AddressOption,
+    EngineOption,
+    RequestsOption,
+    WorkersOption,
+    decide_requests,
+    store_path,
+)
 from nba.cli.options import (
     EpsilonOption,
     HoldoutControlOption,
@@ -24,6 +32,19 @@ from nba.cli.output import console
 from nba.cli.score import AsOfOption, CapacityOption, ScoreLogOption, ScoreSeedOption
 from nba.errors import NBAError, NBAValidationError
 
+StoreOption = Annotated[
+    Path | None, typer.Option("--store", help="The customer-state store (SQLite file).")
+]
+CustomersOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--customers",
+        "-c",
+        help="CSV or parquet with a customer_id column: decide for these only (default: "
+        "every customer in the store).",
+    ),
+]
+
 
 def register(app: typer.Typer) -> None:
     """Add ``decide`` to the ``nba`` app."""
@@ -31,18 +52,10 @@ def register(app: typer.Typer) -> None:
 
 
 def decide(
-    store: Annotated[Path, typer.Option("--store", help="The customer-state store (SQLite file).")],
     model: ModelOption,
     out: Annotated[Path, typer.Option("--out", "-o", help="decisions.parquet or .csv")],
-    customers: Annotated[
-        Path | None,
-        typer.Option(
-            "--customers",
-            "-c",
-            help="CSV or parquet with a customer_id column: decide for these only (default: "
-            "every customer in the store).",
-        ),
-    ] = None,
+    store: StoreOption = None,
+    customers: CustomersOption = None,
     as_of: AsOfOption = None,
     capacity: CapacityOption = None,
     log: ScoreLogOption = None,
@@ -52,6 +65,10 @@ def decide(
     holdout_share: HoldoutShareOption = None,
     holdout_salt: HoldoutSaltOption = None,
     holdout_control: HoldoutControlOption = "no_action",
+    requests: RequestsOption = None,
+    engine: EngineOption = "local",
+    address: AddressOption = None,
+    workers: WorkersOption = 2,
     as_json: JsonOption = False,
 ) -> None:
     """Decide for every customer in a store: rules, capacity, exploration and log as `nba score`.
@@ -69,6 +86,7 @@ def decide(
     not logged twice; without --as-of the time is now and every run is a new batch. With
     --holdout-share and --holdout-salt a persistent control group gets the control's decision
     (column holdout; logged as held out): `nba lift` compares the two groups later.
+    With --requests (partitioned Parquet) instead of --store: by partition, here or on Ray.
     """
     from nba.cli.inputs import (
         TABLE_SUFFIXES,
@@ -82,17 +100,22 @@ def decide(
     from nba.serving.scorer import Exploration
     from nba.store import CustomerStore
 
-    check_output(out, "--out", TABLE_SUFFIXES)
     limits = _capacity_limits(capacity or [])
+    held_out = _holdout(holdout_share, holdout_salt, holdout_control)
+    if requests is not None:
+        settings = {"capacity": limits, "epsilon": epsilon, "seed": seed, "holdout": held_out}
+        settings.update(log=log, tracking_uri=tracking_uri, store=store)
+        decide_requests(requests, model, out, as_of, settings, engine, address, workers, as_json)
+        return
+    store = store_path(store, engine, address)
+    check_output(out, "--out", TABLE_SUFFIXES)
     when = parse_as_of(as_of) or pd.Timestamp.now(tz="UTC")
-    if store.is_dir() or not store.exists():
-        raise NBAValidationError(f"--store: no customer store at {str(store)!r}")
     if log is not None:
         check_decision_log(log, "--log", must_exist=False)
     wanted = _customer_ids(customers) if customers is not None else None
     exploration = Exploration(kind="epsilon", epsilon=epsilon, seed=seed) if epsilon else None
     scorer = load_scorer(model, tracking_uri, exploration)
-    scorer.holdout = _holdout(holdout_share, holdout_salt, holdout_control)
+    scorer.holdout = held_out
     with CustomerStore.open(store) as held:
         check_same_twin(scorer, held)
         decisions, timing = _decide(scorer, held, wanted, when, limits, log, model, epsilon, seed)

@@ -11,9 +11,10 @@ Partitions are files, not Ray Data blocks: the two passes need each partition's 
 in file order, which a file keeps and a block does not promise.
 
 Exactly once: each partition's decisions are written to ``part-NNNNN.parquet`` atomically (a
-temporary file renamed), and its decision-log shard ``decisions-NNNNN.db`` takes them under the
-batch id ``<job>-NNNNN``, which the log refuses to take twice. Actors are restarted when their
-process dies and the partition is scored again: same inputs, same decisions, the same file.
+temporary file renamed), and its decision-log shard ``decisions-NNNNN.db`` (when asked for)
+takes them under the batch id ``<job>-NNNNN``, which the log refuses to take twice. Actors are
+restarted when their process dies and the partition is scored again: same inputs, same
+decisions, the same file.
 """
 
 from __future__ import annotations
@@ -111,19 +112,22 @@ class PartitionScorer:
 
         return summarize_partition(self.scorer, pd.read_parquet(path), **self.options())
 
-    def decide(self, path: str, index: int, out: str, key: str, plan: Any) -> tuple[int, int]:
+    def decide(
+        self, path: str, index: int, out: str, key: str, plan: Any, logs: str | None
+    ) -> tuple[int, int]:
         """Decide one partition under the base's plan; write it (and its log shard) once.
         Returns the rows decided and the deciding process."""
         from nba.serving.decision_log import DecisionLog
 
         frame = pd.read_parquet(path)
-        log = DecisionLog(Path(out) / f"decisions-{index:05d}.db")
+        log = DecisionLog(Path(logs) / f"decisions-{index:05d}.db") if logs else None
         try:
             decisions = self.scorer.score_batch(
                 frame, capacity_plan=plan, log=log, batch_id=f"{key}-{index:05d}", **self.options()
             )
         finally:
-            log.close()
+            if log is not None:
+                log.close()
         target = Path(out) / f"part-{index:05d}.parquet"
         partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
         decisions.to_parquet(partial, index=False)
@@ -138,14 +142,18 @@ def decide_partitions(
     engine: str = "ray",
     address: str | None = None,
     workers: int = 2,
+    logs: Path | None = None,
 ) -> DecideReport:
-    """Decide every partition of ``source`` into ``out`` (module docstring)."""
+    """Decide every partition of ``source`` into ``out`` (module docstring); with ``logs``, a
+    decision-log shard per partition there."""
     if engine not in ("ray", "local"):
         raise ScaleError(f"--engine: expected 'ray' or 'local', got {engine!r}")
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ScaleError(f"--workers: expected a positive integer, got {workers!r}")
     files = partition_files(source)
     out.mkdir(parents=True, exist_ok=True)
+    if logs is not None:
+        logs.mkdir(parents=True, exist_ok=True)
     key = job.key(files)
     run = _ray_runner(job, address, workers) if engine == "ray" else _local_runner(job)
     began = time.perf_counter()
@@ -154,7 +162,9 @@ def decide_partitions(
     local = PartitionScorer(job)  # the limits and the plan, under the job's own model
     plan = plan_for(local.scorer, summaries, job.capacity)
     planned = time.perf_counter()
-    decided = run("decide", [(str(p), i, str(out), key, plan) for i, p in enumerate(files)])
+    shards = str(logs) if logs is not None else None
+    calls = [(str(p), i, str(out), key, plan, shards) for i, p in enumerate(files)]
+    decided = run("decide", calls)
     done = time.perf_counter()
     seconds = {"pass_1": first - began, "plan": planned - first, "pass_2": done - planned}
     rows = int(sum(n for n, _ in decided))

@@ -59,8 +59,17 @@ def test_ray_decisions_equal_one_batch_over_all_partitions(
     job = DecideJob(
         str(export_dir), AS_OF, capacity=SCARCE, holdout=(0.2, "scale", "business_as_usual")
     )
-    report = decide_partitions(job, tmp_path / "requests", tmp_path / "out", address=ray_cluster)
+    logs = tmp_path / "logs"
+    report = decide_partitions(
+        job, tmp_path / "requests", tmp_path / "out", address=ray_cluster, logs=logs
+    )
     assert (report.partitions, report.customers) == (5, 6_000)
+    shards = sorted(logs.glob("decisions-*.db"))
+    assert len(shards) == 5
+    from nba.ope.decision_log import read_decision_log
+
+    logged = sum(len(read_decision_log(shard, None).customer_id) for shard in shards)
+    assert logged == 6_000
     got = _read(tmp_path / "out")
     want = _single_process(export_dir, job, frame)
     assert_same_decisions(got, want)
@@ -127,3 +136,32 @@ def test_bad_settings_name_the_option(tmp_path: Path, export_dir: Path) -> None:
         decide_partitions(job, tmp_path / "empty", tmp_path / "out", engine="spark")
     with pytest.raises(ScaleError, match="--workers: expected"):
         decide_partitions(job, tmp_path / "empty", tmp_path / "out", workers=0)
+
+
+def test_the_cli_decides_partitions_on_the_cluster_as_the_engine_does(
+    ray_cluster: str, export_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    from nba.cli.entry import main
+
+    frame = _base(3_000, 3, tmp_path / "requests")
+    args = ["decide", "-m", str(export_dir), "--requests", str(tmp_path / "requests")]
+    args += ["--as-of", AS_OF, "--capacity", "push=200", "--capacity", "paid_social=150"]
+    with pytest.raises(SystemExit) as exited:
+        main([*args, "-o", str(tmp_path / "out"), "--engine", "ray", "--address", ray_cluster,
+              "--log", str(tmp_path / "logs"), "--json"])  # fmt: skip
+    assert exited.value.code in (0, None)
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert (summary["customers"], summary["partitions"], summary["engine"]) == (3_000, 3, "ray")
+    job = DecideJob(str(export_dir), AS_OF, capacity={"push": 200, "paid_social": 150})
+    assert_same_decisions(_read(tmp_path / "out"), _single_process(export_dir, job, frame))
+    assert len(list((tmp_path / "logs").glob("decisions-*.db"))) == 3
+    for bad, says in (
+        (["--store", str(tmp_path / "x.db")], "--requests: give --store or --requests"),
+        (["--log", str(tmp_path / "requests" / "requests-000.parquet")], "--log: "),
+    ):
+        with pytest.raises(SystemExit) as exited:
+            main([*args, "-o", str(tmp_path / "again"), *bad])
+        err = capsys.readouterr().err
+        assert exited.value.code == 2 and says in err, err
