@@ -12,7 +12,16 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SUBPACKAGES = ["nba", "nba.envs", "nba.training", "nba.serving", "nba.scenarios"]
+SUBPACKAGES = [
+    "nba",
+    "nba.envs",
+    "nba.training",
+    "nba.serving",
+    "nba.scenarios",
+    "nba.store",
+    "nba.loop",
+    "nba.scale",
+]
 
 
 @pytest.mark.slow
