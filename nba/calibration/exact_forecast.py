@@ -319,7 +319,7 @@ def forecast_customers(
         ``lookback_days``.
     """
     days = parse_horizon(horizon_days)
-    start = _cutoff(events, cutoff)
+    start = forecast_cutoff(events, cutoff)
     belief = filter_states(
         scenario,
         events,
@@ -402,7 +402,9 @@ def plan_matrix(
     return matrix
 
 
-def _cutoff(events: EventLog, cutoff: pd.Timestamp | str | None) -> pd.Timestamp:
+def forecast_cutoff(events: EventLog, cutoff: pd.Timestamp | str | None) -> pd.Timestamp:
+    """Where the forecast starts: ``cutoff``, else midnight after the log's last event (one for
+    the whole log, however it is partitioned)."""
     if cutoff is not None:
         return utc_time(cutoff, "cutoff")
     if events.events.empty:

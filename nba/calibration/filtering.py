@@ -88,15 +88,15 @@ def filter_states(
     """
     end = utc_time(cutoff, "cutoff")
     history_start = history_start or history_start_of(scenario)
-    _check_settings(lookback_days, history_start, chunk)
+    check_filter_settings(lookback_days, history_start, chunk)
     history = log.events[log.events["timestamp"] < end]
     if history.empty and record_start is None:
         raise EventLogError(f"events: nothing before the cutoff {end}")
-    begins = _record_start(history, end, record_start)  # no evidence before it
+    begins = record_start_of(history, end, record_start)  # no evidence before it
     days = min(max(int(np.ceil((end - begins) / DAY)), 1), lookback_days)
     start = end - days * DAY
     before_cutoff, history = history, history[history["timestamp"] >= start]
-    ids = _customers(history, customer_ids)
+    ids = filtered_customers(history, customer_ids)
     tracker = BeliefTracker(scenario)
 
     bought = history[history["event"] == "purchased"]
@@ -194,7 +194,7 @@ def _condition_on_consent(
     log_likelihood[rows] += np.log(mass) - np.log(prior_mass)
 
 
-def _customers(history: pd.DataFrame, customer_ids: pd.Index | None) -> pd.Index:
+def filtered_customers(history: pd.DataFrame, customer_ids: pd.Index | None) -> pd.Index:
     """Whom to place: as given (each once), else everyone with an event in the days read."""
     ids = (
         pd.Index(history["customer_id"].astype(str).unique())
@@ -206,7 +206,7 @@ def _customers(history: pd.DataFrame, customer_ids: pd.Index | None) -> pd.Index
     return ids
 
 
-def _record_start(
+def record_start_of(
     history: pd.DataFrame, end: pd.Timestamp, given: pd.Timestamp | None
 ) -> pd.Timestamp:
     """When the purchase record starts: ``given``, else the first purchase before ``end``."""
@@ -251,7 +251,8 @@ def _first_days(
     return first_day, given_day
 
 
-def _check_settings(lookback_days: int, history_start: str, chunk: int) -> None:
+def check_filter_settings(lookback_days: int, history_start: str, chunk: int) -> None:
+    """Refuse a filter setting out of range, naming it (also checked by the Ray driver)."""
     for name, value in (("lookback_days", lookback_days), ("chunk", chunk)):
         if not isinstance(value, int) or value < 1:
             raise EventLogError(f"{name}: expected a positive whole number, got {value!r}")

@@ -30,20 +30,20 @@ import pandas as pd
 from nba.calibration.events import EventLog, EventLogError, utc_time
 from nba.calibration.exact_forecast import (
     COLUMNS,
-    _cutoff,
     baskets_per_purchase_day,
     expected_outcomes,
+    forecast_cutoff,
     parse_horizon,
     plan_matrix,
 )
 from nba.calibration.filtering import (
     DEFAULT_LOOKBACK_DAYS,
     StateBelief,
-    _check_settings,
-    _customers,
-    _record_start,
+    check_filter_settings,
     filter_states,
+    filtered_customers,
     history_start_of,
+    record_start_of,
 )
 from nba.errors import NBAError
 from nba.scale import ScaleError, import_ray
@@ -173,7 +173,7 @@ def forecast_customers_on_ray(
     tasks (what ``nba forecast`` runs), the same table to the bit."""
     split_blocks(0, partitions)
     days = parse_horizon(horizon_days)
-    start = _cutoff(events, cutoff)
+    start = forecast_cutoff(events, cutoff)
     window = _window(scenario, events, start, customer_ids, lookback_days, history_start, None)
     ids = window.ids
     plans: list[pd.DataFrame | None]
@@ -240,14 +240,14 @@ def _window(
     """What :func:`filter_states` derives from the whole log, derived once (its own helpers)."""
     end = utc_time(cutoff, "cutoff")
     history_start = history_start or history_start_of(scenario)
-    _check_settings(lookback_days, history_start, 1)
+    check_filter_settings(lookback_days, history_start, 1)
     before_cutoff = log.events[log.events["timestamp"] < end]
     if before_cutoff.empty and record_start is None:
         raise EventLogError(f"events: nothing before the cutoff {end}")
-    begins = _record_start(before_cutoff, end, record_start)
+    begins = record_start_of(before_cutoff, end, record_start)
     days = min(max(int(np.ceil((end - begins) / DAY)), 1), lookback_days)
     read = before_cutoff[before_cutoff["timestamp"] >= end - days * DAY]
-    ids = _customers(read, customer_ids)
+    ids = filtered_customers(read, customer_ids)
     return _Window(end, begins, history_start, ids, before_cutoff)
 
 

@@ -38,6 +38,10 @@ def ray_cluster() -> Iterator[str]:
     root = Path(tempfile.mkdtemp(prefix="nbaray", dir="/tmp"))
     port = free_port()
     address = f"127.0.0.1:{port}"
+    # Ray 2.60 turns token auth on for a cluster when ~/.ray/auth_token exists, which any
+    # earlier local ray.init() writes: the test cluster and this driver say disabled, alike
+    saved = os.environ.get("RAY_AUTH_MODE")
+    os.environ["RAY_AUTH_MODE"] = "disabled"
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
     env.pop("RAY_ADDRESS", None)
     common = ["--node-ip-address=127.0.0.1", "--num-cpus=1", "--disable-usage-stats"]
@@ -61,6 +65,10 @@ def ray_cluster() -> Iterator[str]:
             ray.shutdown()
         _stop(groups, root)
         shutil.rmtree(root, ignore_errors=True)
+        if saved is None:
+            os.environ.pop("RAY_AUTH_MODE", None)
+        else:
+            os.environ["RAY_AUTH_MODE"] = saved
 
 
 def _ray_start(arguments: list[str], env: dict[str, str], name: str) -> int:
