@@ -213,10 +213,6 @@ class _Comparison:
 
 def welch_difference(treated: FloatArray, control: FloatArray, z: float) -> _Comparison:
     """Difference of means (and relative lift) with Welch's standard error, +- ``z`` of it."""
-    return _welch(treated, control, z)
-
-
-def _welch(treated: FloatArray, control: FloatArray, z: float) -> _Comparison:
     nt, nc = len(treated), len(control)
     mt, mc = float(treated.mean()), float(control.mean())
     vt = float(treated.var(ddof=1)) if nt > 1 else np.nan
@@ -237,7 +233,7 @@ def _welch(treated: FloatArray, control: FloatArray, z: float) -> _Comparison:
 def _bootstrap(
     treated: FloatArray, control: FloatArray, level: float, n_boot: int, rng: np.random.Generator
 ) -> _Comparison:
-    point = _welch(treated, control, NormalDist().inv_cdf(0.5 + level / 2))
+    point = welch_difference(treated, control, NormalDist().inv_cdf(0.5 + level / 2))
     means_t, means_c = _boot_means(treated, n_boot, rng), _boot_means(control, n_boot, rng)
     diffs = means_t - means_c
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -292,7 +288,7 @@ class _Comparer:
         elif self.interval == "bootstrap":
             stats = _bootstrap(treated, control, self.level, self.n_boot, self.rng)
         else:
-            stats = _welch(treated, control, NormalDist().inv_cdf(0.5 + self.level / 2))
+            stats = welch_difference(treated, control, NormalDist().inv_cdf(0.5 + self.level / 2))
         return row | stats.__dict__
 
 
@@ -451,7 +447,7 @@ def cumulative_lift(
                     f"{name}_upper": mean + z * se,
                 }
             )
-        stats = _welch(treated, control, z)
+        stats = welch_difference(treated, control, z)
         row.update(
             difference=stats.difference,
             difference_lower=stats.difference_lower,

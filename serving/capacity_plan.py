@@ -84,8 +84,9 @@ class CapacityPlan:
         """(N,) each row's scarce channel as a position in ``channels`` (a batch's order)."""
         found = self.assigned.reindex(pd.Index(np.asarray(ids, dtype=object)))
         channel = found.fillna(-1).to_numpy(dtype=np.int64)
-        position = {c: k for k, c in enumerate(channels)}
-        out: IntArray = np.array([position.get(c, -1) for c in channel], dtype=np.int64)
+        position = np.full(max([*channels, int(channel.max(initial=-1))]) + 2, -1, np.int64)
+        position[np.asarray(channels, dtype=np.int64) + 1] = np.arange(len(channels))
+        out: IntArray = position[channel + 1]  # -1 (none) reads slot 0: -1
         return out
 
     def opened_to(self, ids: np.ndarray, gains: FloatArray, channels: Sequence[int]) -> BoolArray:

@@ -4,6 +4,7 @@ in one process or on Ray (:mod:`nba.scale.ray_decide`), channel capacity global.
 from __future__ import annotations
 
 import json
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -81,7 +82,7 @@ def decide_requests(
         tracking_uri=settings["tracking_uri"],
     )
     if job.epsilon and job.seed is None:
-        job = DecideJob(**{**job.__dict__, "seed": derived_seed(json.dumps(job.__dict__))})
+        job = replace(job, seed=derived_seed(json.dumps(asdict(job), sort_keys=True)))
     report = decide_partitions(job, requests, out, engine, address, workers, log)
     summary = {
         "customers": report.customers,

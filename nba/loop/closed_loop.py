@@ -224,20 +224,20 @@ def run_loop(
 def _start(spec: WorldSpec, seeds: np.ndarray) -> tuple[_Loop, dict[str, dict[str, float]]]:
     world = world_scenario(spec)
     wrong, errors = wrong_twin(world, spec.twin_error, np.random.default_rng(int(seeds[0])))
-    main_ids = np.array([f"c{i}" for i in range(spec.customers)])
-    shadow_ids = np.array([f"s{i}" for i in range(spec.shadow_customers)])
+    main_ids = np.char.add("c", np.arange(spec.customers).astype(str))
+    shadow_ids = np.char.add("s", np.arange(spec.shadow_customers).astype(str))  # both arms
     holdout = Holdout(spec.holdout_share, spec.holdout_salt)
     cells_main, cells_shadow = _cells(main_ids, 0, spec), _cells(shadow_ids, 0, spec)
     n_shadow = spec.shadow_customers
     populations = [
         Population.start(
-            "main", world, spec.customers, int(seeds[1]), holdout.assign(main_ids), cells_main
+            "main", world, main_ids, int(seeds[1]), holdout.assign(main_ids), cells_main
         ),
         Population.start(
-            "treated", world, n_shadow, int(seeds[2]), np.zeros(n_shadow, bool), cells_shadow
+            "treated", world, shadow_ids, int(seeds[2]), np.zeros(n_shadow, bool), cells_shadow
         ),
         Population.start(
-            "control", world, n_shadow, int(seeds[2]), np.ones(n_shadow, bool), cells_shadow
+            "control", world, shadow_ids, int(seeds[2]), np.ones(n_shadow, bool), cells_shadow
         ),
     ]
     bau, features = business_as_usual(world)
@@ -285,8 +285,7 @@ def _end_of_week(loop: _Loop, week: int) -> dict[str, Any]:
         fit = _refit(loop, range(first, week + 1), d.champion)
         d.challenger = loop.new_view(fit.apply(d.champion.scenario, ""))
         for population in loop.populations:
-            ids = np.array([f"{population.name}{i}" for i in range(population.n)])
-            population.cell_scores = _cells(ids, week, spec)
+            population.cell_scores = _cells(population.ids, week, spec)
         loop.test_start = {v.label: _values_now(v, main) for v in (d.champion, d.challenger)}
         loop.test_reward, loop.test_weeks = np.zeros(main.n), 0
         row["challenger_next"] = d.challenger.label
@@ -348,9 +347,10 @@ def _gate(loop: _Loop, week: int) -> str:
 
 def _audit(view: View, week: int, threshold: float) -> dict[str, Any]:
     """The week's purchases against the twin's expectation: overall and per action z."""
-    observed, expected = (float(x[0]) for x in view.audit.get(week, [np.zeros(1)] * 2))
+    sums = view.week_evidence(week).sums  # every customer-day, no action included
+    observed = float(sums["bought"].sum())
+    expected = float((sums["base"] + sums["uplift"]).sum())  # the one-day-ahead purchases
     z = (observed - expected) / math.sqrt(expected) if expected > 0 else 0.0
-    sums = view.week_evidence(week).sums
     contact = sums["sends"][1:] > 0
     predicted = (sums["base"] + sums["uplift"])[1:][contact]
     spread = np.sqrt(np.maximum(sums["buy_var"][1:][contact], 1e-12))

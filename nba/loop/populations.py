@@ -45,6 +45,7 @@ class Population:
 
     name: str
     world: CustomerTwin
+    ids: np.ndarray  # what the salted hashes (holdout, test cells) read
     control: BoolArray  # decided by business as usual
     cell_scores: FloatArray  # uniform per customer: the challenger's test cell is score < share
     first_state: CustomerState
@@ -54,11 +55,18 @@ class Population:
 
     @classmethod
     def start(
-        cls, name: str, scenario: Scenario, n: int, seed: int, control: BoolArray, cells: FloatArray
+        cls,
+        name: str,
+        scenario: Scenario,
+        ids: np.ndarray,
+        seed: int,
+        control: BoolArray,
+        cells: FloatArray,
     ) -> Population:
         world = CustomerTwin(scenario, seed=seed)
+        n = len(ids)
         state = world.reset(n)
-        return cls(name, world, control, cells, state.copy(), [], np.zeros(n), np.zeros(n))
+        return cls(name, world, ids, control, cells, state.copy(), [], np.zeros(n), np.zeros(n))
 
     @property
     def n(self) -> int:
@@ -83,8 +91,7 @@ class View:
     policy: QMDPPolicy
     tables: ResponseTables
     observers: dict[str, BeliefObserver] = field(default_factory=dict)
-    evidence: dict[int, ResponseEvidence] = field(default_factory=dict)  # per loop week
-    audit: dict[int, list[FloatArray]] = field(default_factory=dict)  # per week: [obs, exp]
+    evidence: dict[int, ResponseEvidence] = field(default_factory=dict)  # per week: audit, refit
 
     @classmethod
     def of(cls, label: str, scenario: Scenario) -> View:
@@ -224,6 +231,3 @@ def _record(
     for view in watch:
         seen = expected[view.label]
         view.week_evidence(week).add(result.executed, opened, result.bought, seen)
-        sums = view.audit.setdefault(week, [np.zeros(1), np.zeros(1)])
-        sums[0] += float(result.bought.sum())
-        sums[1] += float(seen["buy"].sum())

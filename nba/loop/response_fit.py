@@ -27,7 +27,6 @@ from nba.errors import NBAValidationError
 from nba.loop.world import scale_response
 from nba.scenario import Scenario
 from nba.state import CustomerState
-from nba.twin import CustomerTwin
 from nba.types import BoolArray, FloatArray, IntArray
 
 #: a factor is kept within these bounds however extreme a window's data
@@ -178,8 +177,3 @@ def _shrunk(raw: float, se: float, prior_sd: float) -> float:
     """``raw`` pulled towards 1 by its precision against the prior's, within the bounds."""
     weight = prior_sd**2 / (prior_sd**2 + se**2) if prior_sd > 0 else 0.0
     return float(np.clip(1.0 + weight * (raw - 1.0), *FACTOR_BOUNDS))
-
-
-def tables_for(twin: CustomerTwin, values: BeliefValues | None = None) -> ResponseTables:
-    """The response tables of ``twin`` (its belief values solved when not given)."""
-    return ResponseTables(values if values is not None else BeliefValues(twin))

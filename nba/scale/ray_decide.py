@@ -155,11 +155,11 @@ def decide_partitions(
     if logs is not None:
         logs.mkdir(parents=True, exist_ok=True)
     key = job.key(files)
-    run = _ray_runner(job, address, workers) if engine == "ray" else _local_runner(job)
+    local = PartitionScorer(job)  # the limits and the plan, under the job's own model
+    run = _ray_runner(job, address, workers) if engine == "ray" else _local_runner(local)
     began = time.perf_counter()
     summaries = run("summarize", [(str(p),) for p in files])
     first = time.perf_counter()
-    local = PartitionScorer(job)  # the limits and the plan, under the job's own model
     plan = plan_for(local.scorer, summaries, job.capacity)
     planned = time.perf_counter()
     shards = str(logs) if logs is not None else None
@@ -171,9 +171,7 @@ def decide_partitions(
     return DecideReport(key, len(files), rows, out, seconds, sorted({pid for _, pid in decided}))
 
 
-def _local_runner(job: DecideJob) -> Callable[[str, list[tuple[Any, ...]]], list[Any]]:
-    scorer = PartitionScorer(job)
-
+def _local_runner(scorer: PartitionScorer) -> Callable[[str, list[tuple[Any, ...]]], list[Any]]:
     def run(method: str, calls: list[tuple[Any, ...]]) -> list[Any]:
         return [getattr(scorer, method)(*call) for call in calls]
 

@@ -83,7 +83,8 @@ def test_a_day_gives_holdout_customers_business_as_usual(spec: WorldSpec) -> Non
     world = world_scenario(spec)
     wrong, _ = wrong_twin(world, 0.3, np.random.default_rng(0))
     control = np.arange(300) % 3 == 0
-    population = Population.start("main", world, 300, 1, control, np.full(300, 0.9))
+    ids = np.char.add("c", np.arange(300).astype(str))
+    population = Population.start("main", world, ids, 1, control, np.full(300, 0.9))
     view = View.of("v1", wrong)
     view.follow(population)
     bau, features = business_as_usual(world)
