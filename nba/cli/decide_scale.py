@@ -19,7 +19,8 @@ RequestsOption = Annotated[
     typer.Option(
         "--requests",
         help="A folder of Parquet files of request rows (the `nba score` columns), one "
-        "partition each, instead of --store; --out is then a folder of part-NNNNN.parquet "
+        "partition each, instead of --store (`nba store export` writes one from a store, "
+        "each customer's belief included); --out is then a folder of part-NNNNN.parquet "
         "and --log a folder of decision-log shards.",
     ),
 ]

@@ -23,6 +23,7 @@ from nba.cli import (
     ope,
     score,
     serve,
+    store_export,
     train,
     twin,
 )
@@ -37,7 +38,21 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 # ``nba --help`` order
-commands = (twin, train, score, decide, serve, calibrate, forecast, ingest, ope, lift, cycle, loop)
+commands = (
+    twin,
+    train,
+    score,
+    decide,
+    serve,
+    calibrate,
+    forecast,
+    ingest,
+    store_export,
+    ope,
+    lift,
+    cycle,
+    loop,
+)
 for group in commands:
     group.register(app)
 

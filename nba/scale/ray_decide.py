@@ -7,6 +7,10 @@ channels, one allocation on the driver, every partition decided under it. The de
 those of one :meth:`~nba.serving.scorer.PolicyScorer.score_batch` over the partitions
 concatenated in file-name order (network outputs to float32 rounding).
 
+A partition exported from the customer-state store (``nba store export``,
+:mod:`nba.store.export`) carries each customer's belief as ``belief__*`` columns: a
+belief-trained model decides on it, as ``nba decide --store`` does.
+
 Partitions are files, not Ray Data blocks: the two passes need each partition's rows whole and
 in file order, which a file keeps and a block does not promise.
 
@@ -32,6 +36,7 @@ import pandas as pd
 
 from nba.scale import ScaleError, import_ray
 from nba.serving.capacity_plan import PartSummary, plan_for
+from nba.store.export import split_export
 
 
 @dataclass(frozen=True)
@@ -107,10 +112,30 @@ class PartitionScorer:
             "top_k": self.job.top_k,
         }
 
+    def read(self, path: str) -> tuple[pd.DataFrame, Any]:
+        """A partition's request rows and, where it carries belief columns (a store's export,
+        :mod:`nba.store.export`) and the model was trained on beliefs, the belief it decides
+        on, as ``nba decide --store`` gives it (a state model decides on the rows' most likely
+        state, as there)."""
+        from nba.serving.by_id import is_belief_model
+
+        frame = pd.read_parquet(path)
+        request, belief = split_export(frame, self.scorer.policy.scenario, Path(path).name)
+        return request, belief if is_belief_model(self.scorer) else None
+
+    def check(self, path: Path) -> None:
+        """Refuse a partition whose belief columns are partial, unknown or of another twin,
+        from its Parquet schema alone (no rows read): one clear error before any work."""
+        import pyarrow.parquet as pq
+
+        empty = pq.read_schema(path).empty_table().to_pandas()
+        split_export(empty, self.scorer.policy.scenario, path.name)
+
     def summarize(self, path: str) -> PartSummary:
         from nba.serving.capacity_plan import summarize_partition
 
-        return summarize_partition(self.scorer, pd.read_parquet(path), **self.options())
+        frame, belief = self.read(path)
+        return summarize_partition(self.scorer, frame, belief=belief, **self.options())
 
     def decide(
         self, path: str, index: int, out: str, key: str, plan: Any, logs: str | None
@@ -119,11 +144,16 @@ class PartitionScorer:
         Returns the rows decided and the deciding process."""
         from nba.serving.decision_log import DecisionLog
 
-        frame = pd.read_parquet(path)
+        frame, belief = self.read(path)
         log = DecisionLog(Path(logs) / f"decisions-{index:05d}.db") if logs else None
         try:
             decisions = self.scorer.score_batch(
-                frame, capacity_plan=plan, log=log, batch_id=f"{key}-{index:05d}", **self.options()
+                frame,
+                capacity_plan=plan,
+                log=log,
+                batch_id=f"{key}-{index:05d}",
+                belief=belief,
+                **self.options(),
             )
         finally:
             if log is not None:
@@ -156,6 +186,8 @@ def decide_partitions(
         logs.mkdir(parents=True, exist_ok=True)
     key = job.key(files)
     local = PartitionScorer(job)  # the limits and the plan, under the job's own model
+    for path in files:  # belief columns whole and of the model's twin, before any work
+        local.check(path)
     run = _ray_runner(job, address, workers) if engine == "ray" else _local_runner(local)
     began = time.perf_counter()
     summaries = run("summarize", [(str(p),) for p in files])
