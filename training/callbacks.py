@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import time
+from collections.abc import Callable
 from typing import Any
 
 from mlflow.tracking import MlflowClient
@@ -34,8 +35,10 @@ class ExactEvaluationCallback(BaseCallback):
         elapsed_before: float = 0.0,
         target_share: float | None = None,
         algo: str = "policy",
+        on_point: Callable[[dict[str, float]], None] | None = None,
     ) -> None:
         super().__init__()
+        self.on_point = on_point
         self.scorer = scorer
         self.every_steps = every_steps
         self.client = client
@@ -93,6 +96,8 @@ class ExactEvaluationCallback(BaseCallback):
         )
         if self.target_share is not None and score.share_of_optimum >= self.target_share:
             self.reached_at = point
+        if self.on_point is not None:
+            self.on_point(point)
         return point
 
 

@@ -125,7 +125,9 @@ def publish(
         version = None
         if cfg.register_model:
             first_time = tags.get(FINAL_DONE_TAG) != str(step)
-            version = _register_once(client, run_id, cfg, model_uri, move_alias=first_time)
+            version = register_once(
+                client, run_id, cfg.registered_model_name, model_uri, move_alias=first_time
+            )
     client.set_tag(run_id, FINAL_DONE_TAG, str(step))
     return TrainResult(
         run_id=run_id,
@@ -159,15 +161,15 @@ def _logged_policy(client: MlflowClient, run_id: str, step: int) -> str | None:
     return None
 
 
-def _register_once(
-    client: MlflowClient, run_id: str, cfg: TrainConfig, model_uri: str, move_alias: bool
+def register_once(
+    client: MlflowClient, run_id: str, name: str, model_uri: str, move_alias: bool
 ) -> str:
     """This run's registered version of ``model_uri``: the existing one, else a new one.
 
     The ``candidate`` alias moves to it when the version is new or the run's final phase had
     not finished (a kill between registering and aliasing); never back onto an older version.
+    A sweep registers its best trial's model through this too.
     """
-    name = cfg.registered_model_name
     model_id = model_uri.removeprefix("models:/")
     existing = [
         found
@@ -312,6 +314,6 @@ def _log_pyfunc(
             model_config={"model_version": f"run:{run_id}"},
             **logged_model_fields(scorer),  # no input schema: MLflow drops no field
             pip_requirements=[f"nba=={nba.__version__}", "numpy", "pandas"],
-            tags={MODEL_STEP_TAG: str(step)},  # registration: _register_once, once
+            tags={MODEL_STEP_TAG: str(step)},  # registration: register_once, once
         )
     return info.model_uri

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import signal
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +75,8 @@ def train(
     output_dir: str | Path = "nba-runs",
     callbacks: list[Any] | None = None,
     init_from: str | Path | None = None,
+    run_tags: dict[str, str] | None = None,
+    on_evaluation: Callable[[dict[str, float]], None] | None = None,
     **options: Any,
 ) -> TrainResult:
     """Train ``algo`` on ``scenario`` for ``timesteps`` env steps; return run id and table.
@@ -91,6 +94,9 @@ def train(
         settings that do not change the result (see ``RESUME_APPLIES``).
     :param init_from: an exported policy's folder (:mod:`nba.training.warm_start`): a new run's
         actor and critic start as its weights (ignored on ``resume``: the checkpoint has them).
+    :param run_tags: extra tags of a new run (a sweep's ``mlflow.parentRunId``, say).
+    :param on_evaluation: called with every learning-curve point as it is measured (a sweep
+        reports them to its scheduler); an exception it raises stops training.
     :param options: further :class:`TrainConfig` fields (``eval_every_steps``, ...).
     """
     uri = resolve_tracking_uri(tracking_uri)
@@ -109,7 +115,7 @@ def train(
         run_id = None
     loaded = load_scenario(cfg.scenario)
     if run_id is None:
-        run_id = _new_run(client, uri, cfg, loaded)
+        run_id = _new_run(client, uri, cfg, loaded, run_tags or {})
     checkpoints = RunCheckpoints(client, run_id, Path(cfg.checkpoint_dir) / run_id)
     # verified before the run is touched: a refused checkpoint leaves it as it was
     checkpoint = checkpoints.load(download=True) if resume else None
@@ -118,7 +124,16 @@ def train(
         try:
             extra, folder = [*(callbacks or []), stop], Path(output_dir)
             result = _train_in_run(
-                client, run_id, cfg, loaded, folder, extra, checkpoints, checkpoint, init_from
+                client,
+                run_id,
+                cfg,
+                loaded,
+                folder,
+                extra,
+                checkpoints,
+                checkpoint,
+                init_from,
+                on_evaluation,
             )
         except KeyboardInterrupt as exc:
             interrupted = (
@@ -138,7 +153,9 @@ def train(
         return result
 
 
-def _new_run(client: MlflowClient, uri: str, cfg: TrainConfig, scenario: Scenario) -> str:
+def _new_run(
+    client: MlflowClient, uri: str, cfg: TrainConfig, scenario: Scenario, tags: dict[str, str]
+) -> str:
     """Create the run (named, tagged, described) and log what it was started with."""
     experiment_id = ensure_experiment(client, cfg.experiment, uri)
     run = client.create_run(
@@ -150,6 +167,7 @@ def _new_run(client: MlflowClient, uri: str, cfg: TrainConfig, scenario: Scenari
                 "nba.algo": cfg.algo,
                 MLFLOW_RUN_NOTE: f"{cfg.algo} on {scenario.name}, {count(cfg.timesteps)} steps, "
                 f"seed {cfg.seed}: training",
+                **tags,
             }
         ),
     )
@@ -172,6 +190,7 @@ def _train_in_run(
     checkpoints: RunCheckpoints,
     checkpoint: Checkpoint | None,
     init_from: str | Path | None = None,
+    on_evaluation: Callable[[dict[str, float]], None] | None = None,
 ) -> TrainResult:
     if cfg.torch_threads:
         torch.set_num_threads(cfg.torch_threads)
@@ -200,6 +219,7 @@ def _train_in_run(
         elapsed_before=elapsed_before,
         target_share=cfg.target_share,
         algo=cfg.algo,
+        on_point=on_evaluation,
     )
     periodic = AtomicCheckpointCallback(
         checkpoints, cfg.checkpoint_every_seconds, history, lambda: evaluation.elapsed

@@ -28,7 +28,7 @@ EngineOption = Annotated[
     str,
     typer.Option(
         "--engine",
-        help="local (one process) or ray (an actor pool; pip install nba[ray]), with --requests.",
+        help="local (one process) or ray (an actor pool; pip install nba\\[ray]), with --requests.",
     ),
 ]
 AddressOption = Annotated[

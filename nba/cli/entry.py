@@ -24,6 +24,7 @@ from nba.cli import (
     score,
     serve,
     store_export,
+    sweep,
     train,
     twin,
 )
@@ -41,6 +42,7 @@ app = typer.Typer(
 commands = (
     twin,
     train,
+    sweep,
     score,
     decide,
     serve,
