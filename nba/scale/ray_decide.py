@@ -34,6 +34,7 @@ from typing import Any
 
 import pandas as pd
 
+from nba.errors import NBAError
 from nba.scale import ScaleError, import_ray
 from nba.serving.capacity_plan import PartSummary, plan_for
 from nba.store.export import split_export
@@ -224,6 +225,11 @@ def _ray_runner(
     pool = ActorPool([actor.remote(job) for _ in range(workers)])
 
     def run(method: str, calls: list[tuple[Any, ...]]) -> list[Any]:
-        return list(pool.map(lambda a, call: getattr(a, method).remote(*call), calls))
+        try:
+            return list(pool.map(lambda a, call: getattr(a, method).remote(*call), calls))
+        except ray.exceptions.RayTaskError as error:
+            if isinstance(error.cause, NBAError):  # bad input: our one line, not Ray's trace
+                raise error.cause from None
+            raise
 
     return run

@@ -134,3 +134,30 @@ def test_a_partition_with_some_belief_columns_is_refused_naming_it(
         "column 'belief__passive_browser__loyal' missing"
     ), err
     assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
+
+
+def test_a_belief_that_is_not_probabilities_is_one_line_from_a_ray_actor_too(
+    base: tuple[Path, Path],
+    belief_model: Path,
+    ray_cluster: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Found by an actor, not the driver's schema check: still our one line, no Ray trace."""
+    _, export = base
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    for part in sorted(export.glob("requests-*.parquet")):
+        frame = pd.read_parquet(part)
+        if part.name.endswith("01.parquet"):
+            frame["belief__passive_browser__loyal"] += 0.5
+        frame.to_parquet(broken / part.name, index=False)
+    args = ["decide", "-m", str(belief_model), "--as-of", AS_OF, "--requests", str(broken)]
+    args += ["--engine", "ray", "--address", ray_cluster, "--out", str(tmp_path / "out")]
+    with warnings.catch_warnings(), pytest.raises(SystemExit) as exit_:
+        warnings.simplefilter("ignore")
+        main(args)
+    err = capsys.readouterr().err.strip()
+    assert exit_.value.code == 2 and len(err.splitlines()) == 1, err
+    assert err.startswith("error: --requests: partition 'requests-00001.parquet'"), err
+    assert "ray::" not in err and "File " not in err, err
