@@ -14,10 +14,14 @@ skill), then times in one run, side by side:
 with the retail call centre's 500 a day and a direct-mail limit binding across partitions. It
 then checks the Ray output equal to the single-process output, decision for decision.
 
-Run: ``nice python benchmarks/scale_out.py [--customers 10000000] [--partitions 20]``. The last
-line is JSON with ``decide_10m_seconds`` (2 workers), ``speedup_2_vs_1``,
-``identical_to_single_process`` and ``sweep_seconds`` (``null``: ``nba sweep`` is not built
-yet).
+Then ``nba sweep``'s engine (:func:`nba.scale.sweep.sweep`): ``--trials`` (8) short PPO trials
+of ``--sweep-timesteps`` (3,000,000) on retail with ASHA (3 rungs), two at a time on this
+machine's local cluster, in a private MLflow store; timed end to end (cluster start to the
+best trial registered), with each trial's status and value printed.
+
+Run: ``nice python benchmarks/scale_out.py [--customers 10000000] [--partitions 20]
+[--trials 8] [--sections decide sweep]``. The last line is JSON with ``decide_10m_seconds``
+(2 workers), ``speedup_2_vs_1``, ``identical_to_single_process`` and ``sweep_seconds``.
 """
 
 from __future__ import annotations
@@ -110,15 +114,8 @@ def identical(first: Path, second: Path) -> bool:
     return True
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--customers", type=int, default=10_000_000)
-    parser.add_argument("--partitions", type=int, default=20)
-    parser.add_argument("--workdir", type=Path, default=None)
-    args = parser.parse_args()
-    warnings.simplefilter("ignore")  # the unsigned export: the benchmark's own choice
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    work = Path(args.workdir or tempfile.mkdtemp(prefix="nba_scale_"))
+def decide_section(args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    """Single process, then Ray with 1 and 2 workers, side by side; the identity check."""
     began = time.perf_counter()
     write_requests(work / "requests", args.customers, args.partitions)
     export_model(work / "model")
@@ -144,7 +141,7 @@ def main() -> None:
             f"{run['pass_1']:.1f} s, plan {run['plan']:.2f} s, pass 2 {run['pass_2']:.1f} s)"
         )
     scale = 10_000_000 / args.customers
-    summary = {
+    return {
         "customers": args.customers,
         "partitions": args.partitions,
         "decide_10m_seconds": round(runs["ray_2"]["seconds"] * scale, 1),
@@ -153,8 +150,73 @@ def main() -> None:
             runs["ray_1"]["seconds"] / runs["single_process"]["seconds"], 3
         ),
         "identical_to_single_process": same,
-        "sweep_seconds": None,
         "setup_seconds": round(setup, 1),
+    }
+
+
+def sweep_section(args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    """``nba sweep``'s engine end to end: 8 short PPO trials, ASHA, two at a time."""
+    import ray
+
+    from nba.scale.sweep import COMPLETED, STOPPED, sweep
+
+    if ray.is_initialized():
+        ray.shutdown()
+    began = time.perf_counter()
+    result = sweep(
+        "retail",
+        "ppo",
+        trials=args.trials,
+        timesteps=args.sweep_timesteps,
+        rungs=3,
+        seed=0,
+        workers=2,
+        tracking_uri=f"sqlite:///{work / 'sweep.db'}",
+        experiment="scale-out-benchmark",
+        output_dir=work / "sweep",
+    )
+    seconds = time.perf_counter() - began
+    shown = ["trial", "status", "timesteps", "value", "share_of_optimum"]
+    print(result.trials[shown].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    print(
+        f"sweep: {args.trials} trials in {seconds:.1f} s (inside the engine {result.seconds:.1f} s)"
+    )
+    statuses = result.trials["status"]
+    return {
+        "sweep_seconds": round(seconds, 1),
+        "sweep_trials": args.trials,
+        "sweep_timesteps_per_trial": args.sweep_timesteps,
+        "sweep_completed": int((statuses == COMPLETED).sum()),
+        "sweep_stopped_early": int((statuses == STOPPED).sum()),
+        "sweep_best_share_of_optimum": round(
+            float(result.trials["share_of_optimum"][statuses == COMPLETED].max()), 4
+        ),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--customers", type=int, default=10_000_000)
+    parser.add_argument("--partitions", type=int, default=20)
+    parser.add_argument("--workdir", type=Path, default=None)
+    parser.add_argument("--trials", type=int, default=8)
+    parser.add_argument("--sweep-timesteps", type=int, default=3_000_000)
+    parser.add_argument("--sections", nargs="+", default=["decide", "sweep"])
+    args = parser.parse_args()
+    warnings.simplefilter("ignore")  # the unsigned export: the benchmark's own choice
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    work = Path(args.workdir or tempfile.mkdtemp(prefix="nba_scale_"))
+    summary: dict[str, Any] = {
+        "decide_10m_seconds": None,
+        "speedup_2_vs_1": None,
+        "identical_to_single_process": None,
+        "sweep_seconds": None,
+    }
+    if "decide" in args.sections:
+        summary |= decide_section(args, work)
+    if "sweep" in args.sections:
+        summary |= sweep_section(args, work)
+    summary |= {
         "cpus": os.cpu_count(),
         "load_average": [round(x, 2) for x in os.getloadavg()],
         "python": platform.python_version(),
