@@ -9,28 +9,16 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from nba.cli import main
 from nba.scenarios import load_scenario
 from nba.serving.by_id import decide_from_store
 from nba.serving.decision_log import DecisionLog
 from nba.serving.scorer import PolicyScorer
 from nba.store import CustomerStore
 from nba.store.synthetic import START, synthetic_events
+from tests.cli_runner import run_cli
 
 NOW = START + pd.Timedelta(days=31)
 AS_OF = "2025-02-02T09:00:00Z"
-
-
-def _run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # unsigned test export
-            main(list(args))
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def _store(path: Path, scenario: str = "retail") -> Path:
@@ -46,7 +34,7 @@ def test_round_trip_parquet_json_and_log(
     db = _store(tmp_path / "customers.db")
     out, log = tmp_path / "decisions.parquet", tmp_path / "decisions.db"
     args = ["decide", "--store", str(db), "-m", str(export_dir), "--as-of", AS_OF]
-    code, text, err = _run(capsys, *args, "--out", str(out), "--log", str(log), "--json")
+    code, text, err = run_cli(capsys, *args, "--out", str(out), "--log", str(log), "--json")
     assert code == 0, err
     summary = json.loads(text)
     decisions = pd.read_parquet(out)
@@ -59,13 +47,13 @@ def test_round_trip_parquet_json_and_log(
     with CustomerStore.open(db) as store:
         expected = decide_from_store(scorer, store, as_of=pd.Timestamp(AS_OF))
     pd.testing.assert_frame_equal(decisions, expected, check_dtype=False)
-    code, _, err = _run(capsys, *args, "--out", str(out), "--log", str(log), "--json")
+    code, _, err = run_cli(capsys, *args, "--out", str(out), "--log", str(log), "--json")
     assert code == 0, err
     with DecisionLog(log) as held:
         assert len(held.read()) == 40  # the same run is not logged twice
     ids = tmp_path / "ids.csv"
     pd.DataFrame({"customer_id": ["c3", "c1"]}).to_csv(ids, index=False)
-    code, text, err = _run(capsys, *args, "--out", str(out), "--customers", str(ids))
+    code, text, err = run_cli(capsys, *args, "--out", str(out), "--customers", str(ids))
     assert code == 0, err
     assert list(pd.read_parquet(out)["customer_id"]) == ["c3", "c1"]
 
@@ -75,22 +63,22 @@ def test_refusals_are_one_line(
 ) -> None:
     out = str(tmp_path / "d.parquet")
     base = ["-m", str(export_dir), "--as-of", AS_OF, "--out", out]
-    code, _, err = _run(capsys, "decide", "--store", str(tmp_path / "none.db"), *base)
+    code, _, err = run_cli(capsys, "decide", "--store", str(tmp_path / "none.db"), *base)
     assert code == 2 and "--store" in err and len(err.strip().splitlines()) == 1
     other = _store(tmp_path / "levels.db", "retail_levels")
-    code, _, err = _run(capsys, "decide", "--store", str(other), *base)
+    code, _, err = run_cli(capsys, "decide", "--store", str(other), *base)
     assert code == 2 and "retail_levels" in err and "another twin" in err
     assert len(err.strip().splitlines()) == 1
     db = _store(tmp_path / "customers.db")
     ids = tmp_path / "ids.csv"
     pd.DataFrame({"customer_id": ["c1", "ghost-7"]}).to_csv(ids, index=False)
-    code, _, err = _run(capsys, "decide", "--store", str(db), *base, "--customers", str(ids))
+    code, _, err = run_cli(capsys, "decide", "--store", str(db), *base, "--customers", str(ids))
     assert code == 2 and "ghost-7" in err and len(err.strip().splitlines()) == 1
-    code, _, err = _run(capsys, "decide", *base)
+    code, _, err = run_cli(capsys, "decide", *base)
     assert code == 2 and "--store: needed (or --requests" in err
-    code, _, err = _run(capsys, "decide", "--store", str(db), *base, "--engine", "ray")
+    code, _, err = run_cli(capsys, "decide", "--store", str(db), *base, "--engine", "ray")
     assert code == 2 and "--engine: ray decides --requests partitions" in err
-    code, _, err = _run(capsys, "decide", "--requests", str(tmp_path / "none"), *base)
+    code, _, err = run_cli(capsys, "decide", "--requests", str(tmp_path / "none"), *base)
     assert code == 2 and "--requests: no Parquet file or folder" in err
     assert not Path(out).exists()
 
@@ -105,7 +93,7 @@ def test_holdout_options_hold_out_the_same_customers_and_log_them(
     out, log = tmp_path / "decisions.parquet", tmp_path / "decisions.db"
     args = ["decide", "--store", str(db), "-m", str(export_dir), "--as-of", AS_OF, "--out"]
     held = ["--holdout-share", "0.4", "--holdout-salt", "pilot"]
-    code, _, err = _run(capsys, *args, str(out), *held, "--log", str(log))
+    code, _, err = run_cli(capsys, *args, str(out), *held, "--log", str(log))
     assert code == 0, err
     decisions = pd.read_parquet(out)
     member = Holdout(0.4, "pilot").assign(decisions["customer_id"])
@@ -118,5 +106,5 @@ def test_holdout_options_hold_out_the_same_customers_and_log_them(
         ([*held[:1], "0.9", *held[2:]], "--holdout-share"),
         ([*held, "--holdout-control", "coin"], "--holdout-control"),
     ):
-        code, _, err = _run(capsys, *args, str(out), *bad)
+        code, _, err = run_cli(capsys, *args, str(out), *bad)
         assert code == 2 and err.strip().splitlines()[-1].startswith(f"error: {field}:"), err

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -105,9 +106,29 @@ def test_export_decided_locally_and_on_ray_equals_deciding_from_the_store(
         assert (other["action_name"] != want["action_name"]).sum() > 10
 
 
-@pytest.mark.parametrize("engine", ["local", "ray"])
-def test_a_partition_with_some_belief_columns_is_refused_naming_it(
+def _drop_a_belief_column(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame.drop(columns="belief__passive_browser__loyal")
+
+
+def _beliefs_above_one(frame: pd.DataFrame) -> pd.DataFrame:
+    column = "belief__passive_browser__loyal"
+    return frame.assign(**{column: frame[column] + 0.5})
+
+
+@pytest.mark.parametrize(
+    ("engine", "damage", "problem"),
+    [
+        # found by the driver's schema check, before any actor starts
+        ("local", _drop_a_belief_column, "belief column 'belief__passive_browser__loyal' missing"),
+        ("ray", _drop_a_belief_column, "belief column 'belief__passive_browser__loyal' missing"),
+        # found inside a scoring actor: still our one line, not Ray's wrapped traceback
+        ("ray", _beliefs_above_one, ""),
+    ],
+)
+def test_a_damaged_partition_is_refused_in_one_line_naming_it(
     engine: str,
+    damage: Any,
+    problem: str,
     base: tuple[Path, Path],
     belief_model: Path,
     ray_cluster: str,
@@ -120,7 +141,7 @@ def test_a_partition_with_some_belief_columns_is_refused_naming_it(
     for part in sorted(export.glob("requests-*.parquet")):
         frame = pd.read_parquet(part)
         if part.name.endswith("01.parquet"):
-            frame = frame.drop(columns="belief__passive_browser__loyal")
+            frame = damage(frame)
         frame.to_parquet(broken / part.name, index=False)
     args = ["decide", "-m", str(belief_model), "--as-of", AS_OF, "--requests", str(broken)]
     args += ["--engine", engine, *(["--address", ray_cluster] if engine == "ray" else [])]
@@ -129,35 +150,6 @@ def test_a_partition_with_some_belief_columns_is_refused_naming_it(
         main([*args, "--out", str(tmp_path / "out"), "--json"])
     err = capsys.readouterr().err.strip()
     assert exit_.value.code == 2 and len(err.splitlines()) == 1, err
-    assert err.startswith(
-        "error: --requests: partition 'requests-00001.parquet': belief "
-        "column 'belief__passive_browser__loyal' missing"
-    ), err
-    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
-
-
-def test_a_belief_that_is_not_probabilities_is_one_line_from_a_ray_actor_too(
-    base: tuple[Path, Path],
-    belief_model: Path,
-    ray_cluster: str,
-    tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    """Found by an actor, not the driver's schema check: still our one line, no Ray trace."""
-    _, export = base
-    broken = tmp_path / "broken"
-    broken.mkdir()
-    for part in sorted(export.glob("requests-*.parquet")):
-        frame = pd.read_parquet(part)
-        if part.name.endswith("01.parquet"):
-            frame["belief__passive_browser__loyal"] += 0.5
-        frame.to_parquet(broken / part.name, index=False)
-    args = ["decide", "-m", str(belief_model), "--as-of", AS_OF, "--requests", str(broken)]
-    args += ["--engine", "ray", "--address", ray_cluster, "--out", str(tmp_path / "out")]
-    with warnings.catch_warnings(), pytest.raises(SystemExit) as exit_:
-        warnings.simplefilter("ignore")
-        main(args)
-    err = capsys.readouterr().err.strip()
-    assert exit_.value.code == 2 and len(err.splitlines()) == 1, err
-    assert err.startswith("error: --requests: partition 'requests-00001.parquet'"), err
+    assert err.startswith(f"error: --requests: partition 'requests-00001.parquet': {problem}"), err
     assert "ray::" not in err and "File " not in err, err
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").glob("part-*"))

@@ -9,20 +9,10 @@ import pandas as pd
 import pytest
 
 from nba.calibration.events import EventLog, save_events
-from nba.cli import main
 from nba.scenario import Scenario
 from nba.store import CustomerStore
+from tests.cli_runner import run_cli
 from tests.store.conftest import NOW, halves
-
-
-def _run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_round_trip_creates_then_adds(
@@ -33,7 +23,7 @@ def test_round_trip_creates_then_adds(
     save_events(log, tmp_path / "all.csv")
     db = tmp_path / "customers.db"
     now = ["--now", NOW.isoformat(), "--json"]
-    code, out, _ = _run(
+    code, out, _ = run_cli(
         capsys,
         "ingest",
         "-e",
@@ -47,15 +37,19 @@ def test_round_trip_creates_then_adds(
     assert code == 0
     first = json.loads(out)
     assert first["events_added"] == len(early.events) and first["new_customers"] > 0
-    code, out, _ = _run(capsys, "ingest", "-e", str(tmp_path / "all.csv"), "--store", str(db), *now)
+    code, out, _ = run_cli(
+        capsys, "ingest", "-e", str(tmp_path / "all.csv"), "--store", str(db), *now
+    )
     second = json.loads(out)
     assert code == 0 and second["duplicates_skipped"] == len(early.events)
     assert second["events_added"] == len(log.events) - len(early.events)
-    code, out, _ = _run(capsys, "ingest", "-e", str(tmp_path / "all.csv"), "--store", str(db), *now)
+    code, out, _ = run_cli(
+        capsys, "ingest", "-e", str(tmp_path / "all.csv"), "--store", str(db), *now
+    )
     assert json.loads(out)["events_added"] == 0
     with CustomerStore.open(db) as store:
         assert store.n_events == len(log.events)
-    code, out, _ = _run(
+    code, out, _ = run_cli(
         capsys,
         "ingest",
         "-e",
@@ -109,7 +103,7 @@ def test_bad_input_is_one_line_and_exit_2(
     elif case == "bad_now":
         args[-1] = "yesterday-ish"
     existed = db.exists()
-    code, out, err = _run(capsys, *args)
+    code, out, err = run_cli(capsys, *args)
     assert code == 2 and out == ""
     assert len(err.strip().splitlines()) == 1 and err.startswith("error:")
     assert pd.Series([err]).str.contains(message).all(), err
@@ -123,7 +117,7 @@ def test_persona_consent_is_chosen_when_the_store_is_created(
     for flag, required in (("--consent-required", True), ("--persona-consent", False)):
         db = tmp_path / f"{flag.strip('-')}.db"
         args = ["-e", str(tmp_path / "all.parquet"), "--store", str(db), "--scenario", "retail"]
-        code, _, _ = _run(capsys, "ingest", *args, "--now", NOW.isoformat(), flag)
+        code, _, _ = run_cli(capsys, "ingest", *args, "--now", NOW.isoformat(), flag)
         assert code == 0
         with CustomerStore.open(db) as store:
             assert store.consent_required is required

@@ -11,7 +11,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from nba.cli import main
 from nba.parameters import ScenarioArrays
 from nba.scenario import Scenario
 from nba.scenarios import load_scenario
@@ -27,6 +26,7 @@ from nba.store.export import (
     split_export,
 )
 from nba.store.synthetic import START, synthetic_events
+from tests.cli_runner import run_cli
 
 AS_OF = "2025-02-02T09:00:00Z"
 NOW = START + pd.Timedelta(days=31)
@@ -135,22 +135,12 @@ def test_level_scenarios_name_every_level_and_clashing_names_are_refused() -> No
         belief_columns(twin.model_copy(update={"personas": personas, "stages": stages}))
 
 
-def _run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
 def test_cli_exports_and_refuses_in_one_line(
     store_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "export"
     args = ["store", "export", "--store", str(store_path), "--as-of", AS_OF]
-    code, text, err = _run(capsys, *args, "--out", str(out), "--partition-rows", "60", "--json")
+    code, text, err = run_cli(capsys, *args, "--out", str(out), "--partition-rows", "60", "--json")
     assert code == 0, err
     summary = json.loads(text)
     assert (summary["customers"], summary["partitions"]) == (130, 3)
@@ -161,9 +151,9 @@ def test_cli_exports_and_refuses_in_one_line(
         (["--out", str(store_path)], "--out"),  # a file
         (["--out", str(tmp_path / "x"), "--as-of", "yesterday-ish"], "--as-of"),
     ):
-        code, _, err = _run(capsys, *args, *bad)
+        code, _, err = run_cli(capsys, *args, *bad)
         assert code == 2 and err.strip().splitlines() == [err.strip()], err
         assert err.strip().startswith(f"error: {field}:"), err
-    code, _, err = _run(capsys, "store", "export", "--store", str(tmp_path / "no.db"), "-o", "y")
+    code, _, err = run_cli(capsys, "store", "export", "--store", str(tmp_path / "no.db"), "-o", "y")
     assert code == 2 and "error: --store:" in err
     assert json.loads((out / "manifest.json").read_text())["customers"] == 130  # untouched
