@@ -158,7 +158,8 @@ def sweep_section(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     """``nba sweep``'s engine end to end: 8 short PPO trials, ASHA, two at a time."""
     import ray
 
-    from nba.scale.sweep import COMPLETED, STOPPED, sweep
+    from nba.scale.sweep import sweep
+    from nba.scale.sweep_record import COMPLETED, STOPPED
 
     if ray.is_initialized():
         ray.shutdown()

@@ -123,18 +123,8 @@ def train(
     with _signals_to(stop.handler), mlflow.start_run(run_id=run_id):
         try:
             extra, folder = [*(callbacks or []), stop], Path(output_dir)
-            result = _train_in_run(
-                client,
-                run_id,
-                cfg,
-                loaded,
-                folder,
-                extra,
-                checkpoints,
-                checkpoint,
-                init_from,
-                on_evaluation,
-            )
+            inputs = (client, run_id, cfg, loaded, folder, extra, checkpoints, checkpoint)
+            result = _train_in_run(*inputs, init_from, on_evaluation)
         except KeyboardInterrupt as exc:
             interrupted = (
                 exc if isinstance(exc, TrainingInterrupted) else TrainingInterrupted(signal.SIGINT)

@@ -168,7 +168,7 @@ def train_twins(
 
 
 def _print(result: Any, as_json: bool, kind: str) -> None:
-    from nba.scale.sweep import as_json as payload
+    from nba.scale.sweep_record import as_json as payload
 
     if as_json:
         typer.echo(json.dumps(payload(result), indent=2))

@@ -18,25 +18,27 @@ Each trial takes one CPU; a cluster of N CPUs runs N trials at a time.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypedDict
 
-import pandas as pd
-
 from nba.evaluation import DEFAULT_CUSTOMERS
 from nba.scale import ScaleError, import_ray
-
-PARENT_TAG = "mlflow.parentRunId"  # MLflow's own: the UI nests children under their parent
-TRIAL_TAG = "nba.sweep.trial"
-KIND_TAG = "nba.sweep.kind"
-STOPPED_TAG = "nba.sweep.stopped_at_step"
-TABLE_ARTIFACT = "sweep/trials.json"
-FIGURE_ARTIFACT = "sweep/learning_curves.png"
-COMPLETED, STOPPED, FAILED = "completed", "stopped early", "failed"
+from nba.scale.sweep_record import (
+    KIND_TAG,
+    PARENT_TAG,
+    TRIAL_TAG,
+    SweepResult,
+    client_for,
+    close_parent,
+    failing,
+    log_inputs,
+    parent_run,
+    register_best,
+    trials_table,
+)
 
 
 @dataclass(frozen=True)
@@ -59,18 +61,6 @@ class TrialJob:
     space_text: str | None = None  # the search space's YAML, parsed again in the trial
     register: bool = False  # one policy per twin: each trial registers its own
     kind: str = "sweep"
-
-
-@dataclass
-class SweepResult:
-    """What a sweep (or a twins run) produced."""
-
-    parent_run_id: str
-    trials: pd.DataFrame
-    seconds: float
-    best_run_id: str | None = None
-    model_version: str | None = None
-    model_name: str | None = None
 
 
 class _Reporter:
@@ -171,36 +161,21 @@ def sweep(
     from nba.scale.cluster import connect
     from nba.training.search_space import load_search_space
 
-    _check_counts(
-        trials=trials, timesteps=timesteps, rungs=rungs, reduction_factor=reduction_factor
-    )
+    counts = {"trials": trials, "timesteps": timesteps, "rungs": rungs}
+    _check_counts(**counts, reduction_factor=reduction_factor, max_concurrent=max_concurrent or 1)
     _check_observation(observation)
-    if max_concurrent is not None:
-        _check_counts(max_concurrent=max_concurrent)
     loaded, base = _scenario_and_base(scenario, algo, config)
     search = load_search_space(algo, scenario, space, base)
     connect(address, num_cpus=workers, name="--address")
-    client, uri = _client(tracking_uri)
+    client, uri = client_for(tracking_uri)
     name = model_name or f"nba-{Path(scenario).stem}"
-    parent = _parent_run(client, uri, experiment, f"sweep-{algo}-{loaded.name}", "sweep")
-    _log_inputs(
-        client,
-        parent,
-        {
-            "scenario": loaded.name,
-            "scenario_fingerprint": loaded.fingerprint(),
-            "algo": algo,
-            "trials": trials,
-            "timesteps": timesteps,
-            "rungs": rungs,
-            "reduction_factor": reduction_factor,
-            "seed": seed,
-            "observation": observation,
-            "space": search.where,
-            **{f"space.{path}": text for path, text in search.describe().items()},
-        },
-        {"inputs/space.yaml": search.to_yaml(), "inputs/hyperparameters.yaml": _yaml(base)},
-    )
+    parent = parent_run(client, uri, experiment, f"sweep-{algo}-{loaded.name}", "sweep")
+    params = {"scenario": loaded.name, "scenario_fingerprint": loaded.fingerprint(), "algo": algo}
+    params |= {"trials": trials, "timesteps": timesteps, "rungs": rungs, "seed": seed}
+    params |= {"reduction_factor": reduction_factor, "observation": observation}
+    params |= {"space": search.where, **{f"space.{k}": v for k, v in search.describe().items()}}
+    texts = {"inputs/space.yaml": search.to_yaml(), "inputs/hyperparameters.yaml": _yaml(base)}
+    log_inputs(client, parent, params, texts)
     job = TrialJob(
         scenario=_resolved_scenario(scenario),
         algo=algo,
@@ -216,30 +191,15 @@ def sweep(
         **_paths(output_dir, uri),
     )
     began = time.perf_counter()
-    grid = _fit(
-        job,
-        {"hp": search.tune_space()},
-        trials,
-        seed,
-        _asha(timesteps, rungs, reduction_factor),
-        f"sweep-{parent[:12]}",
-        max_concurrent,
-    )
-    table = _trials_table(client, experiment, parent, grid, ("hp",))
-    seconds = time.perf_counter() - began
-    result = SweepResult(parent, table, seconds, model_name=name if register else None)
-    completed = table[table["status"] == COMPLETED]
-    if not completed.empty:
-        best = completed.loc[completed["value"].idxmax()]
-        result.best_run_id = str(best["run_id"])
-        if register:
-            from nba.training.publish import register_once
-
-            result.model_version = register_once(
-                client, result.best_run_id, name, str(best["model_uri"]), move_alias=True
-            )
-            table.loc[best.name, "model_version"] = result.model_version
-    _close_parent(client, parent, result, "sweep")
+    with failing(client, parent):
+        asha = _asha(timesteps, rungs, reduction_factor)
+        param_space = {"hp": search.tune_space()}
+        grid = _fit(job, param_space, trials, seed, asha, f"sweep-{parent[:12]}", max_concurrent)
+        table = trials_table(client, experiment, parent, grid, ("hp",))
+        result = SweepResult(parent, table, time.perf_counter() - began)
+        result.model_name = name if register else None
+        register_best(client, result, register)
+        close_parent(client, parent, result, "sweep")
     return result
 
 
@@ -278,9 +238,9 @@ def train_twins(
     bases = [_scenario_and_base(one, algo, config)[1] for one in resolved]  # each checked
     base = bases[0]
     connect(address, num_cpus=workers, name="--address")
-    client, uri = _client(tracking_uri)
-    parent = _parent_run(client, uri, experiment, f"twins-{algo}-{len(scenarios)}", "twins")
-    _log_inputs(
+    client, uri = client_for(tracking_uri)
+    parent = parent_run(client, uri, experiment, f"twins-{algo}-{len(scenarios)}", "twins")
+    log_inputs(
         client,
         parent,
         {"algo": algo, "timesteps": timesteps, "seed": seed, "twins": ", ".join(stems)},
@@ -304,12 +264,12 @@ def train_twins(
     from ray import tune
 
     began = time.perf_counter()
-    grid = _fit(
-        job, {"scenario": tune.grid_search(resolved)}, 1, seed, None, f"twins-{parent[:12]}"
-    )
-    table = _trials_table(client, experiment, parent, grid, ("scenario",))
-    result = SweepResult(parent, table, time.perf_counter() - began)
-    _close_parent(client, parent, result, "twins")
+    with failing(client, parent):
+        param_space = {"scenario": tune.grid_search(resolved)}
+        grid = _fit(job, param_space, 1, seed, None, f"twins-{parent[:12]}")
+        table = trials_table(client, experiment, parent, grid, ("scenario",))
+        result = SweepResult(parent, table, time.perf_counter() - began)
+        close_parent(client, parent, result, "twins")
     return result
 
 
@@ -345,35 +305,6 @@ def _scenario_and_base(scenario: str, algo: str, config: str | Path | None) -> t
     if config is not None:
         return loaded, load_hyperparameters(Path(config), algo)
     return loaded, default_hyperparameters(algo, scenario)
-
-
-def _client(tracking_uri: str | None) -> tuple[Any, str]:
-    """The store's client; also MLflow's current URI, as ``nba train`` sets it (registering a
-    model goes through the fluent API)."""
-    import mlflow
-    from mlflow.tracking import MlflowClient
-
-    from nba.tracking import resolve_tracking_uri
-
-    uri = resolve_tracking_uri(tracking_uri)
-    mlflow.set_tracking_uri(uri)
-    return MlflowClient(uri), uri
-
-
-def _parent_run(client: Any, uri: str, experiment: str, name: str, kind: str) -> str:
-    from nba.tracking import ensure_experiment, run_tags
-
-    experiment_id = ensure_experiment(client, experiment, uri)
-    run = client.create_run(experiment_id, run_name=name, tags=run_tags({KIND_TAG: kind}))
-    return str(run.info.run_id)
-
-
-def _log_inputs(client: Any, run_id: str, params: dict[str, Any], texts: dict[str, str]) -> None:
-    from nba.tracking import log_params
-
-    log_params(client, run_id, {key: str(value) for key, value in params.items()})
-    for path, text in texts.items():
-        client.log_text(run_id, text, path)
 
 
 def _yaml(hyperparameters: Any) -> str:
@@ -449,139 +380,3 @@ def _fit(
         ),
     )
     return tuner.fit()
-
-
-def _trials_table(
-    client: Any, experiment: str, parent: str, grid: Any, keys: tuple[str, ...]
-) -> pd.DataFrame:
-    """One row per trial (its settings, status, last point, run), with stopped and failed
-    trials' runs closed: Tune ends a stopped trial's process, so its run cannot close itself."""
-    runs = _child_runs(client, experiment, parent)
-    rows = []
-    for number, trial in enumerate(grid):
-        metrics = trial.metrics or {}
-        run = runs.get(str(metrics.get("trial_id", "")))
-        status = COMPLETED if metrics.get("completed") else FAILED if trial.error else STOPPED
-        row: dict[str, Any] = {"trial": number, "status": status}
-        for key in keys:
-            value = trial.config.get(key)
-            if isinstance(value, dict):
-                row.update({path: _cell(v) for path, v in value.items()})
-            elif value is not None:
-                row[key] = Path(str(value)).stem
-        row |= {
-            "timesteps": metrics.get("timesteps"),
-            "value": metrics.get("value"),
-            "share_of_optimum": metrics.get("share_of_optimum"),
-            "run_id": metrics.get("run_id") or (run.info.run_id if run else None),
-            "model_uri": metrics.get("model_uri") or None,
-            "model_version": metrics.get("model_version") or None,
-            "error": str(trial.error).splitlines()[0][:300] if trial.error else None,
-        }
-        if run is not None and status != COMPLETED:
-            _close_trial_run(client, run, status, row)
-        rows.append(row)
-    return pd.DataFrame(rows)
-
-
-def _child_runs(client: Any, experiment: str, parent: str) -> dict[str, Any]:
-    found = client.get_experiment_by_name(experiment)
-    runs = client.search_runs(
-        [found.experiment_id], filter_string=f"tags.`{PARENT_TAG}` = '{parent}'", max_results=5000
-    )
-    return {run.data.tags.get(TRIAL_TAG, ""): run for run in runs}
-
-
-def _cell(value: Any) -> Any:
-    return json.dumps(value) if isinstance(value, list | dict) else value
-
-
-def _close_trial_run(client: Any, run: Any, status: str, row: dict[str, Any]) -> None:
-    """A stopped trial's run is KILLED (resumable, like a run stopped by a signal), whether its
-    process was ended before it could close the run (RUNNING) or while it was marking it
-    FAILED with Tune's stop (a ``SystemExit``); a failed trial's run is FAILED with its error."""
-    run_id = run.info.run_id
-    if status == STOPPED:
-        client.set_tag(run_id, STOPPED_TAG, str(row["timesteps"]))
-        if "nba.error" in run.data.tags:
-            client.delete_tag(run_id, "nba.error")
-        client.set_terminated(run_id, "KILLED")
-    elif run.info.status == "RUNNING":
-        client.set_tag(run_id, "nba.error", row["error"] or "trial failed")
-        client.set_terminated(run_id, "FAILED")
-
-
-def _close_parent(client: Any, parent: str, result: SweepResult, kind: str) -> None:
-    from nba.tracking import log_metrics, set_description
-
-    table = result.trials
-    counts = {
-        status: int((table["status"] == status).sum()) for status in (COMPLETED, STOPPED, FAILED)
-    }
-    metrics: dict[str, Any] = {
-        f"{kind}/seconds": result.seconds,
-        f"{kind}/trials_completed": counts[COMPLETED],
-        f"{kind}/trials_stopped_early": counts[STOPPED],
-        f"{kind}/trials_failed": counts[FAILED],
-    }
-    if result.best_run_id is not None:
-        best = table[table["run_id"] == result.best_run_id].iloc[0]
-        metrics |= {"best/value": best["value"], "best/share_of_optimum": best["share_of_optimum"]}
-        client.set_tag(parent, "nba.sweep.best_run_id", result.best_run_id)
-    if result.model_version is not None:
-        client.set_tag(parent, "nba.model_version", f"{result.model_name}/{result.model_version}")
-    log_metrics(client, parent, metrics, step=0)
-    shown = table.drop(columns=["model_uri"]).astype({"run_id": "string"})
-    client.log_table(parent, shown, TABLE_ARTIFACT)
-    _log_curves(client, parent, table, result.best_run_id)
-    set_description(client, parent, _description(kind, counts, table, result))
-    client.set_terminated(parent, "FINISHED" if counts[COMPLETED] else "FAILED")
-
-
-def _description(
-    kind: str, counts: dict[str, int], table: pd.DataFrame, result: SweepResult
-) -> str:
-    done = f"{counts[COMPLETED]} of {len(table)} trials completed"
-    if kind == "sweep":
-        done += f", {counts[STOPPED]} stopped early by ASHA"
-    if counts[FAILED]:
-        done += f", {counts[FAILED]} failed"
-    if result.best_run_id is None:
-        return f"{kind}: {done}; no trial finished."
-    best = table[table["run_id"] == result.best_run_id].iloc[0]
-    text = f"{kind}: {done}; best run {result.best_run_id} (value {best['value']:.3f}"
-    text += f", share of optimum {best['share_of_optimum']:.3f})"
-    if result.model_version:
-        text += f", registered as {result.model_name} version {result.model_version}"
-    return text + "."
-
-
-def _log_curves(client: Any, parent: str, table: pd.DataFrame, best_run_id: str | None) -> None:
-    import tempfile
-
-    from nba.scale.sweep_figure import sweep_figure
-
-    curves, best = {}, None
-    for row in table.to_dict("records"):
-        if isinstance(row["run_id"], str):
-            # one point per step, the last logged (a step's point is redone after its update)
-            history = client.get_metric_history(row["run_id"], "eval/value")
-            points = {p.step: p.value for p in sorted(history, key=lambda p: (p.step, p.timestamp))}
-            curves[int(row["trial"])] = (list(points), list(points.values()), str(row["status"]))
-            if row["run_id"] == best_run_id:
-                best = int(row["trial"])
-    with tempfile.TemporaryDirectory() as tmp:
-        path = sweep_figure(curves, Path(tmp) / Path(FIGURE_ARTIFACT).name, best)
-        client.log_artifact(parent, str(path), str(Path(FIGURE_ARTIFACT).parent))
-
-
-def as_json(result: SweepResult) -> dict[str, Any]:
-    """The result as plain JSON (the CLI's ``--json``)."""
-    return {
-        "parent_run_id": result.parent_run_id,
-        "best_run_id": result.best_run_id,
-        "model_name": result.model_name,
-        "model_version": result.model_version,
-        "seconds": round(result.seconds, 3),
-        "trials": json.loads(result.trials.to_json(orient="records")),
-    }

@@ -9,14 +9,8 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from nba.scale.sweep import (
-    COMPLETED,
-    PARENT_TAG,
-    STOPPED,
-    STOPPED_TAG,
-    sweep,
-    train_twins,
-)
+from nba.scale.sweep import sweep, train_twins
+from nba.scale.sweep_record import COMPLETED, PARENT_TAG, STOPPED, STOPPED_TAG
 from nba.scenarios import load_scenario
 from nba.training.publish import CANDIDATE_ALIAS
 from tests.training.conftest import tiny_config_for

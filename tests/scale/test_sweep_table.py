@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from mlflow.tracking import MlflowClient
 
-from nba.scale.sweep import (
+from nba.scale.sweep_record import (
     COMPLETED,
     FAILED,
     PARENT_TAG,
@@ -18,8 +18,8 @@ from nba.scale.sweep import (
     STOPPED_TAG,
     TRIAL_TAG,
     SweepResult,
-    _close_parent,
-    _trials_table,
+    close_parent,
+    trials_table,
 )
 
 BUDGET = 4_096
@@ -89,7 +89,7 @@ def test_stopped_trials_are_killed_and_tagged_finished_ones_kept(
             error=RuntimeError("CUDA? no: a scenario file vanished\nTraceback ..."),
         ),
     ]
-    table = _trials_table(client, "sweep", parent, grid, ("hp",))
+    table = trials_table(client, "sweep", parent, grid, ("hp",))
     assert list(table["status"]) == [COMPLETED, STOPPED, STOPPED, FAILED]
     assert list(table["run_id"]) == [done, cut, failing, broken]
     assert list(table["policy.net_arch"]) == ["[64, 64]", "[128, 128]", "[64, 64]", "[64, 64]"]
@@ -103,7 +103,7 @@ def test_stopped_trials_are_killed_and_tagged_finished_ones_kept(
     assert failed.data.tags["nba.error"] == "CUDA? no: a scenario file vanished"
 
     result = SweepResult(parent, table, 12.5, best_run_id=done)
-    _close_parent(client, parent, result, "sweep")
+    close_parent(client, parent, result, "sweep")
     closed = client.get_run(parent)
     assert closed.info.status == "FINISHED"
     assert closed.data.metrics["sweep/trials_completed"] == 1
@@ -121,8 +121,8 @@ def test_a_sweep_where_no_trial_finished_fails_its_parent(
     client, experiment, parent = store
     cut = _trial_run(client, experiment, parent, "t0", [(0, 10.0)])
     grid = [FakeResult({"trial_id": "t0"}, {"hp": {}}, error=ValueError("bad"))]
-    table = _trials_table(client, "sweep", parent, grid, ("hp",))
-    _close_parent(client, parent, SweepResult(parent, table, 1.0), "sweep")
+    table = trials_table(client, "sweep", parent, grid, ("hp",))
+    close_parent(client, parent, SweepResult(parent, table, 1.0), "sweep")
     assert client.get_run(cut).info.status == "FAILED"
     assert client.get_run(parent).info.status == "FAILED"
     assert "no trial finished" in client.get_run(parent).data.tags["mlflow.note.content"]
