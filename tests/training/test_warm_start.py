@@ -17,7 +17,9 @@ from tests.training.conftest import TINY_RUN
 def test_the_first_evaluation_of_a_warm_start_equals_the_exported_policys_value(
     workdir: Path, tiny_config: Path
 ) -> None:
-    run = {**TINY_RUN, "timesteps": 1_024, "eval_every_steps": 512}
+    # one rollout and update each; evaluated only at the start and the end (the first and
+    # the exported policy), which is all this compares
+    run = {**TINY_RUN, "timesteps": 512, "eval_every_steps": 10**9}
     first = train(config=tiny_config, observation="belief", seed=0, **run)
     # the export's own value, on the cohort every evaluation of a belief run uses
     exported = PolicyScorer.load(first.export_dir)
@@ -28,7 +30,7 @@ def test_the_first_evaluation_of_a_warm_start_equals_the_exported_policys_value(
         observation="belief",
         seed=1,
         init_from=first.export_dir,
-        **{**run, "timesteps": 512},
+        **run,
     )
     assert warm.history[0]["timesteps"] == 0
     assert warm.history[0]["value"] == pytest.approx(value, rel=1e-12)
