@@ -38,7 +38,7 @@ def test_quickstart_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
             }
         )
     )
-    monkeypatch.setenv("NBA_QUICKSTART_TIMESTEPS", "2048")
+    monkeypatch.setenv("NBA_QUICKSTART_TIMESTEPS", "512")  # one rollout, one update
     monkeypatch.setenv("NBA_QUICKSTART_EVAL_CUSTOMERS", "200")
     monkeypatch.setenv("NBA_QUICKSTART_CONFIG", str(config))
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
@@ -53,7 +53,7 @@ def test_calibration_notebook_runs(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, shared_data: Path
 ) -> None:
     monkeypatch.setenv("NBA_DATA_HOME", str(shared_data.resolve()))
-    monkeypatch.setenv("NBA_CALIBRATION_TIMESTEPS", "200000")
+    monkeypatch.setenv("NBA_CALIBRATION_TIMESTEPS", "65536")  # one rollout of 2,048 x 32
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     outputs = execute("02_calibrate_twin.ipynb", tmp_path)
     assert (tmp_path / "hillstrom_twin" / "report.md").is_file()
