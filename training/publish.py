@@ -24,7 +24,7 @@ import nba
 from nba.belief_policies import MostLikelyStatePolicy, QMDPPolicy
 from nba.belief_values import BeliefValues
 from nba.evaluation import CohortScorer, ExactScorer, evaluate_policies
-from nba.policies import make_baseline
+from nba.policies import OptimalPolicy, make_baseline
 from nba.progress import count, phase
 from nba.scenario import Scenario
 from nba.serving import pyfunc
@@ -199,8 +199,11 @@ def _final_table(
     """
     learned = served_policy(model, scenario, algo=cfg.algo)  # what the scorer will serve
     exact_scorer = scorer.exact_scorer if isinstance(scorer, CohortScorer) else scorer
+    # the optimum the exact scorer already solved, not a second kernel and solve
+    optimum_policy = OptimalPolicy(exact_scorer.twin, exact_scorer.optimum)
     policies: dict[str, Any] = {cfg.algo: learned}
     policies.update({name: name for name in BASELINE_NAMES})
+    policies["optimal"] = optimum_policy
     if cfg.observation == "belief":  # on the exact scorer's kernel and optimum: built once
         twin, optimum = exact_scorer.twin, exact_scorer.optimum
         values = BeliefValues(twin, exact_scorer.kernel, optimum)
@@ -210,8 +213,9 @@ def _final_table(
         scenario, policies, n_customers=cfg.eval_customers, seed=cfg.eval_seed
     )
     exact = {} if cfg.observation == "belief" else {cfg.algo: scorer.score(learned)}
-    for name in ("no_action", "journey_map", "myopic", "optimal"):
+    for name in ("no_action", "journey_map", "myopic"):
         exact[name] = exact_scorer.score(make_baseline(name, exact_scorer.twin))
+    exact["optimal"] = exact_scorer.score(optimum_policy)
     table = report.table.copy()
     table["exact_value"] = [exact[p].value if p in exact else np.nan for p in table["policy"]]
     table["exact_share_of_optimum"] = [
