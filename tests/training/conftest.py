@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -33,12 +34,31 @@ def tiny_config(tmp_path: Path) -> Path:
     return tiny_config_for(tmp_path, "ppo")
 
 
+@pytest.fixture(scope="session")
+def empty_mlflow_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An MLflow SQLite store with its tables made once: creating them (MLflow's migrations)
+    costs about a second per test otherwise."""
+    from mlflow.tracking import MlflowClient
+
+    path = tmp_path_factory.mktemp("mlflow_template") / "mlflow.db"
+    MlflowClient(f"sqlite:///{path}").search_experiments()
+    return path
+
+
 @pytest.fixture
-def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Run in a fresh directory so the default ./mlflow.db store is private to the test."""
+def bare_workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Run in a fresh, empty directory (no MLflow store in it)."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     return tmp_path
+
+
+@pytest.fixture
+def workdir(bare_workdir: Path, empty_mlflow_db: Path) -> Path:
+    """Run in a fresh directory whose default ./mlflow.db store is private to the test (a
+    copy of an empty store)."""
+    shutil.copyfile(empty_mlflow_db, bare_workdir / "mlflow.db")
+    return bare_workdir
 
 
 TINY_RUN = {

@@ -15,7 +15,7 @@ from tests.training.conftest import TINY_RUN
 
 @pytest.mark.integration
 def test_tiny_run_against_a_real_server(
-    mlflow_server: str, workdir: Path, tiny_config: Path, monkeypatch: pytest.MonkeyPatch
+    mlflow_server: str, bare_workdir: Path, tiny_config: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
     result = train(
@@ -28,11 +28,11 @@ def test_tiny_run_against_a_real_server(
     assert "eval/share_of_optimum" in run.data.metrics
     figures = {a.path for a in client.list_artifacts(result.run_id, "figures")}
     assert "figures/learning_curve.png" in figures
-    local = client.download_artifacts(result.run_id, "evaluation/evaluation.csv", str(workdir))
+    local = client.download_artifacts(result.run_id, "evaluation/evaluation.csv", str(bare_workdir))
     assert set(pd.read_csv(local)["policy"]) >= {"ppo", "optimal", "no_action"}
     version = client.get_model_version_by_alias("nba-retail", "candidate")
     assert version.run_id == result.run_id
-    assert not (workdir / "mlflow.db").exists()  # nothing went to the local default store
+    assert not (bare_workdir / "mlflow.db").exists()  # nothing went to the local default store
 
     import mlflow.pyfunc
 
