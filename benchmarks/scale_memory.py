@@ -37,6 +37,7 @@ import tempfile
 import threading
 import time
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -180,6 +181,166 @@ def idle_actor_rss(job: Any) -> int:
     return rss
 
 
+@dataclass
+class Measured:
+    """What one job on Ray measured (bytes and seconds)."""
+
+    report: Any
+    sampler: Sampler
+    peaks: dict[int, int]
+    idle: int
+    driver_idle: int
+    largest: int
+    capacity: float
+    wall: float
+    cluster_s: float
+    setup_s: float
+
+    @property
+    def actor_peak(self) -> int:
+        return max(self.peaks.values())
+
+    @property
+    def per_million_rows(self) -> float:
+        return (self.actor_peak - self.idle) / MB / (self.largest / 1e6)
+
+    def per_worker(self, workers: int) -> dict[str, float]:
+        millions = self.report.customers / 1e6
+        return {n: self.report.seconds[n] * workers / millions for n in ("pass_1", "pass_2")}
+
+
+def measure(args: argparse.Namespace, work: Path, setup_s: float) -> Measured:
+    """Decide the partitions on a local cluster while the sampler watches every process."""
+    import pyarrow.parquet as pq
+    import ray
+
+    from nba.scale.cluster import connect
+    from nba.scale.ray_decide import DecideJob, decide_partitions, partition_files
+
+    files = partition_files(work / "requests")
+    largest = max(pq.ParquetFile(p).metadata.num_rows for p in files)
+    job = DecideJob(str(work / "model"), AS_OF, capacity=CAPACITY)
+    started = time.perf_counter()
+    connect(None, num_cpus=args.workers)  # decide_partitions reuses this local cluster
+    idle = idle_actor_rss(job)
+    driver_idle = psutil.Process().memory_info().rss
+    sampler = Sampler(interval=args.interval)
+    sampler.start()
+    decided = time.perf_counter()
+    report = decide_partitions(job, work / "requests", work / "out", "ray", workers=args.workers)
+    wall = time.perf_counter() - decided
+    sampler.stop()
+    capacity = float(ray.cluster_resources().get("object_store_memory", 0.0))
+    ray.shutdown()
+    peaks = {pid: max(rss, sampler.actor_hwm.get(pid, 0)) for pid, rss in sampler.actor_rss.items()}
+    if not peaks:
+        raise SystemExit(f"no process titled {TITLE} was sampled: nothing to report")
+    return Measured(
+        report,
+        sampler,
+        peaks,
+        idle,
+        driver_idle,
+        largest,
+        capacity,
+        wall,
+        decided - started,
+        setup_s,
+    )
+
+
+def store_note(m: Measured) -> str:
+    if m.sampler.store_bytes is not None:
+        return "peak bytes in use, from the raylet's memory report (a private Ray call)"
+    return (
+        "bytes in use not exposed without the dashboard: Ray's memory report needs grpcio, "
+        f"which ray[default] brings and nba[ray] does not ({m.sampler.store_error})"
+    )
+
+
+def print_report(m: Measured, args: argparse.Namespace) -> None:
+    """The table of processes and the derived figures, as docs/scale_out.md quotes them."""
+    sampler, report = m.sampler, m.report
+    per_worker = m.per_worker(args.workers)
+    per_million = per_worker["pass_1"] + per_worker["pass_2"]
+    print(
+        f"{report.customers:,} customers, {report.partitions} partitions (largest {m.largest:,} "
+        f"rows), {args.workers} workers; Ray start + actors {m.cluster_s:.1f} s, passes "
+        f"{m.wall:.1f} s; {sampler.samples} samples every {args.interval} s"
+    )
+    print(f"| {'process':<26} | {'idle MB':>8} | {'sampled peak MB':>15} | {'VmHWM MB':>8} |")
+    print(f"|{'-' * 28}|{'-' * 9}:|{'-' * 16}:|{'-' * 9}:|")
+    for pid in sorted(m.peaks):
+        hwm = sampler.actor_hwm.get(pid)
+        print(
+            f"| {TITLE + ' ' + str(pid):<26} | {m.idle / MB:>8.0f} | "
+            f"{sampler.actor_rss[pid] / MB:>15.0f} | "
+            f"{(hwm / MB if hwm else float('nan')):>8.0f} |"
+        )
+    print(
+        f"| {'driver':<26} | {m.driver_idle / MB:>8.0f} | {sampler.driver_rss / MB:>15.0f} | "
+        f"{'':>8} |"
+    )
+    store = f"{sampler.store_bytes / MB:.1f} MB" if sampler.store_bytes is not None else "n/a"
+    print(f"object store: {store} in use of {m.capacity / MB:,.0f} MB; {store_note(m)}")
+    print(
+        f"per million rows in a partition: {m.per_million_rows:.0f} MB; seconds per million per "
+        f"worker: pass 1 {per_worker['pass_1']:.2f} + pass 2 {per_worker['pass_2']:.2f} = "
+        f"{per_million:.2f} (the plan: {report.seconds['plan']:.2f} s once, on the driver)"
+    )
+    workers_100m, memory_gb = sizing(m, args)
+    print(
+        f"100M in {WINDOW_S / 3600:.0f} h: ceil({HEADROOM} x {TARGET_MILLIONS} x "
+        f"{per_million:.2f} / {WINDOW_S:.0f}) = {workers_100m} worker(s), "
+        f"{memory_gb:.2f} GB each at {args.partition_rows:,} rows a partition"
+    )
+
+
+def sizing(m: Measured, args: argparse.Namespace) -> tuple[int, float]:
+    """Workers for 100M customers in the window (with headroom), and GB per worker."""
+    per_million = sum(m.per_worker(args.workers).values())  # the plan: once, on the driver
+    workers = math.ceil(HEADROOM * TARGET_MILLIONS * per_million / WINDOW_S)
+    memory_gb = (m.idle / MB + m.per_million_rows * args.partition_rows / 1e6) / 1024
+    return workers, memory_gb
+
+
+def summary(m: Measured, args: argparse.Namespace) -> dict[str, Any]:
+    import ray
+
+    per_worker = m.per_worker(args.workers)
+    workers_100m, memory_gb = sizing(m, args)
+    store_bytes = m.sampler.store_bytes
+    return {
+        "customers": m.report.customers,
+        "partitions": m.report.partitions,
+        "largest_partition_rows": m.largest,
+        "workers": args.workers,
+        "actor_peak_rss_mb": round(m.actor_peak / MB, 1),
+        "actor_idle_rss_mb": round(m.idle / MB, 1),
+        "rss_mb_per_million_rows_in_partition": round(m.per_million_rows, 1),
+        "driver_peak_rss_mb": round(m.sampler.driver_rss / MB, 1),
+        "driver_idle_rss_mb": round(m.driver_idle / MB, 1),
+        "object_store_peak_mb": round(store_bytes / MB, 2) if store_bytes is not None else None,
+        "object_store_capacity_mb": round(m.capacity / MB, 1),
+        "object_store_note": store_note(m),
+        "seconds_per_million_per_worker": round(sum(per_worker.values()), 3),
+        "seconds_per_million_per_worker_pass_1": round(per_worker["pass_1"], 3),
+        "seconds_per_million_per_worker_pass_2": round(per_worker["pass_2"], 3),
+        "plan_seconds": round(m.report.seconds["plan"], 3),
+        "headroom_factor": HEADROOM,
+        "implied_workers_for_100m_in_1h": workers_100m,
+        "partition_rows": args.partition_rows,
+        "implied_memory_per_worker_gb": round(memory_gb, 2),
+        "passes_seconds": round(m.wall, 1),
+        "cluster_start_seconds": round(m.cluster_s, 1),
+        "setup_seconds": round(m.setup_s, 1),
+        "cpus": os.cpu_count(),
+        "load_average": [round(x, 2) for x in os.getloadavg()],
+        "python": platform.python_version(),
+        "ray": ray.__version__,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--customers", type=int, default=2_000_000)
@@ -202,112 +363,9 @@ def main() -> None:
     child.join()
     if child.exitcode != 0:
         raise SystemExit(f"setup failed (exit {child.exitcode})")
-    setup_s = time.perf_counter() - began
-
-    import pyarrow.parquet as pq
-    import ray
-
-    from nba.scale.cluster import connect
-    from nba.scale.ray_decide import DecideJob, decide_partitions, partition_files
-
-    files = partition_files(work / "requests")
-    largest = max(pq.ParquetFile(p).metadata.num_rows for p in files)
-    job = DecideJob(str(work / "model"), AS_OF, capacity=CAPACITY)
-    started = time.perf_counter()
-    connect(None, num_cpus=args.workers)  # decide_partitions reuses this local cluster
-    idle = idle_actor_rss(job)
-    driver_idle = psutil.Process().memory_info().rss
-    sampler = Sampler(interval=args.interval)
-    sampler.start()
-    decided = time.perf_counter()
-    report = decide_partitions(job, work / "requests", work / "out", "ray", workers=args.workers)
-    wall = time.perf_counter() - decided
-    sampler.stop()
-    capacity = float(ray.cluster_resources().get("object_store_memory", 0.0))
-    ray.shutdown()
-    cluster_s = decided - started
-
-    peaks = {pid: max(rss, sampler.actor_hwm.get(pid, 0)) for pid, rss in sampler.actor_rss.items()}
-    if not peaks:
-        raise SystemExit(f"no process titled {TITLE} was sampled: nothing to report")
-    actor_peak = max(peaks.values())
-    per_million_rows = (actor_peak - idle) / MB / (largest / 1e6)
-    millions = report.customers / 1e6
-    per_worker = {
-        name: report.seconds[name] * args.workers / millions for name in ("pass_1", "pass_2")
-    }
-    per_million = per_worker["pass_1"] + per_worker["pass_2"]  # the plan: once, on the driver
-    workers_100m = math.ceil(HEADROOM * TARGET_MILLIONS * per_million / WINDOW_S)
-    memory_gb = (idle / MB + per_million_rows * args.partition_rows / 1e6) / 1024
-
-    print(
-        f"{report.customers:,} customers, {report.partitions} partitions (largest {largest:,} "
-        f"rows), {args.workers} workers; Ray start + actors {cluster_s:.1f} s, passes "
-        f"{wall:.1f} s; {sampler.samples} samples every {args.interval} s"
-    )
-    print(f"| {'process':<26} | {'idle MB':>8} | {'sampled peak MB':>15} | {'VmHWM MB':>8} |")
-    print(f"|{'-' * 28}|{'-' * 9}:|{'-' * 16}:|{'-' * 9}:|")
-    for pid in sorted(peaks):
-        hwm = sampler.actor_hwm.get(pid)
-        print(
-            f"| {TITLE + ' ' + str(pid):<26} | {idle / MB:>8.0f} | "
-            f"{sampler.actor_rss[pid] / MB:>15.0f} | "
-            f"{(hwm / MB if hwm else float('nan')):>8.0f} |"
-        )
-    print(
-        f"| {'driver':<26} | {driver_idle / MB:>8.0f} | {sampler.driver_rss / MB:>15.0f} | "
-        f"{'':>8} |"
-    )
-    store_note = (
-        "peak bytes in use, from the raylet's memory report (a private Ray call)"
-        if sampler.store_bytes is not None
-        else "bytes in use not exposed without the dashboard: Ray's memory report needs "
-        f"grpcio, which ray[default] brings and nba[ray] does not ({sampler.store_error})"
-    )
-    store = f"{sampler.store_bytes / MB:.1f} MB" if sampler.store_bytes is not None else "n/a"
-    print(f"object store: {store} in use of {capacity / MB:,.0f} MB; {store_note}")
-    print(
-        f"per million rows in a partition: {per_million_rows:.0f} MB; seconds per million per "
-        f"worker: pass 1 {per_worker['pass_1']:.2f} + pass 2 {per_worker['pass_2']:.2f} = "
-        f"{per_million:.2f} (the plan: {report.seconds['plan']:.2f} s once, on the driver)"
-    )
-    print(
-        f"100M in {WINDOW_S / 3600:.0f} h: ceil({HEADROOM} x {TARGET_MILLIONS} x "
-        f"{per_million:.2f} / {WINDOW_S:.0f}) = {workers_100m} worker(s), "
-        f"{memory_gb:.2f} GB each at {args.partition_rows:,} rows a partition"
-    )
-    summary = {
-        "customers": report.customers,
-        "partitions": report.partitions,
-        "largest_partition_rows": largest,
-        "workers": args.workers,
-        "actor_peak_rss_mb": round(actor_peak / MB, 1),
-        "actor_idle_rss_mb": round(idle / MB, 1),
-        "rss_mb_per_million_rows_in_partition": round(per_million_rows, 1),
-        "driver_peak_rss_mb": round(sampler.driver_rss / MB, 1),
-        "driver_idle_rss_mb": round(driver_idle / MB, 1),
-        "object_store_peak_mb": (
-            round(sampler.store_bytes / MB, 2) if sampler.store_bytes is not None else None
-        ),
-        "object_store_capacity_mb": round(capacity / MB, 1),
-        "object_store_note": store_note,
-        "seconds_per_million_per_worker": round(per_million, 3),
-        "seconds_per_million_per_worker_pass_1": round(per_worker["pass_1"], 3),
-        "seconds_per_million_per_worker_pass_2": round(per_worker["pass_2"], 3),
-        "plan_seconds": round(report.seconds["plan"], 3),
-        "headroom_factor": HEADROOM,
-        "implied_workers_for_100m_in_1h": workers_100m,
-        "partition_rows": args.partition_rows,
-        "implied_memory_per_worker_gb": round(memory_gb, 2),
-        "passes_seconds": round(wall, 1),
-        "cluster_start_seconds": round(cluster_s, 1),
-        "setup_seconds": round(setup_s, 1),
-        "cpus": os.cpu_count(),
-        "load_average": [round(x, 2) for x in os.getloadavg()],
-        "python": platform.python_version(),
-        "ray": ray.__version__,
-    }
-    print(json.dumps(summary))
+    measured = measure(args, work, time.perf_counter() - began)
+    print_report(measured, args)
+    print(json.dumps(summary(measured, args)))
 
 
 if __name__ == "__main__":
