@@ -79,7 +79,7 @@ def sweep(
         typer.Option(
             "--max-concurrent",
             min=1,
-            help="Trials at a time (default: one per CPU); 1 makes ASHA's cuts repeatable.",
+            help="Trials at a time (default: one per CPU); 1 runs them in their drawn order.",
         ),
     ] = None,
     experiment: ExperimentOption = "nba",

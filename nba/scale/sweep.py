@@ -156,7 +156,8 @@ def sweep(
     :param address: a Ray cluster's ``HOST:PORT``; ``None`` starts a local one of ``workers``
         CPUs (default: every core).
     :param max_concurrent: trials at a time (default: as many as the cluster's CPUs allow);
-        1 runs them in their drawn order, so which ASHA stops no longer depends on timing.
+        1 runs them in their drawn order (ASHA's stops can still vary: a short trial may
+        finish before Tune has read its last result).
     """
     from nba.scale.cluster import connect
     from nba.training.search_space import load_search_space

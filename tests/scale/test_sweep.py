@@ -44,7 +44,7 @@ def test_a_sweep_trains_stops_and_registers_the_best_trial(
         seed=3,
         eval_customers=200,
         address=ray_cluster,
-        max_concurrent=1,  # drawn order: which trials ASHA stops is then fixed
+        max_concurrent=1,  # in drawn order, one CPU for each trial's own evaluations
         tracking_uri=uri,
         experiment="sweep-test",
         output_dir=tmp_path / "runs",
