@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +22,23 @@ def write_bytes_atomic(path: Path, data: bytes) -> None:
             tmp.write(data)
             tmp.flush()
             os.fsync(tmp.fileno())
+        os.replace(tmp_name, path)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+
+
+def write_with_atomic(path: Path, write: Callable[[Path], object]) -> None:
+    """Replace ``path`` with what ``write`` writes to the path it is given (a temporary file
+    in the same folder, fsynced, then renamed): readers see the old or the new file, never
+    half. For writers that want a path (``DataFrame.to_parquet``), not bytes."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(handle)
+    try:
+        write(Path(tmp_name))
+        with open(tmp_name, "rb") as written:
+            os.fsync(written.fileno())
         os.replace(tmp_name, path)
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)

@@ -35,6 +35,7 @@ from typing import Any
 import pandas as pd
 
 from nba.errors import NBAError
+from nba.io import write_with_atomic
 from nba.scale import ScaleError, import_ray
 from nba.serving.capacity_plan import PartSummary, plan_for
 from nba.store.export import split_export
@@ -160,9 +161,7 @@ class PartitionScorer:
             if log is not None:
                 log.close()
         target = Path(out) / f"part-{index:05d}.parquet"
-        partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
-        decisions.to_parquet(partial, index=False)
-        partial.replace(target)
+        write_with_atomic(target, lambda path: decisions.to_parquet(path, index=False))
         return len(decisions), os.getpid()
 
 

@@ -36,6 +36,7 @@ import numpy as np
 import pandas as pd
 
 from nba.errors import NBAValidationError
+from nba.io import write_with_atomic
 from nba.store.database import StoreError
 
 if TYPE_CHECKING:
@@ -297,19 +298,12 @@ def _empty_folder(folder: Path) -> Path:
 
 
 def _write_atomic(target: Path, write: Any) -> str:
-    """Write ``target`` through a temporary file in its folder (fsynced, then renamed), so a
-    reader sees the whole file or none; returns the file's SHA-256."""
-    partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
-    try:
-        write(partial)
-        digest = hashlib.sha256()
-        with open(partial, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-            os.fsync(handle.fileno())
-        partial.replace(target)
-    finally:
-        partial.unlink(missing_ok=True)
+    """Write ``target`` atomically (:func:`nba.io.write_with_atomic`); its SHA-256."""
+    write_with_atomic(target, write)
+    digest = hashlib.sha256()
+    with open(target, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
     return digest.hexdigest()
 
 
